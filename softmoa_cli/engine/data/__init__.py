@@ -1,0 +1,1 @@
+"""Audio I/O, features, data sets and the feature cache."""

@@ -1,0 +1,53 @@
+"""Reading audio files robustly: any rate, bit depth and channel count, via soundfile."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import AudioError
+
+SAMPLE_RATE = 16_000
+
+
+def read_audio(path: str | Path) -> tuple[torch.Tensor, int]:
+    """Read a file as float32 samples in [-1, 1].
+
+    Returns ``(wave [channels, samples], sample_rate_hz)``. Raises AudioError (naming the
+    file and the reason) for a missing, unreadable, empty or non-finite file.
+    """
+    import soundfile as sf
+
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError(path, "file not found; check the path")
+    if path.stat().st_size == 0:
+        raise AudioError(path, "empty file (0 bytes); re-export or remove it")
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as error:  # soundfile raises several types; all mean "not audio"
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise AudioError(path, f"not a readable audio file ({reason}); use WAV, FLAC or OGG") from None
+    if data.shape[0] == 0:
+        raise AudioError(path, "audio has zero samples; re-export or remove it")
+    if not np.isfinite(data).all():
+        raise AudioError(path, "audio contains NaN or infinite samples; re-export or remove it")
+    return torch.from_numpy(np.ascontiguousarray(data.T)), int(rate)
+
+
+def to_mono_16k(wave: torch.Tensor, rate: int, target_rate: int = SAMPLE_RATE) -> torch.Tensor:
+    """Mix ``wave [channels, samples]`` (or ``[samples]``) to mono and resample: ``[samples']``."""
+    import torchaudio.functional as AF
+
+    mono = wave.mean(dim=0) if wave.dim() == 2 else wave
+    if rate != target_rate:
+        mono = AF.resample(mono, rate, target_rate)
+    return mono
+
+
+def load_mono_16k(path: str | Path, target_rate: int = SAMPLE_RATE) -> torch.Tensor:
+    """Read a file and return its mono waveform at ``target_rate``: ``[samples]`` float32."""
+    wave, rate = read_audio(path)
+    return to_mono_16k(wave, rate, target_rate)

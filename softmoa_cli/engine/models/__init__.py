@@ -1,0 +1,1 @@
+"""The AST backbone and its checkpoints."""
