@@ -1,1 +1,35 @@
-__version__ = '0.1.0'
+"""softmoa: parameter-efficient fine-tuning of Audio Spectrogram Transformers.
+
+Public API (imported lazily so that the CLI's ``--help`` never loads torch)::
+
+    from softmoa_cli import SoftMoA, DenseMoA, BottleneckAdapter, build_model, load_pretrained
+"""
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "SoftMoA": "softmoa_cli.engine.petl.mixtures",
+    "DenseMoA": "softmoa_cli.engine.petl.mixtures",
+    "BottleneckAdapter": "softmoa_cli.engine.petl.layers",
+    "ConvpassAdapter": "softmoa_cli.engine.petl.layers",
+    "LoRALinear": "softmoa_cli.engine.petl.lora",
+    "AST": "softmoa_cli.engine.models.ast",
+    "ASTConfig": "softmoa_cli.engine.models.ast",
+    "load_pretrained": "softmoa_cli.engine.models.checkpoints",
+    "save_model": "softmoa_cli.engine.models.checkpoints",
+    "build_model": "softmoa_cli.engine.api",
+    "method_config": "softmoa_cli.engine.petl.methods",
+    "apply_method": "softmoa_cli.engine.petl.methods",
+    "cost": "softmoa_cli.engine.accounting",
+    "FeatureConfig": "softmoa_cli.engine.data.features",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'softmoa_cli' has no attribute {name!r}")

@@ -1,0 +1,28 @@
+"""The engine's entry points for building models."""
+
+from __future__ import annotations
+
+from .models.ast import AST, ASTConfig
+from .models.checkpoints import Pretrained, load_pretrained
+from .petl.methods import MethodConfig, apply_method, method_config
+
+
+def build_model(backbone: str | Pretrained | ASTConfig, method: MethodConfig | str, num_classes: int,
+                max_length: int | None = None, **method_options) -> AST:
+    """An AST ready to train with a PETL method.
+
+    ``backbone``: a checkpoint path or hub id, an already loaded ``Pretrained``, or an
+    ``ASTConfig`` for a randomly initialised model. ``method``: a config or a method name
+    (then ``method_options`` are its options). The head is replaced by a new Linear on the
+    mean of all tokens with ``num_classes`` outputs (the PETL recipe); ``max_length``
+    adapts the position embeddings (frames).
+    """
+    if isinstance(backbone, ASTConfig):
+        model = AST(backbone)
+    else:
+        model = (backbone if isinstance(backbone, Pretrained) else load_pretrained(backbone)).model
+    if max_length is not None and max_length != model.config.max_length:
+        model.set_max_length(max_length)
+    model.reset_classifier(num_classes)
+    config = method if isinstance(method, MethodConfig) else method_config(method, **method_options)
+    return apply_method(model, config)
