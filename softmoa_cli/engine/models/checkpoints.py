@@ -161,9 +161,10 @@ def _load_original_pth(path: Path, overrides: dict) -> Pretrained:
                      patch_size=patch, num_classes=state["mlp_head.1.weight"].shape[0] if has_head else 527,
                      eps=1e-6, pool="cls_dist", head_norm=True)
     base = base.replace(**overrides)
-    freq = base.grid[0]
-    time = (state["v.pos_embed"].shape[1] - 2) // freq
-    ast_config = base.replace(max_length=(time - 1) * base.tstride + base.patch_size)
+    time = (state["v.pos_embed"].shape[1] - 2) // base.grid[0]
+    # The weights fix the time grid, not max_length: keep the configured length (1024 for
+    # AudioSet) when it gives that grid, else the shortest length that does.
+    ast_config = base if base.grid[1] == time else base.replace(max_length=(time - 1) * base.tstride + base.patch_size)
     # Split the fused qkv projection into our q, k, v.
     for i in range(depth):
         for kind in ("weight", "bias"):
