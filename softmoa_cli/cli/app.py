@@ -37,6 +37,7 @@ def clean_errors(function: Callable) -> Callable:
 def build_app() -> typer.Typer:
     app = typer.Typer(name="softmoa", help=HELP, no_args_is_help=True, add_completion=False,
                       pretty_exceptions_enable=False, rich_markup_mode="rich")
+    app.callback()(lambda: None)  # always a group of subcommands, even with one registered
     for name, function in sorted(load_commands().items()):
         app.command(name=name)(clean_errors(function))
     return app

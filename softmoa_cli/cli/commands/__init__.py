@@ -1,0 +1,1 @@
+"""Built-in subcommands, one module each, registered through the softmoa.commands entry points."""

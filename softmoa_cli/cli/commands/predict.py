@@ -1,0 +1,53 @@
+"""``softmoa predict``: top-k labels for audio files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def predict(
+    audio: Annotated[list[Path], typer.Argument(help="Audio files (WAV, FLAC, OGG; any rate and channels).",
+                                                show_default=False)],
+    checkpoint: Annotated[str | None, typer.Option(
+        "--checkpoint", "-c", help="AST classifier: a directory, an original .pth, or a hub id such as "
+                                   "MIT/ast-finetuned-audioset-10-10-0.4593.")] = None,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Labels shown per file.")] = 5,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout instead of tables.")] = False,
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, ...")] = "cpu",
+) -> None:
+    """Score audio files with an AST classifier (long files: windows averaged).
+
+    Example: softmoa predict clip.wav other.flac -c MIT/ast-finetuned-audioset-10-10-0.4593 -k 3
+    """
+    from ..console import err, fail, note, out
+    from ...engine.predict import predictor_for
+
+    predictor, description = predictor_for(checkpoint=checkpoint, device=device)
+    note(f"model: {description}")
+    results = []
+    with err.status("scoring…"):
+        for result in predictor.predict_files(audio, top_k):
+            if result.error:
+                fail(f"{result.file}: {result.error}")
+            results.append(result)
+    good = [r for r in results if not r.error]
+    if as_json:
+        print(json.dumps([r.to_dict() for r in good], indent=2))
+    else:
+        from rich.table import Table
+        from rich.text import Text
+
+        for result in good:
+            out.print(Text(result.file, style="bold"), soft_wrap=True)
+            table = Table(show_edge=False)
+            table.add_column("label")
+            table.add_column("score", justify="right")
+            for label, score in result.predictions:
+                table.add_row(label, f"{score:.4f}")
+            out.print(table)
+    if len(good) < len(results):
+        raise typer.Exit(1)

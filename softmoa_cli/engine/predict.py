@@ -1,0 +1,77 @@
+"""Scoring audio files with a classifier: features per window, probabilities averaged."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .data.audio import load_mono_16k
+from .data.features import FeatureConfig, windows
+from .errors import AudioError
+from .models.ast import AST
+
+
+@dataclass
+class FilePrediction:
+    """Top-k ``(label, score)`` pairs for one file, or the reason it could not be scored."""
+
+    file: str
+    predictions: list[tuple[str, float]] | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict:
+        return {"file": self.file, "predictions": [{"label": l, "score": s} for l, s in self.predictions or []]}
+
+
+class Predictor:
+    """A model, its label names and its features. ``multi_label``: sigmoid scores (AudioSet);
+    otherwise softmax."""
+
+    def __init__(self, model: AST, labels: list[str], multi_label: bool = False,
+                 feature_config: FeatureConfig | None = None, device: str = "cpu"):
+        self.model = model.eval().to(device)
+        self.labels = labels
+        self.multi_label = multi_label
+        self.features = feature_config or FeatureConfig(num_mel_bins=model.config.num_mel_bins,
+                                                        max_length=model.config.max_length)
+        self.device = device
+
+    @torch.no_grad()
+    def scores(self, wave: torch.Tensor) -> torch.Tensor:
+        """``wave [samples]`` at 16 kHz -> class scores ``[classes]``: the mean over consecutive
+        ``max_length`` windows of the per-window probabilities."""
+        logits = self.model(windows(wave, self.features).to(self.device))  # [windows, classes]
+        probabilities = logits.sigmoid() if self.multi_label else logits.softmax(dim=-1)
+        return probabilities.mean(dim=0).float().cpu()
+
+    def predict_file(self, path: str | Path, top_k: int = 5) -> list[tuple[str, float]]:
+        """Top-k labels of one file; raises AudioError for a file that cannot be used."""
+        scores = self.scores(load_mono_16k(path))
+        values, indices = scores.topk(min(top_k, scores.numel()))
+        return [(self.labels[i], round(float(v), 6)) for v, i in zip(values, indices.tolist())]
+
+    def predict_files(self, paths: Iterable[str | Path], top_k: int = 5) -> Iterator[FilePrediction]:
+        """One FilePrediction per path; a bad file yields its error and the others go on."""
+        for path in paths:
+            try:
+                yield FilePrediction(str(path), self.predict_file(path, top_k))
+            except AudioError as error:
+                yield FilePrediction(str(path), error=error.reason)
+
+
+def predictor_for(checkpoint: str | None = None, device: str = "cpu") -> tuple[Predictor, str]:
+    """A Predictor for an AST classifier checkpoint, with a one-line description of it."""
+    from .errors import SoftmoaError
+    from .models.checkpoints import load_pretrained
+
+    if checkpoint is None:
+        raise SoftmoaError("no model given: pass --checkpoint PATH_OR_HUB_ID")
+    pretrained = load_pretrained(checkpoint)
+    if not pretrained.extra.get("has_head", True):
+        raise SoftmoaError(f"{checkpoint}: this checkpoint has no classifier head; fine-tune it first")
+    kind = "multi-label (sigmoid)" if pretrained.multi_label else "single-label (softmax)"
+    return (Predictor(pretrained.model, pretrained.labels, pretrained.multi_label, device=device),
+            f"{pretrained.source}, {len(pretrained.labels)} labels, {kind}")

@@ -1,0 +1,81 @@
+"""`softmoa predict`: real clips scored, bad files reported one line each, others still scored."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from typer.testing import CliRunner
+
+from conftest import tiny_ast_config
+from softmoa_cli.cli.app import build_app
+from softmoa_cli.engine.data.features import FeatureConfig, windows
+from softmoa_cli.engine.models.ast import AST
+from softmoa_cli.engine.models.checkpoints import Pretrained, save_model
+from softmoa_cli.engine.predict import Predictor
+
+
+@pytest.fixture
+def classifier(tmp_path):
+    torch.manual_seed(0)
+    model = AST(tiny_ast_config())
+    with torch.no_grad():
+        model.head.fc.weight.normal_(0, 1.0)
+    return save_model(Pretrained(model, ["zero", "one", "two", "three", "four"], False, "test"), tmp_path / "model")
+
+
+def bad_files(folder):
+    folder.mkdir()
+    sf.write(folder / "nan.wav", np.full(800, np.nan, dtype=np.float32), 16000, subtype="FLOAT")
+    sf.write(folder / "no_samples.wav", np.zeros(0, dtype=np.float32), 16000)
+    (folder / "empty.wav").write_bytes(b"")
+    (folder / "notes.wav").write_text("not audio")
+    return {"nan.wav": "NaN", "no_samples.wav": "zero samples", "empty.wav": "empty file",
+            "notes.wav": "not a readable audio file", "missing.wav": "file not found"}
+
+
+def test_predict_json_keeps_good_files_and_reports_each_bad_one(classifier, fsdd_clips, tmp_path):
+    problems = bad_files(tmp_path / "bad")
+    paths = [str(fsdd_clips[0]), *(str(tmp_path / "bad" / name) for name in problems), str(fsdd_clips[1])]
+    result = CliRunner().invoke(build_app(), ["predict", *paths, "--checkpoint", str(classifier), "--json", "-k", "3"])
+    assert result.exit_code == 1
+    document = json.loads(result.stdout)
+    assert [entry["file"] for entry in document] == [str(fsdd_clips[0]), str(fsdd_clips[1])]
+    for entry in document:
+        scores = [p["score"] for p in entry["predictions"]]
+        assert len(scores) == 3 and scores == sorted(scores, reverse=True) and 0 < sum(scores) <= 1.0 + 1e-6
+        assert {p["label"] for p in entry["predictions"]} <= {"zero", "one", "two", "three", "four"}
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == len(problems)
+    for name, reason in problems.items():
+        assert any(name in line and reason in line for line in error_lines), (name, error_lines)
+    assert "Traceback" not in result.stderr
+
+
+def test_predict_table_output(classifier, fsdd_clips):
+    result = CliRunner().invoke(build_app(), ["predict", str(fsdd_clips[2]), "-c", str(classifier), "-k", "2"])
+    assert result.exit_code == 0, result.output
+    assert fsdd_clips[2].name in result.stdout and "score" in result.stdout
+
+
+def test_missing_checkpoint_is_one_line(fsdd_clips, tmp_path):
+    result = CliRunner().invoke(build_app(), ["predict", str(fsdd_clips[0]), "-c", str(tmp_path / "none")])
+    assert result.exit_code == 2
+    assert result.stderr.strip().count("\n") == 0 and "checkpoint not found" in result.stderr
+
+
+def test_long_files_average_consecutive_windows(classifier, tmp_path):
+    from softmoa_cli.engine.models.checkpoints import load_pretrained
+
+    model = load_pretrained(classifier).model
+    predictor = Predictor(model, list("abcde"))
+    wave = torch.randn(16000 * 2 + 4000) * 0.1  # 2.25 s: three 100-frame windows
+    config = FeatureConfig(max_length=100)
+    feats = windows(wave, config)
+    assert feats.shape == (3, 100, 128)
+    with torch.no_grad():
+        expected = model.eval()(feats).softmax(-1).mean(0)
+    assert torch.allclose(predictor.scores(wave), expected, atol=1e-6)
