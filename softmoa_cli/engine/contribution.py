@@ -1,0 +1,109 @@
+"""Does every expert contribute? The paper's expert-imbalance analysis.
+
+Soft-MoA: the share of combine-weight mass each expert receives, per layer, over a split
+(combine sums to 1 over slots for each token, so shares sum to 1 over experts).
+Dense-MoA: the mean router weight per expert, per layer (also summing to 1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import SoftmoaError
+from .petl.mixtures import DenseMoA, SoftMoA
+
+
+@dataclass
+class Contributions:
+    """``shares [layers, experts]``: each row sums to 1. ``layers``: the mixtures' module names."""
+
+    kind: str
+    layers: list[str]
+    shares: np.ndarray
+
+    @property
+    def normalized_entropy(self) -> np.ndarray:
+        """Per layer, entropy of the shares over log(experts): 1 is perfectly balanced."""
+        p = np.clip(self.shares, 1e-12, 1.0)
+        return -(p * np.log(p)).sum(axis=1) / np.log(self.shares.shape[1])
+
+    @property
+    def min_max_ratio(self) -> np.ndarray:
+        """Per layer, smallest share over largest share: 1 is perfectly balanced."""
+        return self.shares.min(axis=1) / self.shares.max(axis=1)
+
+    def rows(self) -> list[dict]:
+        return [{"layer": name, "shares": [round(float(s), 6) for s in shares],
+                 "normalized_entropy": round(float(h), 6), "min_max_ratio": round(float(r), 6)}
+                for name, shares, h, r in zip(self.layers, self.shares, self.normalized_entropy, self.min_max_ratio)]
+
+
+def _expert_mass(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Per-expert weight mass summed over batch and tokens: ``[experts]`` (float64)."""
+    if isinstance(module, SoftMoA):
+        _, combine = module.route(x)  # [b, m, n, p]
+        return combine.sum(dim=(0, 1, 3)).double()
+    return module.router_weights(x).sum(dim=(0, 1)).double()  # [b, m, n] -> [n]
+
+
+@torch.no_grad()
+def expert_contributions(model: nn.Module, batches: Iterable[torch.Tensor], device: str = "cpu") -> Contributions:
+    """Run ``model`` over ``batches`` of features ``[b, frames, bins]`` and measure the shares."""
+    mixtures = [(name, m) for name, m in model.named_modules() if isinstance(m, (SoftMoA, DenseMoA))]
+    if not mixtures:
+        raise SoftmoaError("this model has no Soft-MoA or Dense-MoA layers: expert contributions need one")
+    kinds = {type(m) for _, m in mixtures}
+    mass = {name: 0.0 for name, _ in mixtures}
+    hooks = [m.register_forward_hook(lambda mod, args, _, name=name: mass.__setitem__(
+        name, mass[name] + _expert_mass(mod, args[0]).cpu())) for name, m in mixtures]
+    try:
+        model.eval().to(device)
+        for features in batches:
+            model(features.to(device))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    shares = np.stack([np.asarray(mass[name]) for name, _ in mixtures])
+    shares = shares / shares.sum(axis=1, keepdims=True)
+    kind = "soft" if kinds == {SoftMoA} else "dense" if kinds == {DenseMoA} else "mixed"
+    return Contributions(kind, [name for name, _ in mixtures], shares)
+
+
+def plot_contributions(contributions: Contributions, path: str | Path) -> Path:
+    """Heatmap of shares (layers x experts) beside the per-layer balance figures, as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shares = contributions.shares
+    layers, experts = shares.shape
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 0.35 * layers + 2.5), width_ratios=[3, 2])
+    image = left.imshow(shares, aspect="auto", cmap="viridis", vmin=0)
+    left.set_xticks(range(experts))
+    left.set_yticks(range(layers), [name.replace(".adapter", "") for name in contributions.layers], fontsize=7)
+    left.set_xlabel("expert")
+    label = "combine-weight share" if contributions.kind == "soft" else "mean router weight"
+    fig.colorbar(image, ax=left, label=label)
+    left.axvline(-0.5, color="none")
+    y = np.arange(layers)
+    right.barh(y - 0.2, contributions.normalized_entropy, height=0.4, label="normalised entropy")
+    right.barh(y + 0.2, contributions.min_max_ratio, height=0.4, label="min / max share")
+    right.set_yticks(y, [])
+    right.invert_yaxis()
+    right.set_xlim(0, 1.05)
+    right.legend(loc="lower right", fontsize=7)
+    right.set_title("balance (1 = uniform)")
+    fig.suptitle(f"Expert contributions ({contributions.kind} mixture, uniform = {1 / experts:.3f})")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
