@@ -1,0 +1,35 @@
+"""The progress protocol: the engine reports events, a front end (the CLI's rich view) renders them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """One optimisation step. ``loss`` and ``accuracy`` are running means over the epoch so far."""
+
+    fold: int | None
+    epoch: int  # 1-based
+    epochs: int
+    step: int  # 1-based within the epoch
+    steps: int
+    loss: float
+    accuracy: float
+    lr: float
+    samples_per_s: float
+    eta_s: float  # for the rest of this fold
+
+
+class Callback:
+    """No-op base; override what you render. Only the process of rank 0 receives events."""
+
+    def fold_start(self, fold: int | None, folds: int, epochs: int, steps: int) -> None: ...
+
+    def step(self, info: StepInfo) -> None: ...
+
+    def epoch_end(self, fold: int | None, record: dict) -> None: ...
+
+    def fold_end(self, fold: int | None, result: dict) -> None: ...
+
+    def message(self, text: str) -> None: ...

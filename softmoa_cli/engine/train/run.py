@@ -1,0 +1,78 @@
+"""A whole fine-tuning run: data, backbone, every fold, the summary over folds."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from ...config import RunConfig
+from .backbone import RANDOM_DIR, resolve_backbone
+from .checkpoint import ADAPTER_WEIGHTS
+from .data import FeatureTable, plan_splits
+from .distributed import World, setup
+from .loop import FoldJob, train_fold
+from .progress import Callback
+from .rundir import RunFolder, default_run_dir
+
+
+def finetune(config: RunConfig, run_dir: str | Path | None = None, callback: Callback | None = None,
+             table: FeatureTable | None = None) -> tuple[Path, dict]:
+    """Train ``config`` into ``run_dir`` (default ``runs/<dataset>-<method>-<time>``); if the
+    folder holds an unfinished run of the same config, continue it. ``table``: features to
+    use instead of opening (and if needed preparing) the data set's cache.
+
+    Returns the run folder and its metrics (per fold and epoch, and the summary over folds).
+    Under ``torchrun`` every process calls this; only rank 0 writes and reports.
+    """
+    callback = callback or Callback()
+    training = config.training
+    if training.threads:
+        torch.set_num_threads(training.threads)
+    world = setup(training.device)
+    run_dir = Path(_agree(world, str(run_dir or default_run_dir(config))))
+    if table is None:
+        from .datasets import open_table
+
+        table = _main_first(world, lambda: open_table(config.data, callback.message))
+    folder = RunFolder(run_dir)
+    backbone = _main_first(world, lambda: resolve_backbone(config.model, run_dir, table.feature_config,
+                                                          training.seed, world.main))
+    splits = plan_splits(table, config.data)
+    if world.main:
+        folder.start(config, [s.fold for s in splits], backbone.reference)
+        callback.message(backbone.description)
+    for split in splits:
+        directory = folder.fold_dir(split.fold)
+        if folder.results.get(folder.key(split.fold)) and (directory / ADAPTER_WEIGHTS).is_file():
+            continue  # finished before an interruption
+        reference = backbone.reference
+        if reference == RANDOM_DIR:
+            reference = os.path.relpath(run_dir / RANDOM_DIR, directory)
+        job = FoldJob(config, table, split, backbone.pretrained, reference, directory, world, len(splits))
+        train_fold(job, callback, lambda history, result=None, fold=split.fold: folder.record(fold, history, result))
+    metrics = folder.finish() if world.main else {}
+    world.close()
+    return run_dir, metrics
+
+
+def _main_first(world: World, make):
+    """Run ``make`` on rank 0 first (it may write caches or files), then on the others."""
+    if not world.main:
+        world.barrier()
+    value = make()
+    if world.main:
+        world.barrier()
+    return value
+
+
+def _agree(world: World, value: str) -> str:
+    """Rank 0's value on every rank (e.g. a time-stamped folder name)."""
+    if world.size == 1:
+        return value
+    import torch.distributed as dist
+
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]

@@ -1,0 +1,115 @@
+"""The run folder: effective config, run description, per-fold/epoch metrics and a CSV log.
+
+Layout (a k-fold run has one ``fold-K/`` per fold holding what the run folder holds here)::
+
+    runs/<dataset>-<method>-<time>/
+      config.yaml  run.json  metrics.json  log.csv
+      adapter.safetensors  adapter.json   the best epoch's trained tensors
+      state.pt                            resume state (removed when the fold is done)
+      backbone/                           a randomly initialised backbone, when one is used
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from pathlib import Path
+
+from ... import __version__
+from ...config import RunConfig, dump_config
+from ..errors import SoftmoaError
+from ..fsutil import atomic_write_json, atomic_write_text
+from .checkpoint import RUN_FILE
+from .metrics import mean_std
+
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.json"
+LOG_FILE = "log.csv"
+LOG_COLUMNS = ["fold", "epoch", "train_loss", "train_accuracy", "valid_loss", "valid_accuracy", "lr", "seconds"]
+
+
+def default_run_dir(config: RunConfig, root: str | Path = "runs") -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    dataset = Path(config.data.dataset).name or "data"
+    return Path(root) / f"{dataset}-{config.method.name}-{stamp}"
+
+
+class RunFolder:
+    """Writes a run's files; every write is atomic and rebuilt from the whole record."""
+
+    def __init__(self, path: Path):
+        """Open a run folder, reading what an interrupted run already recorded."""
+        self.path = Path(path)
+        self.histories: dict[str, list[dict]] = {}
+        self.results: dict[str, dict] = {}
+        if (self.path / METRICS_FILE).is_file():
+            saved = json.loads((self.path / METRICS_FILE).read_text())
+            self.histories = {k: v["epochs"] for k, v in saved["folds"].items()}
+            self.results = {k: v["test"] for k, v in saved["folds"].items() if v.get("test")}
+
+    @staticmethod
+    def key(fold: int | None) -> str:
+        return "all" if fold is None else str(fold)
+
+    def fold_dir(self, fold: int | None) -> Path:
+        directory = self.path if fold is None else self.path / f"fold-{fold}"
+        directory.mkdir(parents=True, exist_ok=True)
+        return directory
+
+    def start(self, config: RunConfig, folds: list[int | None], backbone: str) -> None:
+        """Write the config and run description; on resume, insist the config is the same."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        text = dump_config(config)
+        saved = self.path / CONFIG_FILE
+        if saved.is_file() and saved.read_text() != text:
+            raise SoftmoaError(f"{self.path}: holds a run with another config; resume it with "
+                               f"`softmoa finetune --resume {self.path}` or choose a new --out")
+        atomic_write_text(saved, text)
+        self._write_run(config, folds, backbone, finished=False)
+
+    def _write_run(self, config: RunConfig, folds: list[int | None], backbone: str, finished: bool) -> None:
+        self.run = {"format": "softmoa-run", "version": __version__, "dataset": config.data.dataset,
+                    "method": config.method.name, "folds": [f for f in folds if f is not None],
+                    "backbone": backbone, "finished": finished}
+        atomic_write_json(self.path / RUN_FILE, self.run)
+
+    def record(self, fold: int | None, history: list[dict], result: dict | None = None) -> None:
+        """Store a fold's epochs (and its test result once done) and rewrite metrics and log."""
+        self.histories[self.key(fold)] = history
+        if result is not None:
+            self.results[self.key(fold)] = result
+        atomic_write_json(self.path / METRICS_FILE, self.metrics())
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, LOG_COLUMNS, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        for key, epochs in self.histories.items():
+            for row in epochs:
+                writer.writerow({"fold": key, **{k: _round(v) for k, v in row.items()}})
+        atomic_write_text(self.path / LOG_FILE, buffer.getvalue())
+
+    def metrics(self) -> dict:
+        folds = {key: {"epochs": epochs, "test": self.results.get(key)} for key, epochs in self.histories.items()}
+        return {"dataset": self.run["dataset"], "method": self.run["method"], "folds": folds,
+                "summary": summarize(list(self.results.values()))}
+
+    def finish(self) -> dict:
+        self.run["finished"] = True
+        atomic_write_json(self.path / RUN_FILE, self.run)
+        return self.metrics()
+
+
+def summarize(results: list[dict]) -> dict:
+    """Mean and standard deviation over folds of test accuracy and macro-F1."""
+    if not results:
+        return {}
+    summary = {"folds": len(results)}
+    for name in ("accuracy", "macro_f1"):
+        mean, std = mean_std([r[name] for r in results])
+        summary |= {f"{name}_mean": mean, f"{name}_std": std}
+    return summary
+
+
+def _round(value):
+    return round(value, 6) if isinstance(value, float) else value
