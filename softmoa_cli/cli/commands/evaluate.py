@@ -1,0 +1,59 @@
+"""``softmoa evaluate``: a run's best model(s) on its test or validation clips."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from ..options import Device, Json, RunDir
+
+
+def evaluate(
+    run_dir: RunDir = None,
+    split: Annotated[str, typer.Option(help="test or valid.")] = "test",
+    as_json: Json = False,
+    device: Device = "cpu",
+) -> None:
+    """Accuracy, macro-F1, a per-class table and a confusion-matrix PNG (k-fold runs: per fold and mean ± std).
+
+    Example: softmoa evaluate runs/fsdd-soft-20250101-120000 --split test
+    """
+    from ...engine.errors import SoftmoaError
+    from ...engine.evaluate import evaluate_run, save_confusion_png
+    from ...engine.train import latest_run
+    from ..console import err, note, out
+
+    if run_dir is None:
+        run_dir = latest_run()
+        if run_dir is None:
+            raise SoftmoaError("no finished run under runs/: pass a RUN_DIR")
+        note(f"run: {run_dir}")
+    with err.status("evaluating…"):
+        report = evaluate_run(run_dir, split, device=device, message=note)
+    png = save_confusion_png(report["confusion"], report["labels"], run_dir / f"confusion-{split}.png",
+                             f"{run_dir.name} · {split}")
+    if as_json:
+        print(json.dumps(report | {"confusion_png": str(png)}, indent=2))
+        return
+    from rich.table import Table
+
+    classes = Table(title=f"per class · {split}", show_edge=False)
+    for column in ("label", "precision", "recall", "F1", "clips"):
+        classes.add_column(column, justify="left" if column == "label" else "right")
+    for row in report["per_class"]:
+        classes.add_row(row["label"], f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}",
+                        str(row["support"]))
+    out.print(classes)
+    if len(report["folds"]) > 1:
+        folds = Table(title="per fold", show_edge=False)
+        for column in ("fold", "accuracy", "macro-F1", "clips"):
+            folds.add_column(column, justify="right")
+        for fold in report["folds"]:
+            folds.add_row(str(fold["fold"]), f"{fold['accuracy']:.4f}", f"{fold['macro_f1']:.4f}", str(fold["clips"]))
+        out.print(folds)
+    s = report["summary"]
+    spread = lambda name: f"{s[name + '_mean']:.4f}" + (f" ± {s[name + '_std']:.4f}" if len(report["folds"]) > 1 else "")
+    out.print(f"{split} accuracy {spread('accuracy')} · macro-F1 {spread('macro_f1')}", highlight=False)
+    out.print(f"confusion matrix: {png}", highlight=False)
