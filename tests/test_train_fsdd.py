@@ -1,0 +1,67 @@
+"""End to end on real speech (FSDD, official split) with a small random AST on CPU."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from conftest import FSDD
+
+from softmoa_cli.config import load_config
+from softmoa_cli.engine.data.audio import load_mono_16k
+from softmoa_cli.engine.data.features import FeatureConfig, features
+from softmoa_cli.engine.evaluate import evaluate_run, save_confusion_png
+from softmoa_cli.engine.predict import Predictor
+from softmoa_cli.engine.train import FeatureTable, finetune, load_run, plan_splits
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def fsdd(tmp_path_factory):
+    """The 3,000 recordings copied to a temporary folder and their features (100 frames)."""
+    folder = tmp_path_factory.mktemp("fsdd")
+    shutil.copytree(FSDD, folder / "recordings")
+    files = sorted((folder / "recordings").glob("*.wav"))
+    config = FeatureConfig(max_length=100)
+    x = np.stack([features(load_mono_16k(f), config).numpy().astype(np.float16) for f in files])
+    labels = np.array([int(f.name.split("_")[0]) for f in files])
+    split = np.array(["test" if int(f.stem.split("_")[2]) < 5 else "train" for f in files], dtype=object)
+    return files, FeatureTable("fsdd", x, labels, [str(d) for d in range(10)], split, np.zeros(len(files), int), config)
+
+
+def test_official_split(fsdd):
+    _, table = fsdd
+    plan, = plan_splits(table, load_config("fsdd-cpu").data)
+    assert (len(plan.train), len(plan.valid), len(plan.test)) == (2430, 270, 300)
+
+
+def test_short_run_is_well_above_chance_and_evaluate_and_predict_agree(fsdd, tmp_path):
+    files, table = fsdd
+    config = load_config("fsdd-cpu", {"method.name": "adapter", "training.epochs": 4,
+                                      "model.random": {"dim": 64, "depth": 2, "heads": 2, "mlp_dim": 128}})
+    run, metrics = finetune(config, tmp_path / "run", table=table)
+    result = metrics["folds"]["all"]["test"]
+    assert result["accuracy"] >= 0.4 and result["clips"] == 300  # chance: 0.1
+
+    report = evaluate_run(run, "test", table=table)
+    assert report["summary"]["accuracy_mean"] == result["accuracy"]
+    assert [row["support"] for row in report["per_class"]] == [30] * 10
+    png = save_confusion_png(report["confusion"], report["labels"], tmp_path / "confusion.png")
+    assert png.read_bytes().startswith(b"\x89PNG")
+
+    # predict with the run's model from the audio files: the same top-1 as the run's (float16-cached)
+    # features on the clips that fit one window, and the same accuracy up to the longer clips.
+    model, labels, feature_config = load_run(run)
+    predictor = Predictor(model, labels, feature_config=feature_config)
+    test = np.flatnonzero(table.split == "test")
+    with torch.no_grad():
+        expected = [labels[i] for i in model(table.batch(test)[0]).argmax(-1)]
+    predicted = [predictor.predict_file(files[j], top_k=1)[0][0] for j in test]
+    short = [k for k, j in enumerate(test) if load_mono_16k(files[j]).numel() < 16_000]
+    assert len(short) > 250
+    assert sum(predicted[k] == expected[k] for k in short) >= len(short) - 2
+    accuracy = np.mean([p == str(table.labels[j]) for p, j in zip(predicted, test)])
+    assert abs(accuracy - result["accuracy"]) <= 0.02
