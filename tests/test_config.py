@@ -116,3 +116,10 @@ def test_bad_flags_fail_with_one_line(args, message):
     assert result.exit_code == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: " + message), result.stderr
+
+
+def test_the_default_preset_is_named_after_the_data_set():
+    from softmoa_cli.config import default_preset
+
+    assert default_preset("fsc").name == "fsc.yaml" and default_preset("fsdd").name == "fsdd-cpu.yaml"
+    assert default_preset("my-folder") is None

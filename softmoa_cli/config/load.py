@@ -39,9 +39,9 @@ def find_preset(name_or_path: str | Path) -> Path:
 
 
 def default_preset(dataset: str) -> Path | None:
-    """The project's preset named after a data set, if there is one."""
-    path = PRESETS_DIR / f"{dataset}.yaml"
-    return path if path.is_file() else None
+    """The project's preset named after a data set (``<name>.yaml``, else ``<name>-cpu.yaml``), if any."""
+    return next((path for path in (PRESETS_DIR / f"{dataset}.yaml", PRESETS_DIR / f"{dataset}-cpu.yaml")
+                 if path.is_file()), None)
 
 
 def read_preset(path: str | Path) -> dict:
