@@ -15,3 +15,6 @@ Checkpoint = Annotated[str | None, typer.Option(
                                "or 'random' for the preset's random AST.")]
 RunDir = Annotated[Path | None, typer.Argument(help="A run folder (default: the most recent finished run under "
                                                     "runs/).", show_default=False)]
+Home = Annotated[Path | None, typer.Option(
+    "--home", envvar="SOFTMOA_HOME", help="Data sets and feature caches live here (default ~/.softmoa).",
+    show_default=False)]

@@ -1,0 +1,93 @@
+"""``softmoa prepare``: compute the feature cache of a data set."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..options import Home
+
+SHOWN_BAD = 5
+
+
+def prepare(
+    name: Annotated[str, typer.Argument(help="A data set (esc50, us8k, speechcommands, fsc, fsdd, ...), a folder "
+                                             "with one sub-folder per class, or a CSV/TSV manifest (path,label"
+                                             "[,split][,fold]).", show_default=False)],
+    max_length: Annotated[int | None, typer.Option(min=16, help="Input frames of 10 ms (default: the data set's).",
+                                                   show_default=False)] = None,
+    jobs: Annotated[int | None, typer.Option("--jobs", "-j", min=1, help="Worker processes (default: the CPU "
+                                                                          "cores, at most 8).", show_default=False)] = None,
+    max_bad: Annotated[float, typer.Option(min=0, max=1, help="Largest share of bad clips that still exits 0.")] = 0.01,
+    data: Annotated[Path | None, typer.Option(help="A copy of the data set elsewhere than $SOFTMOA_HOME/data/NAME.",
+                                              show_default=False)] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the split of users' data that has none.")] = 0,
+    home: Home = None,
+) -> None:
+    """Compute log-mel features of every clip into a memory-mapped cache for training.
+
+    Resumes an interrupted run; a finished one returns at once. Unreadable clips are skipped
+    and listed in the cache's bad.tsv.
+
+    Examples:
+      softmoa prepare fsdd --jobs 2
+      softmoa prepare esc50 --max-length 500
+      softmoa prepare ~/my_sounds            (one sub-folder per class)
+      softmoa prepare ~/my_sounds/labels.csv --max-length 300
+    """
+    import time
+
+    from ...engine.data.cache import check_bad, prepare_cache
+    from ..console import note, out
+
+    started = time.perf_counter()
+    with ClipProgress(name) as progress:
+        cache, built = prepare_cache(name, max_length=max_length, jobs=jobs or min(8, os.cpu_count() or 1), home=home,
+                                     data=data, seed=seed, progress=progress, message=note)
+    seconds = time.perf_counter() - started
+    for path, reason in cache.bad[:SHOWN_BAD]:
+        note(f"bad clip {path}: {reason}")
+    if len(cache.bad) > SHOWN_BAD:
+        note(f"... and {len(cache.bad) - SHOWN_BAD} more in {cache.report}")
+    rate = f" in {seconds:.1f} s ({cache.listed / seconds:.0f} clips/s)" if built else " (already prepared)"
+    bad = f", {len(cache.bad)} bad skipped (see {cache.report})" if cache.bad else ", 0 bad"
+    out.print(f"{cache.name}: {len(cache):,} clips cached{bad}{rate}; max_length {cache.feature_config.max_length}; "
+              f"{cache.path}", highlight=False, soft_wrap=True)
+    check_bad(cache, max_bad)
+
+
+class ClipProgress:
+    """A rich progress bar for the engine's ``progress(done, total)`` clip callback."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __enter__(self):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        from ..console import err
+
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
+                            console=err, transient=True)
+        self.task = self.bar.add_task(f"prepare {Path(self.name).name}", total=None, rate="")
+        self.first: tuple[int, float] | None = None
+        return self
+
+    def __call__(self, done: int, total: int) -> None:
+        import time
+
+        now = time.perf_counter()
+        if self.first is None:
+            self.bar.start()  # only once there is work to show
+        self.first = self.first or (done, now)  # a resumed run starts part-way: count only new clips
+        rate = (done - self.first[0]) / (now - self.first[1]) if now > self.first[1] else 0.0
+        self.bar.update(self.task, completed=done, total=total, rate=f"{rate:.0f} clips/s" if rate else "")
+
+    def __exit__(self, *exc):
+        if self.first is not None:
+            self.bar.stop()
+        return False
