@@ -1,0 +1,131 @@
+"""Users' own data (class folders, CSV/TSV manifests), bad clips, and the training loader."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from data_fixtures import write_csv, write_wav
+from typer.testing import CliRunner
+
+from softmoa_cli.cli.app import build_app
+from softmoa_cli.engine.data.cache import open_cache, prepare_cache
+from softmoa_cli.engine.data.custom import scan_folder, scan_manifest
+from softmoa_cli.engine.data.loader import make_loader
+from softmoa_cli.engine.data.registry import resolve
+from softmoa_cli.engine.errors import SoftmoaError
+
+
+def run(*args):
+    return CliRunner().invoke(build_app(), [str(a) for a in args])
+
+
+def class_folders(root, per_class=10, classes=("bird", "car", "wind")):
+    for c, name in enumerate(classes):
+        for k in range(per_class):
+            write_wav(root / name / f"{name}_{k}.wav", seconds=0.2, seed=c * 100 + k)
+    return root
+
+
+def test_folder_split_is_seeded_stratified_and_repeatable(tmp_path):
+    root = class_folders(tmp_path / "mine")
+    clips = scan_folder(root, seed=0)
+    assert clips.label_names == ["bird", "car", "wind"] and len(clips.paths) == 30
+    for label in range(3):  # 10 % test and 10 % valid of each class: one of each
+        split = clips.split[clips.labels == label].tolist()
+        assert (split.count("train"), split.count("valid"), split.count("test")) == (8, 1, 1)
+    assert np.array_equal(scan_folder(root, seed=0).split, clips.split)
+    assert not np.array_equal(scan_folder(root, seed=1).split, clips.split)
+
+
+def test_manifests_csv_with_split_and_tsv_with_folds(tmp_path):
+    for k in range(6):
+        write_wav(tmp_path / "audio" / f"{k}.wav", seed=k)
+    write_csv(tmp_path / "labels.csv", ["path", "label", "split"],
+              [[f"audio/{k}.wav", "ab"[k % 2], ["train", "validation", "test"][k // 2]] for k in range(6)])
+    clips = scan_manifest(tmp_path / "labels.csv")
+    assert clips.split.tolist() == ["train", "train", "valid", "valid", "test", "test"]
+    assert clips.labels.tolist() == [0, 1, 0, 1, 0, 1] and clips.fold.tolist() == [0] * 6
+    (tmp_path / "folds.tsv").write_text("path\tlabel\tfold\n" + "".join(f"audio/{k}.wav\tx{k % 3}\t{k % 2 + 1}\n"
+                                                                      for k in range(6)))
+    clips = scan_manifest(tmp_path / "folds.tsv")
+    assert clips.fold.tolist() == [1, 2, 1, 2, 1, 2] and set(clips.split.tolist()) == {"train"}
+    write_csv(tmp_path / "bad.csv", ["path", "label", "split"], [["audio/0.wav", "a", "holdout"]])
+    with pytest.raises(SoftmoaError, match="split 'holdout'.*use train, valid or test"):
+        scan_manifest(tmp_path / "bad.csv")
+    write_csv(tmp_path / "nolabel.csv", ["file", "class"], [["audio/0.wav", "a"]])
+    with pytest.raises(SoftmoaError, match="missing column.*path, label"):
+        scan_manifest(tmp_path / "nolabel.csv")
+
+
+def test_bad_clips_are_reported_and_skipped(tmp_path):
+    root = class_folders(tmp_path / "mine")
+    (root / "car" / "corrupt.wav").write_bytes(b"RIFF\x00\x00junk that is not audio" * 10)
+    (root / "car" / "empty.wav").write_bytes(b"")
+    sf.write(str(root / "wind" / "nan.wav"), np.full(800, np.nan, dtype=np.float32), 16_000, subtype="FLOAT")
+    sf.write(str(root / "wind" / "silent.wav"), np.zeros(3200), 16_000)  # silent but valid: kept
+    home = tmp_path / "home"
+    strict = run("prepare", root, "--home", home, "-j", "1", "--max-length", "30")
+    assert strict.exit_code == 2  # 3 of 34 clips bad is 8.8 %, above the default 1 %
+    assert "3 of 34 clips are bad (8.8%), above --max-bad 1.0%" in strict.output and "Traceback" not in strict.output
+    assert "31 clips cached, 3 bad skipped" in strict.stdout
+    lenient = run("prepare", root, "--home", home, "-j", "1", "--max-length", "30", "--max-bad", "0.1")
+    assert lenient.exit_code == 0 and "already prepared" in lenient.stdout
+    cache, _ = prepare_cache(root, max_length=30, home=home)
+    report = cache.report.read_text().splitlines()
+    assert report[0] == "path\treason" and len(report) == 4
+    reasons = dict(line.split("\t") for line in report[1:])
+    assert set(reasons) == {"car/corrupt.wav", "car/empty.wav", "wind/nan.wav"}
+    assert "empty file" in reasons["car/empty.wav"] and "NaN" in reasons["wind/nan.wav"]
+    assert "not a readable audio file" in reasons["car/corrupt.wav"]
+    assert len(cache) == 31 and "wind/silent.wav" in cache.paths and cache.features.shape == (31, 30, 128)
+    assert np.bincount(cache.labels).tolist() == [10, 10, 11]
+    # rows stay aligned with their clips after the bad ones are dropped
+    from softmoa_cli.engine.data.cache import clip_features
+
+    i = cache.paths.index("wind/wind_3.wav")
+    assert np.array_equal(cache.features[i], clip_features(root / "wind/wind_3.wav", cache.feature_config))
+
+
+def test_loader_batches_shuffle_and_specaugment(tmp_path):
+    root = class_folders(tmp_path / "mine", per_class=8)
+    cache = open_cache(root, max_length=40, home=tmp_path / "home", jobs=1, message=lambda m: None)
+    assert cache is not None and resolve(root).name == cache.name
+    train = np.flatnonzero(cache.split == "train")
+    batches = list(make_loader(cache, train, batch_size=5, shuffle=False))
+    assert [len(y) for _, y in batches] == [5, 5, 5, 3]
+    x, y = batches[0]
+    assert x.dtype == torch.float32 and x.shape == (5, 40, 128) and y.dtype == torch.int64
+    assert torch.equal(x, torch.from_numpy(cache.features[train[:5]].astype(np.float32)))
+    assert y.tolist() == cache.labels[train[:5]].tolist()
+    first = [y.tolist() for _, y in make_loader(cache, train, 6, shuffle=True, seed=3)]
+    assert first == [y.tolist() for _, y in make_loader(cache, train, 6, shuffle=True, seed=3)]
+    assert sorted(sum(first, [])) == sorted(cache.labels[train].tolist())
+    masked = [x for x, _ in make_loader(cache, train, 6, shuffle=True, seed=3, specaug=(24, 10))]
+    again = [x for x, _ in make_loader(cache, train, 6, shuffle=True, seed=3, specaug=(24, 10))]
+    assert all(torch.equal(a, b) for a, b in zip(masked, again))
+    plain = [x for x, _ in make_loader(cache, train, 6, shuffle=True, seed=3)]
+    zeroed = sum(int(((a == 0) & (p != 0)).sum()) for a, p in zip(masked, plain))
+    assert zeroed > 0 and all(torch.equal(a[a != 0], p[a != 0]) for a, p in zip(masked, plain))
+
+
+def test_plugin_data_sets_register_through_entry_points(tmp_path, monkeypatch):
+    from softmoa_cli.engine import registry as base
+    from softmoa_cli.engine.data import registry
+    from softmoa_cli.engine.data.fsdd import SPEC
+
+    class Point:
+        name, value = "digits", "example:register"
+
+        @staticmethod
+        def load():
+            return lambda reg: reg.register("digits", SPEC.__class__(**{**SPEC.__dict__, "name": "digits"}),
+                                            builtin=False)
+
+    monkeypatch.setattr(base, "entry_points", lambda group: [Point] if group == "softmoa.datasets" else [])
+    registry.datasets.cache_clear()
+    try:
+        assert registry.datasets().names()[-1] == "digits" and resolve("digits").max_length == 100
+    finally:
+        registry.datasets.cache_clear()
