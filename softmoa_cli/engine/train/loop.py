@@ -17,8 +17,8 @@ from torch import nn
 
 from ...config.schema import RunConfig
 from ..api import build_model
+from ..data.loader import spec_augment
 from ..models.checkpoints import Pretrained
-from .augment import spec_augment
 from .checkpoint import load_tensors_, save_adapter, trainable_tensors
 from .data import FeatureTable, Split
 from .distributed import World
@@ -127,7 +127,11 @@ def train_fold(job: FoldJob, callback: Callback, record) -> dict:
             batch = train[order[step * t.batch_size:(step + 1) * t.batch_size]]
             torch.manual_seed(step_seed(t.seed, fold, epoch, step))
             x, y = table.batch(batch)
-            x = spec_augment(x, config.data.spec_augment)[world.rank::world.size].to(world.device)
+            masks = config.data.spec_augment
+            if masks.freq_mask or masks.time_mask:
+                generator = torch.Generator().manual_seed(step_seed(t.seed, fold, epoch, step, 1))
+                x = spec_augment(x, masks.freq_mask, masks.time_mask, generator)
+            x = x[world.rank::world.size].to(world.device)
             y = y[world.rank::world.size].to(world.device)
             with precision():
                 logits = net(x).float()
