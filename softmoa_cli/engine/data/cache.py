@@ -134,6 +134,14 @@ def _single_thread() -> None:
     torch.set_num_threads(1)
 
 
+def _context():
+    """Fork where there is one (workers start in milliseconds and only run CPU torch, which is
+    fork-safe with one thread), spawn elsewhere."""
+    from multiprocessing import get_all_start_methods
+
+    return get_context("fork" if "fork" in get_all_start_methods() else "spawn")
+
+
 @contextmanager
 def _one_torch_thread() -> Iterator[None]:
     import torch
@@ -220,7 +228,7 @@ def _build(root: Path, clips: Clips, config: FeatureConfig, partial: Path, jobs:
             for job in jobs_list:
                 record(job, _compute_chunk(job))
     else:
-        with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_single_thread) as pool:
+        with ProcessPoolExecutor(jobs, mp_context=_context(), initializer=_single_thread) as pool:
             futures = {pool.submit(_compute_chunk, job): job for job in jobs_list}
             try:
                 for future in as_completed(futures):
