@@ -79,3 +79,22 @@ def test_long_files_average_consecutive_windows(classifier, tmp_path):
     with torch.no_grad():
         expected = model.eval()(feats).softmax(-1).mean(0)
     assert torch.allclose(predictor.scores(wave), expected, atol=1e-6)
+
+
+def test_predict_uses_a_run_and_by_default_the_latest_one(fsdd_clips, tmp_path):
+    from test_train_loop import toy_config, toy_table
+
+    from softmoa_cli.engine.train import finetune
+
+    run, _ = finetune(toy_config("soft", epochs=1), tmp_path / "runs" / "toy-soft", table=toy_table())
+    app = build_app()
+    by_run = CliRunner().invoke(app, ["predict", str(fsdd_clips[0]), "--run", str(run), "--json", "-k", "4"])
+    latest = CliRunner().invoke(app, ["predict", str(fsdd_clips[0]), "--runs-root", str(tmp_path / "runs"),
+                                      "--json", "-k", "4"])
+    assert by_run.exit_code == latest.exit_code == 0, by_run.output + latest.output
+    assert json.loads(by_run.stdout) == json.loads(latest.stdout)
+    predictions = json.loads(by_run.stdout)[0]["predictions"]
+    assert sorted(p["label"] for p in predictions) == ["class0", "class1", "class2", "class3"]
+    assert abs(sum(p["score"] for p in predictions) - 1.0) < 1e-4
+    nothing = CliRunner().invoke(app, ["predict", str(fsdd_clips[0]), "--runs-root", str(tmp_path / "empty")])
+    assert nothing.exit_code == 2 and "no finished run" in nothing.stderr

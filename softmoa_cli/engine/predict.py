@@ -62,13 +62,23 @@ class Predictor:
                 yield FilePrediction(str(path), error=error.reason)
 
 
-def predictor_for(checkpoint: str | None = None, device: str = "cpu") -> tuple[Predictor, str]:
-    """A Predictor for an AST classifier checkpoint, with a one-line description of it."""
+def predictor_for(checkpoint: str | None = None, run: str | Path | None = None, runs_root: str | Path = "runs",
+                  device: str = "cpu") -> tuple[Predictor, str]:
+    """A Predictor with a one-line description: an AST classifier ``checkpoint``, a finetune
+    ``run`` folder, or (neither given) the most recent finished run under ``runs_root``."""
     from .errors import SoftmoaError
     from .models.checkpoints import load_pretrained
+    from .train.checkpoint import latest_run, load_run
 
+    if checkpoint is not None and run is not None:
+        raise SoftmoaError("give --checkpoint or --run, not both")
     if checkpoint is None:
-        raise SoftmoaError("no model given: pass --checkpoint PATH_OR_HUB_ID")
+        run = run or latest_run(runs_root)
+        if run is None:
+            raise SoftmoaError(f"no model given and no finished run under {runs_root}/: pass --run RUN_DIR or "
+                               "--checkpoint PATH_OR_HUB_ID, or train one with `softmoa finetune`")
+        model, labels, features = load_run(run)
+        return Predictor(model, labels, False, features, device), f"run {run}, {len(labels)} labels"
     pretrained = load_pretrained(checkpoint)
     if not pretrained.extra.get("has_head", True):
         raise SoftmoaError(f"{checkpoint}: this checkpoint has no classifier head; fine-tune it first")

@@ -15,18 +15,23 @@ def predict(
     checkpoint: Annotated[str | None, typer.Option(
         "--checkpoint", "-c", help="AST classifier: a directory, an original .pth, or a hub id such as "
                                    "MIT/ast-finetuned-audioset-10-10-0.4593.")] = None,
+    run: Annotated[Path | None, typer.Option(help="A finetune run folder: its best model and labels.")] = None,
+    runs_root: Annotated[Path, typer.Option(help="Where to look for the most recent run.")] = Path("runs"),
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Labels shown per file.")] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout instead of tables.")] = False,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, ...")] = "cpu",
 ) -> None:
-    """Score audio files with an AST classifier (long files: windows averaged).
+    """Score audio files with a finetune run or an AST classifier (long files: windows averaged).
+    Without --checkpoint or --run, the most recent finished run is used.
 
-    Example: softmoa predict clip.wav other.flac -c MIT/ast-finetuned-audioset-10-10-0.4593 -k 3
+    Examples:
+      softmoa predict clip.wav
+      softmoa predict clip.wav other.flac -c MIT/ast-finetuned-audioset-10-10-0.4593 -k 3
     """
     from ..console import err, fail, note, out
     from ...engine.predict import predictor_for
 
-    predictor, description = predictor_for(checkpoint=checkpoint, device=device)
+    predictor, description = predictor_for(checkpoint=checkpoint, run=run, runs_root=runs_root, device=device)
     note(f"model: {description}")
     results = []
     with err.status("scoring…"):
