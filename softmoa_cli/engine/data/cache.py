@@ -20,7 +20,6 @@ import fcntl
 import hashlib
 import json
 import os
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -241,17 +240,25 @@ def _build(root: Path, clips: Clips, config: FeatureConfig, partial: Path, jobs:
 
 def _publish(name: str, root: Path, clips: Clips, config: FeatureConfig, key: str, partial: Path,
              bad: dict[int, str], final: Path) -> None:
-    """Drop the bad rows, write the index and the report, and rename ``partial`` to ``final``."""
+    """Drop the bad rows, write the index and the report, and rename ``partial`` to ``final``.
+
+    Safe to run again after an interruption: the compacted rows go to ``compact.f16``, the
+    state records that they are complete, and only then do they replace the full file.
+    """
     keep = np.array([i for i in range(len(clips.paths)) if i not in bad], dtype=np.int64)
-    if bad:
+    state_path, compact_path = partial / "state.json", partial / "compact.f16"
+    state = json.loads(state_path.read_text())
+    if bad and not state.get("compacted"):
         shape = (len(clips.paths), config.max_length, config.num_mel_bins)
         rows = np.memmap(partial / FEATURES, dtype=np.float16, mode="r", shape=shape)
-        compact = np.memmap(partial / "compact.f16", dtype=np.float16, mode="w+", shape=(len(keep), *shape[1:]))
+        compact = np.memmap(compact_path, dtype=np.float16, mode="w+", shape=(len(keep), *shape[1:]))
         for start in range(0, len(keep), 1024):
             compact[start:start + 1024] = rows[keep[start:start + 1024]]
         compact.flush()
         del rows, compact
-        os.replace(partial / "compact.f16", partial / FEATURES)
+        atomic_write_json(state_path, {**state, "compacted": True})
+    if compact_path.exists():
+        os.replace(compact_path, partial / FEATURES)
     report = [(clips.paths[i], reason) for i, reason in sorted(bad.items())]
     atomic_write_text(partial / BAD, "path\treason\n" + "".join(f"{p}\t{r}\n" for p, r in report))
     atomic_write_json(partial / INDEX, {
@@ -259,8 +266,8 @@ def _publish(name: str, root: Path, clips: Clips, config: FeatureConfig, key: st
         "label_names": clips.label_names, "listed": len(clips.paths), "bad": report,
         "paths": [clips.paths[i] for i in keep], "labels": clips.labels[keep].tolist(),
         "split": clips.split[keep].tolist(), "fold": clips.fold[keep].tolist()})
-    (partial / "state.json").unlink()
     os.replace(partial, final)
+    (final / "state.json").unlink()
 
 
 def check_bad(cache: FeatureCache, max_bad: float = MAX_BAD) -> None:
