@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import http.server
 import io
+import stat
 import tarfile
 import threading
 import zipfile
@@ -137,7 +138,14 @@ def unsafe_archives(tmp_path: Path) -> dict[str, Path]:
     with zipfile.ZipFile(zipped, "w") as handle:
         handle.writestr("ESC-50-master/meta/esc50.csv", "filename,fold,target,category\n")
         handle.writestr("../escape", "gotcha")
+    linked = tmp_path / "zip-symlink.zip"
+    with zipfile.ZipFile(linked, "w") as handle:
+        info = zipfile.ZipInfo("ESC-50-master/link")
+        info.external_attr = (stat.S_IFLNK | 0o777) << 16
+        handle.writestr(info, str(outside))
+        handle.writestr("ESC-50-master/link/pwned.txt", "gotcha")
     return {
+        "zip-symlink.zip": linked,
         "dotdot.tar.gz": tar_with(tmp_path / "dotdot.tar.gz", [(entry("ESC-50-master/../../escape"), b"gotcha")]),
         "dotdot.zip": zipped,
         "absolute.tar.gz": tar_with(tmp_path / "absolute.tar.gz", [(entry(str(outside / "abs.txt")), b"gotcha")]),

@@ -79,3 +79,30 @@ def test_interrupted_parallel_prepare_resumes(clips, reference, tmp_path):
     cache, built = prepare_cache(clips, max_length=100, home=home, jobs=2, chunk=CHUNK)
     assert built and len(cache) == CLIPS and np.bincount(cache.labels).tolist() == [CLIPS // 4] * 4
     same_cache(cache, reference)
+
+
+def test_interrupted_publish_resumes(tmp_path, monkeypatch):
+    """Killed between dropping the bad rows and the final rename: the next run finishes the job."""
+    import os
+
+    from softmoa_cli.engine.data import cache as module
+
+    root = tmp_path / "clips"
+    for k in range(12):
+        write_wav(root / f"c{k % 2}" / f"{k}.wav", seed=k)
+    (root / "c0" / "broken.wav").write_bytes(b"not audio at all")
+    reference, _ = prepare_cache(root, max_length=20, home=tmp_path / "ref", jobs=1)
+    real = os.replace
+
+    def crash_on_rename(source, target):
+        if str(source).endswith(".partial"):
+            raise KeyboardInterrupt
+        real(source, target)
+
+    monkeypatch.setattr(module.os, "replace", crash_on_rename)
+    with pytest.raises(KeyboardInterrupt):
+        prepare_cache(root, max_length=20, home=tmp_path / "home", jobs=1)
+    monkeypatch.setattr(module.os, "replace", real)
+    cache, built = prepare_cache(root, max_length=20, home=tmp_path / "home", jobs=1)
+    assert built and len(cache) == 12 and [p for p, _ in cache.bad] == ["c0/broken.wav"]
+    same_cache(cache, reference)
