@@ -61,3 +61,18 @@ def test_uniform_router_is_perfectly_balanced():
 def test_models_without_mixtures_are_refused():
     with pytest.raises(SoftmoaError, match="no Soft-MoA or Dense-MoA"):
         expert_contributions(build_model(tiny_ast_config(), "adapter", 4), [torch.randn(1, 100, 128)])
+
+
+def test_analyze_a_trained_run(tmp_path):
+    from test_train_loop import toy_config, toy_table
+
+    from softmoa_cli.engine.contribution import analyze_run
+    from softmoa_cli.engine.train import finetune
+
+    table = toy_table()
+    run, _ = finetune(toy_config("soft", epochs=1), tmp_path / "run", table=table)
+    result = analyze_run(run, "test", table=table)
+    assert result.kind == "soft" and result.shares.shape == (2, 3)
+    assert np.allclose(result.shares.sum(axis=1), 1.0)
+    with pytest.raises(SoftmoaError, match="choose test, valid or train"):
+        analyze_run(run, "everything", table=table)

@@ -107,3 +107,27 @@ def plot_contributions(contributions: Contributions, path: str | Path) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def analyze_run(run_dir: str | Path, split: str = "test", fold: int | None = None, batch_size: int = 64,
+                device: str = "cpu", message=None, table=None) -> Contributions:
+    """Expert contributions of a finished run's best model over one split of its own plan
+    (``fold``: which fold of a k-fold run; None: the first). ``table``: the run's features
+    (a FeatureTable) when they are not a registered data set's cache."""
+    from .evaluate import run_config
+    from .train.checkpoint import load_run
+    from .train.data import plan_splits
+    from .train.datasets import open_table
+
+    if split not in ("test", "valid", "train"):
+        raise SoftmoaError(f"--split {split}: choose test, valid or train")
+    config = run_config(Path(run_dir))
+    table = table or open_table(config.data, message or (lambda text: None))
+    plans = plan_splits(table, config.data)
+    plan = plans[0] if fold is None else next((p for p in plans if p.fold == fold), None)
+    if plan is None:
+        raise SoftmoaError(f"{run_dir}: no fold {fold} in this run")
+    model, _, _ = load_run(run_dir, plan.fold)
+    indices = getattr(plan, split)
+    batches = (table.batch(indices[start:start + batch_size])[0] for start in range(0, len(indices), batch_size))
+    return expert_contributions(model, batches, device)

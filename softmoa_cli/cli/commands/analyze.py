@@ -1,0 +1,45 @@
+"""``softmoa analyze``: does every expert of a mixture contribute?"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def analyze(
+    run: Annotated[Path, typer.Argument(help="A finished Soft-MoA or Dense-MoA run folder.", show_default=False)],
+    split: Annotated[str, typer.Option(help="test, valid or train clips of the run's own split.")] = "test",
+    fold: Annotated[int | None, typer.Option(help="K-fold runs: which fold's model (default: the first).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Folder for experts.png and experts.json "
+                                                                 "(default: the run folder).")] = None,
+    device: Annotated[str, typer.Option(help="cpu, cuda, ...")] = "cpu",
+) -> None:
+    """Expert contributions per layer: the share of Soft-MoA combine-weight mass (or Dense-MoA
+    mean router weight) each expert receives, with balance figures and a heatmap.
+
+    Example: softmoa analyze runs/fsdd-soft-20261128-120000 --split test
+    """
+    from rich.table import Table
+
+    from ...engine.contribution import analyze_run, plot_contributions
+    from ...engine.fsutil import atomic_write_json
+    from ..console import note, out as stdout
+
+    result = analyze_run(run, split, fold, device=device, message=note)
+    folder = out or run
+    png = plot_contributions(result, folder / "experts.png")
+    atomic_write_json(folder / "experts.json", {"kind": result.kind, "split": split, "layers": result.rows()})
+    experts = result.shares.shape[1]
+    table = Table(title=f"expert shares ({result.kind} mixture, uniform = {1 / experts:.3f})", show_edge=False)
+    table.add_column("layer")
+    for i in range(experts):
+        table.add_column(f"e{i}", justify="right")
+    table.add_column("entropy", justify="right")
+    table.add_column("min/max", justify="right")
+    for row in result.rows():
+        table.add_row(row["layer"].replace(".adapter", ""), *(f"{s:.3f}" for s in row["shares"]),
+                      f"{row['normalized_entropy']:.3f}", f"{row['min_max_ratio']:.3f}")
+    stdout.print(table)
+    note(f"wrote {png} and {folder / 'experts.json'}")
