@@ -1,0 +1,81 @@
+"""``softmoa bench``: what a training step of each PETL method costs on this machine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+DEFAULT_METHODS = ("linear,adapter:reduction_rate=64,dense:experts=7,reduction_rate=128,"
+                   "soft:experts=7,slots=1,reduction_rate=128,lora,full")
+
+
+def bench(
+    methods: Annotated[str, typer.Option(help="Comma-separated method specs, name or name:key=value,...; "
+                                              "a+b gives a list (lora:targets=q+v).")] = DEFAULT_METHODS,
+    dim: Annotated[int, typer.Option(help="Token width d.")] = 768,
+    depth: Annotated[int, typer.Option(help="Transformer blocks.")] = 12,
+    heads: Annotated[int, typer.Option(help="Attention heads.")] = 12,
+    mlp_dim: Annotated[int, typer.Option(help="MLP hidden width.")] = 3072,
+    frames: Annotated[int, typer.Option(help="Input frames (max_length).")] = 400,
+    batch: Annotated[int, typer.Option(help="Examples per step.")] = 4,
+    threads: Annotated[int | None, typer.Option(help="torch threads (default: torch's choice).",
+                                                show_default=False)] = None,
+    warmup: Annotated[int, typer.Option(help="Untimed rounds first.")] = 1,
+    repeats: Annotated[int, typer.Option(help="Timed rounds; each times every method once.")] = 5,
+    reference: Annotated[str, typer.Option(help="Spec or method name the ratios divide by.")] = "adapter",
+    compare_transformers: Annotated[bool, typer.Option(
+        "--compare-transformers", help="Also time transformers' ASTModel forward at the same dims "
+                                       "(adds linear, the bare engine AST, when missing).")] = False,
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, ...")] = "cpu",
+    json_file: Annotated[Path | None, typer.Option("--json", help="Write the full results (every sample) "
+                                                                  "to this JSON file.", show_default=False)] = None,
+) -> None:
+    """Median training-step and forward times, peak memory, trainable parameters and FLOPs of
+    each PETL method on random weights and data, the methods timed round-robin in one process.
+
+    Example: softmoa bench --threads 2 --repeats 5 --compare-transformers --json bench.json
+    """
+    from rich.progress import Progress
+
+    from ...engine.bench import BenchSettings, run_bench, split_specs
+    from ...engine.fsutil import atomic_write_json
+    from ..console import err, note, out
+
+    settings = BenchSettings(dim=dim, depth=depth, heads=heads, mlp_dim=mlp_dim, frames=frames, batch=batch,
+                             warmup=warmup, repeats=repeats, threads=threads, device=device)
+    specs = split_specs(methods)
+    with Progress(console=err, transient=True) as bar:
+        task = bar.add_task("bench", total=repeats)
+        result = run_bench(specs, settings, reference, compare_transformers,
+                           lambda done, total, text: bar.update(task, completed=done, description=text))
+    out.print(_table(result))
+    if result.engine_over_transformers is not None:
+        note(f"engine forward / transformers ASTModel forward: {result.engine_over_transformers:.3f}")
+    note(f"peak memory: {result.memory_measure}")
+    if json_file is not None:
+        atomic_write_json(json_file, result.to_dict())
+        note(f"wrote {json_file}")
+
+
+def _table(result):
+    from rich.table import Table
+
+    s = result.settings
+    table = Table(title=f"training-step cost: d={s.dim}, depth {s.depth}, {s.frames} frames, batch {s.batch}, "
+                        f"{result.environment['threads']} threads, {result.environment['device']}; "
+                        f"medians of {s.repeats}, ratios to {result.reference}", show_edge=False)
+    table.add_column("method", overflow="fold")
+    for name in ("step ms", "fwd ms", "step/fwd", "step/ref", "peak MiB", "peak/ref", "trainable", "GFLOPs/ex"):
+        table.add_column(name, justify="right", no_wrap=True)
+
+    def number(value, spec):
+        return "-" if value is None else format(value, spec)
+
+    for row in result.rows:
+        table.add_row(row.label, number(row.step_ms, ".1f"), f"{row.forward_ms:.1f}", number(row.step_over_forward, ".2f"),
+                      number(row.step_ratio, ".3f"), number(row.peak_bytes and row.peak_bytes / 2**20, ".0f"),
+                      number(row.peak_ratio, ".3f"), number(row.trainable_params, ","),
+                      number(row.flops and row.flops / 1e9, ".2f"))
+    return table

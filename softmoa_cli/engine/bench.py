@@ -1,0 +1,385 @@
+"""Training-step cost of the PETL methods on random weights and data, measured in one process.
+
+For each method: median wall time (ms) of a full training step (forward, cross-entropy,
+backward, AdamW step) and of a forward pass (eval, no_grad) on ``[batch, frames, 128]``;
+peak memory (bytes); trainable parameters; analytic forward FLOPs per example.
+
+The repetitions are interleaved round-robin (method order rotated every round), so machine
+noise hits all methods alike, and ratios are taken to a reference method measured in the
+same run. Optionally transformers' ASTModel forward at the same dims is timed alongside.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from pydantic import ValidationError
+
+from .accounting import cost
+from .api import build_model
+from .errors import SoftmoaError
+from .models.ast import ASTConfig
+from .petl.methods import MethodConfig, method_config
+
+Progress = Callable[[int, int, str], None]
+"""``progress(done, total, text)``: ``done`` of ``total`` timed rounds, and what happens now."""
+
+TRANSFORMERS = "transformers"
+"""Label of the row timing transformers' ASTModel forward."""
+
+CPU_MEMORY = ("parameters + gradients + AdamW state + tensors saved for backward in one training step "
+              "(distinct storages, counted once); transient buffers of the passes are not included")
+CUDA_MEMORY = ("torch.cuda.max_memory_allocated during one training step, minus what was allocated before it, "
+               "plus the method's parameters and AdamW state")
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """Backbone dims, input shape and repetitions. ``threads``: torch intra-op threads
+    (None: leave as is)."""
+
+    dim: int = 768
+    depth: int = 12
+    heads: int = 12
+    mlp_dim: int = 3072
+    frames: int = 400
+    batch: int = 4
+    warmup: int = 1
+    repeats: int = 5
+    threads: int | None = None
+    num_classes: int = 10
+    device: str = "cpu"
+    seed: int = 0
+
+    def check(self) -> None:
+        """Raise SoftmoaError for settings that cannot run."""
+        positive = {"dim": self.dim, "depth": self.depth, "heads": self.heads, "mlp_dim": self.mlp_dim,
+                    "batch": self.batch, "repeats": self.repeats, "num_classes": self.num_classes}
+        for name, value in positive.items():
+            if value < 1:
+                raise SoftmoaError(f"--{name.replace('_', '-')} must be at least 1, not {value}")
+        if self.warmup < 0 or (self.threads is not None and self.threads < 1):
+            raise SoftmoaError("--warmup must be at least 0 and --threads at least 1")
+        if self.dim % self.heads:
+            raise SoftmoaError(f"--dim {self.dim} is not divisible by --heads {self.heads}")
+        if self.frames < 16:
+            raise SoftmoaError(f"--frames must be at least 16 (one patch), not {self.frames}")
+
+    def ast_config(self) -> ASTConfig:
+        return ASTConfig(dim=self.dim, depth=self.depth, heads=self.heads, mlp_dim=self.mlp_dim,
+                         max_length=self.frames, num_classes=self.num_classes)
+
+
+@dataclass
+class MethodBench:
+    """One row: times in ms (medians and every timed sample), memory in bytes, FLOPs per example."""
+
+    label: str
+    method: dict  # the validated method config; {} for the transformers row
+    step_ms: float | None  # None for the transformers row (forward only)
+    forward_ms: float
+    peak_bytes: int | None
+    trainable_params: int | None
+    total_params: int
+    flops: int | None  # analytic forward FLOPs per example (accounting.cost)
+    step_samples_ms: list[float] = field(default_factory=list)
+    forward_samples_ms: list[float] = field(default_factory=list)
+    step_ratio: float | None = None  # step_ms / the reference's step_ms
+    forward_ratio: float | None = None
+    peak_ratio: float | None = None
+
+    @property
+    def step_over_forward(self) -> float | None:
+        return None if self.step_ms is None else self.step_ms / self.forward_ms
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"step_over_forward": self.step_over_forward}
+
+
+@dataclass
+class BenchResult:
+    settings: BenchSettings
+    environment: dict
+    reference: str
+    memory_measure: str
+    rows: list[MethodBench]
+
+    def row(self, label: str) -> MethodBench:
+        return next(row for row in self.rows if row.label == label)
+
+    @property
+    def engine_over_transformers(self) -> float | None:
+        """Forward time of the bare engine AST (the ``linear`` row) / transformers' ASTModel."""
+        labels = [row.label for row in self.rows]
+        if TRANSFORMERS not in labels or "linear" not in labels:
+            return None
+        return self.row("linear").forward_ms / self.row(TRANSFORMERS).forward_ms
+
+    def to_dict(self) -> dict:
+        return {"settings": asdict(self.settings), "environment": self.environment, "reference": self.reference,
+                "memory_measure": self.memory_measure, "engine_over_transformers_forward": self.engine_over_transformers,
+                "methods": [row.to_dict() for row in self.rows]}
+
+
+def split_specs(text: str) -> list[str]:
+    """``"linear,soft:experts=7,slots=1,adapter"`` -> ``["linear", "soft:experts=7,slots=1", "adapter"]``:
+    a comma-separated item holding ``=`` but no ``:`` continues the previous spec's options."""
+    specs: list[str] = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        if "=" in item and ":" not in item:
+            if not specs:
+                raise SoftmoaError(f"method spec {item!r} has options but no method name (use name:key=value)")
+            specs[-1] += "," + item
+        else:
+            specs.append(item)
+    if not specs:
+        raise SoftmoaError("no methods given")
+    return specs
+
+
+def parse_method(spec: str) -> MethodConfig:
+    """``"name"`` or ``"name:key=value,key=value"`` -> the method's validated config.
+
+    Values are validated (and converted) by the method's pydantic config; ``a+b`` gives a
+    tuple, e.g. ``lora:targets=q+k+v``.
+    """
+    name, _, text = spec.strip().partition(":")
+    options = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, eq, value = (part.strip() for part in item.partition("="))
+        if not eq or not key:
+            raise SoftmoaError(f"method {spec!r}: expected key=value, got {item!r}")
+        options[key] = tuple(value.split("+")) if "+" in value else value
+    try:
+        return method_config(name.strip(), **options)
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or name}: {e['msg']}" for e in error.errors())
+        raise SoftmoaError(f"method {spec!r}: {problems}") from None
+    except SoftmoaError as error:
+        raise SoftmoaError(f"method {spec!r}: {error}") from None
+
+
+@dataclass
+class _Subject:
+    """What one row times: ``step`` (None: forward only) and ``forward``, both on the shared batch."""
+
+    label: str
+    model: torch.nn.Module
+    forward: Callable[[], object]
+    step: Callable[[], object] | None = None
+    optimizer: torch.optim.Optimizer | None = None
+    config: MethodConfig | None = None
+    step_samples: list[float] = field(default_factory=list)
+    forward_samples: list[float] = field(default_factory=list)
+
+
+def _engine_subject(label: str, config: MethodConfig, settings: BenchSettings, x: torch.Tensor,
+                    y: torch.Tensor) -> _Subject:
+    model = build_model(settings.ast_config(), config, settings.num_classes).to(settings.device)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=1e-5)
+
+    def step() -> None:
+        model.train()
+        optimizer.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+
+    def forward() -> None:
+        model.eval()
+        with torch.no_grad():
+            model(x)
+
+    return _Subject(label, model, forward, step, optimizer, config)
+
+
+def _transformers_subject(settings: BenchSettings, x: torch.Tensor) -> _Subject:
+    """transformers' ASTModel at the same dims (random weights), forward only."""
+    try:
+        import transformers
+    except ImportError:
+        raise SoftmoaError("--compare-transformers needs transformers: pip install 'softmoa[test]'") from None
+    config = transformers.ASTConfig(hidden_size=settings.dim, num_hidden_layers=settings.depth,
+                                    num_attention_heads=settings.heads, intermediate_size=settings.mlp_dim,
+                                    max_length=settings.frames, num_mel_bins=x.shape[-1])
+    model = transformers.ASTModel(config).to(settings.device).eval()
+
+    def forward() -> None:
+        with torch.no_grad():
+            model(input_values=x)
+
+    return _Subject(TRANSFORMERS, model, forward)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _time_ms(function: Callable[[], object], device: torch.device) -> float:
+    _sync(device)
+    start = time.perf_counter()
+    function()
+    _sync(device)
+    return (time.perf_counter() - start) * 1e3
+
+
+def _storage_bytes(tensors, seen: set[int]) -> int:
+    """Bytes of the storages behind ``tensors`` not already in ``seen`` (data pointers); updates ``seen``."""
+    total = 0
+    for tensor in tensors:
+        storage = tensor.untyped_storage()
+        if storage.nbytes() and storage.data_ptr() not in seen:
+            seen.add(storage.data_ptr())
+            total += storage.nbytes()
+    return total
+
+
+def _cpu_peak_bytes(subject: _Subject) -> int:
+    """One training step, then: parameters + gradients + AdamW state + tensors saved for backward."""
+    saved: list[torch.Tensor] = []
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        saved.append(tensor)
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        subject.step()
+    params = list(subject.model.parameters())
+    state = [v for s in subject.optimizer.state.values() for v in s.values() if torch.is_tensor(v)]
+    seen: set[int] = set()
+    persistent = _storage_bytes(params + [p.grad for p in params if p.grad is not None] + state, seen)
+    return persistent + _storage_bytes(saved, seen)
+
+
+def _cuda_peak_bytes(subject: _Subject, device: torch.device) -> int:
+    _sync(device)
+    subject.optimizer.zero_grad(set_to_none=True)  # so the step's gradients count in its peak
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    subject.step()
+    _sync(device)
+    peak = torch.cuda.max_memory_allocated(device) - before
+    params = list(subject.model.parameters())
+    state = [v for s in subject.optimizer.state.values() for v in s.values() if torch.is_tensor(v)]
+    return peak + _storage_bytes(params + state, set())
+
+
+def _environment(device: torch.device) -> dict:
+    """Versions, threads, processor and the 1/5/15-minute load average at the end of the run
+    (other processes on the cores inflate small ops most: they wait for descheduled threads)."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            names = [line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    return {"torch": torch.__version__, "threads": torch.get_num_threads(), "device": str(device),
+            "cpu": cpu, "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+            "date": time.strftime("%Y-%m-%d %H:%M %Z"), "load_average": os.getloadavg()}
+
+
+def _resolve_reference(reference: str, labels: list[str]) -> str:
+    """The label equal to ``reference``, else the first whose method name is ``reference``."""
+    if reference in labels:
+        return reference
+    for label in labels:
+        if label.partition(":")[0] == reference:
+            return label
+    raise SoftmoaError(f"reference method {reference!r} is not among the benchmarked methods: {', '.join(labels)}")
+
+
+def run_bench(specs: list[str], settings: BenchSettings = BenchSettings(), reference: str = "adapter",
+              compare_transformers: bool = False, progress: Progress | None = None) -> BenchResult:
+    """Benchmark the methods ``specs`` (see ``parse_method``) at ``settings``.
+
+    ``reference``: a spec, or a method name (its first spec), whose times and memory the
+    ratios divide by. ``compare_transformers`` also times transformers' ASTModel forward;
+    ``linear`` (the bare engine AST and a head) is then added when missing, as the engine
+    side of that comparison.
+    """
+    settings.check()
+    labels = [spec.strip() for spec in specs]
+    if len(set(labels)) != len(labels):
+        raise SoftmoaError(f"a method is listed twice: {', '.join(labels)}")
+    configs = [parse_method(label) for label in labels]
+    if compare_transformers and "linear" not in labels:
+        labels.append("linear")
+        configs.append(parse_method("linear"))
+    reference = _resolve_reference(reference, labels)
+    threads = torch.get_num_threads()
+    if settings.threads is not None:
+        torch.set_num_threads(settings.threads)
+    try:
+        return _measure(labels, configs, settings, reference, compare_transformers, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _measure(labels: list[str], configs: list[MethodConfig], settings: BenchSettings, reference: str,
+             compare_transformers: bool, progress: Progress | None) -> BenchResult:
+    report = progress or (lambda done, total, text: None)
+    device = torch.device(settings.device)
+    torch.manual_seed(settings.seed)
+    x = torch.randn(settings.batch, settings.frames, 128, device=device)  # [b, frames, mel bins]
+    y = torch.randint(settings.num_classes, (settings.batch,), device=device)
+    subjects = []
+    for label, config in zip(labels, configs):
+        report(0, settings.repeats, f"building {label}")
+        subjects.append(_engine_subject(label, config, settings, x, y))
+    if compare_transformers:
+        report(0, settings.repeats, "building transformers ASTModel")
+        subjects.append(_transformers_subject(settings, x))
+    _time_rounds(subjects, settings, device, report)
+    report(settings.repeats, settings.repeats, "measuring memory")
+    rows = [_row(subject, device) for subject in subjects]
+    ref = next(row for row in rows if row.label == reference)
+    for row in rows:
+        row.forward_ratio = row.forward_ms / ref.forward_ms
+        if row.step_ms is not None:
+            row.step_ratio = row.step_ms / ref.step_ms
+            row.peak_ratio = row.peak_bytes / ref.peak_bytes
+    measure = CUDA_MEMORY if device.type == "cuda" else CPU_MEMORY
+    return BenchResult(settings, _environment(device), reference, measure, rows)
+
+
+def _time_rounds(subjects: list[_Subject], settings: BenchSettings, device: torch.device, report: Progress) -> None:
+    """Warm-up rounds, then timed ones; each round runs every subject's step and forward once."""
+    for round_ in range(settings.warmup + settings.repeats):
+        timed = round_ >= settings.warmup
+        done = max(0, round_ - settings.warmup)
+        stage = f"round {done + 1}/{settings.repeats}" if timed else f"warm-up {round_ + 1}/{settings.warmup}"
+        shift = round_ % len(subjects)
+        for subject in subjects[shift:] + subjects[:shift]:  # rotate so no method always goes first
+            report(done, settings.repeats, f"{stage}: {subject.label}")
+            if subject.step is not None:
+                elapsed = _time_ms(subject.step, device)
+                if timed:
+                    subject.step_samples.append(elapsed)
+            elapsed = _time_ms(subject.forward, device)
+            if timed:
+                subject.forward_samples.append(elapsed)
+
+
+def _row(subject: _Subject, device: torch.device) -> MethodBench:
+    """Medians of the samples; for a method also peak memory (one more step) and its cost."""
+    forward_ms = statistics.median(subject.forward_samples)
+    if subject.step is None:
+        total = sum(p.numel() for p in subject.model.parameters())
+        return MethodBench(subject.label, {}, None, forward_ms, None, None, total, None,
+                           forward_samples_ms=subject.forward_samples)
+    peak = _cuda_peak_bytes(subject, device) if device.type == "cuda" else _cpu_peak_bytes(subject)
+    spent = cost(subject.model)
+    return MethodBench(subject.label, subject.config.model_dump(mode="json"), statistics.median(subject.step_samples),
+                       forward_ms, peak, spent.trainable_params, spent.total_params, spent.flops,
+                       subject.step_samples, subject.forward_samples)

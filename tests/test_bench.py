@@ -1,0 +1,63 @@
+"""``softmoa bench`` at tiny dims: every method is timed, counted like accounting.cost, and bad
+method specs fail with one line. No wall-clock assertions."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from softmoa_cli.cli.app import build_app
+
+TINY = ["--dim", "64", "--depth", "2", "--heads", "4", "--mlp-dim", "128", "--frames", "100", "--batch", "2",
+        "--warmup", "1", "--repeats", "2", "--threads", "1"]
+SPECS = ["linear", "adapter:reduction_rate=64", "dense:experts=3,reduction_rate=16", "soft:experts=3,slots=2",
+         "lora:rank=4,targets=q+v", "full"]
+
+
+def test_bench_reports_every_method(tmp_path):
+    from softmoa_cli.engine.accounting import cost
+    from softmoa_cli.engine.api import build_model
+    from softmoa_cli.engine.bench import parse_method
+    from softmoa_cli.engine.models.ast import ASTConfig
+
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(build_app(), ["bench", "--methods", ",".join(SPECS), *TINY,
+                                              "--compare-transformers", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    rows = {row["label"]: row for row in report["methods"]}
+    assert list(rows) == [*SPECS, "transformers"]
+    assert report["reference"] == "adapter:reduction_rate=64"
+    assert report["engine_over_transformers_forward"] > 0
+    config = ASTConfig(dim=64, depth=2, heads=4, mlp_dim=128, max_length=100, num_classes=10)
+    for spec in SPECS:
+        row = rows[spec]
+        assert len(row["step_samples_ms"]) == len(row["forward_samples_ms"]) == 2
+        assert row["step_ms"] > 0 and row["forward_ms"] > 0 and row["peak_bytes"] > 0
+        expected = cost(build_model(config, parse_method(spec), 10))
+        assert (row["trainable_params"], row["total_params"], row["flops"]) == (
+            expected.trainable_params, expected.total_params, expected.flops)
+    assert rows["lora:rank=4,targets=q+v"]["method"]["targets"] == ["q", "v"]
+    assert rows["adapter:reduction_rate=64"]["step_ratio"] == 1.0
+    assert rows["full"]["peak_bytes"] > rows["linear"]["peak_bytes"]  # gradients and AdamW state of every weight
+    assert rows["transformers"]["forward_ms"] > 0 and rows["transformers"]["step_ms"] is None
+
+
+@pytest.mark.parametrize("methods, words", [
+    ("adapter,nosuch", ["nosuch", "unknown method"]),
+    ("soft:experts=0", ["soft:experts=0", "experts", "greater than or equal to 1"]),
+    ("dense:expertz=7", ["expertz", "Extra inputs"]),
+    ("adapter:reduction_rate", ["expected key=value"]),
+    ("experts=7,soft", ["no method name"]),
+    ("soft,linear", ["reference method 'adapter'"]),
+    ("adapter,adapter", ["listed twice"]),
+])
+def test_bad_method_specs_fail_with_one_line(methods, words):
+    result = CliRunner().invoke(build_app(), ["bench", "--methods", methods, *TINY])
+    assert result.exit_code != 0
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
+    assert all(word in lines[0] for word in words), lines[0]
+    assert "Traceback" not in result.output
