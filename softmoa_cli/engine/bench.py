@@ -185,6 +185,12 @@ class _Subject:
 def _engine_subject(label: str, config: MethodConfig, settings: BenchSettings, x: torch.Tensor,
                     y: torch.Tensor) -> _Subject:
     model = build_model(settings.ast_config(), config, settings.num_classes).to(settings.device)
+    return _training_subject(label, model, x, y, config)
+
+
+def _training_subject(label: str, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+                      config: MethodConfig | None = None) -> _Subject:
+    """A training step (AdamW on the trainable parameters) and an eval forward of ``model`` on ``x, y``."""
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=1e-5)
 
@@ -272,6 +278,18 @@ def _cuda_peak_bytes(subject: _Subject, device: torch.device) -> int:
     params = list(subject.model.parameters())
     state = [v for s in subject.optimizer.state.values() for v in s.values() if torch.is_tensor(v)]
     return peak + _storage_bytes(params + state, set())
+
+
+def step_peak_memory(model: torch.nn.Module, batch_size: int, frames: int, mel_bins: int,
+                     device: str | torch.device = "cpu") -> int:
+    """Peak bytes of one training step of ``model`` on a random ``[batch_size, frames, mel_bins]``
+    batch, measured as the benchmark rows are (``CPU_MEMORY`` / ``CUDA_MEMORY``). The step
+    updates the model's trainable weights."""
+    device = torch.device(device)
+    x = torch.randn(batch_size, frames, mel_bins, device=device)
+    y = torch.randint(model.head.fc.out_features, (batch_size,), device=device)
+    subject = _training_subject("step", model.to(device), x, y)
+    return _cuda_peak_bytes(subject, device) if device.type == "cuda" else _cpu_peak_bytes(subject)
 
 
 def _environment(device: torch.device) -> dict:

@@ -1,0 +1,120 @@
+"""``softmoa ablate``: one of the paper's studies as a grid of finetune runs, a table and a plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..options import Checkpoint
+
+DEFAULT_DATASET = "synth"
+STUDY_HELP = ("slots, experts, reduction-rate, location, adapter-config, init, or methods "
+              "(linear, adapter, lora, dense, soft, full at the Soft-MoA's budget).")
+
+
+def ablate(
+    study: Annotated[str, typer.Argument(help=STUDY_HELP, show_default=False)],
+    values: Annotated[str | None, typer.Option(help="Comma-separated grid instead of the study's default, "
+                                                    "e.g. 1,2,4.")] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", "-d", help=f"Data set (default: the preset's, else "
+                                                                        f"{DEFAULT_DATASET}).")] = None,
+    preset: Annotated[str | None, typer.Option("--preset", "-p", help="YAML preset file or a name from presets/ "
+                                                                      "(default: the preset named after the data set).")] = None,
+    checkpoint: Checkpoint = None,
+    epochs: Annotated[int | None, typer.Option()] = None,
+    seeds: Annotated[int, typer.Option(help="Runs per value (seeds 0..N-1 added to the preset's); "
+                                            "error bars need 2 or more.")] = 1,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Study folder (default ablations/<study>-<dataset>); "
+                                                                 "rerun the same command to continue it.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Global batch.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
+    device: Annotated[str | None, typer.Option(help="auto (cuda if present), cpu, cuda, cuda:1, ...")] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads.")] = None,
+    max_length: Annotated[int | None, typer.Option(help="Input frames (10 ms each).")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Any other config key, dotted, e.g. "
+                                                                 "training.weight_decay=0 (repeatable).")] = None,
+) -> None:
+    """Run one of the paper's ablations: every grid value (x seeds) is an ordinary fine-tuning
+    run; writes results.csv, results.md and plot.png into the study folder.
+
+    Examples:
+      softmoa ablate slots
+      softmoa ablate experts --dataset fsdd --seeds 3
+      softmoa ablate methods --dataset fsdd --epochs 5 --set training.weight_decay=0
+    """
+    from ...config import default_preset, find_preset, read_preset
+    from ...engine.ablate import get_study, parse_values, run_study, study_config
+    from ..console import note
+
+    chosen = get_study(study)
+    grid = parse_values(chosen, values)
+    given = {
+        ("data.dataset", "--dataset"): dataset, ("data.max_length", "--max-length"): max_length,
+        ("model.checkpoint", "--checkpoint"): checkpoint, ("training.epochs", "--epochs"): epochs,
+        ("training.batch_size", "--batch-size"): batch_size, ("training.lr", "--lr"): lr,
+        ("training.device", "--device"): device, ("training.threads", "--threads"): threads,
+    }
+    settings = parse_settings(set_ or [])
+    overrides = settings | {key: value for (key, _), value in given.items() if value is not None}
+    flags = {key: f"--set {key}" for key in settings} | {key: flag for key, flag in given}
+    path = find_preset(preset) if preset else default_preset(dataset or DEFAULT_DATASET)
+    raw = read_preset(path) if path else {}
+    if dataset is None and "dataset" not in (raw.get("data") or {}):
+        overrides["data.dataset"] = DEFAULT_DATASET
+    if path is not None and not preset:
+        note(f"preset: {path}")
+    base = study_config(chosen, raw, overrides, str(path) if path else "defaults", flags)
+    folder = out or Path("ablations") / f"{chosen.name}-{Path(base.data.dataset).name}"
+    rows = run_study(chosen, base, folder, grid, seeds, train=_train_with_progress, on_point=_announce)
+    show_results(chosen, base, rows, folder)
+
+
+def parse_settings(items: list[str]) -> dict:
+    """``["training.weight_decay=0", ...]`` -> ``{"training.weight_decay": 0}`` (values as YAML)."""
+    import yaml
+
+    from ...engine.errors import SoftmoaError
+
+    settings = {}
+    for item in items:
+        key, eq, text = item.partition("=")
+        if not eq or not key.strip() or " " in key.strip():
+            raise SoftmoaError(f"--set {item}: expected KEY=VALUE with a dotted config key, "
+                               "e.g. --set training.weight_decay=0")
+        try:
+            settings[key.strip()] = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError:
+            raise SoftmoaError(f"--set {item}: {text!r} is not a valid value") from None
+    return settings
+
+
+def _announce(index: int, total: int, label: str, reused: bool) -> None:
+    from ..console import err
+
+    err.rule(f"[{index}/{total}] {label}" + (" · done before, reused" if reused else ""), style="dim")
+
+
+def _train_with_progress(config, run_dir: Path) -> dict:
+    from ...engine.train import finetune
+    from .finetune import RichProgress
+
+    with RichProgress() as progress:
+        return finetune(config, run_dir, progress)[1]
+
+
+def show_results(study, base, rows: list[dict], folder: Path) -> None:
+    from rich.table import Table
+
+    from ...engine.ablate import COLUMNS, describe_base, format_row
+    from ..console import note, out
+
+    table = Table(title=f"ablate {study.name}: {study.description}", caption=describe_base(study, base),
+                  show_edge=False)
+    for name, title in COLUMNS.items():
+        table.add_column(title, justify="left" if name == "value" else "right")
+    for row in rows:
+        table.add_row(*format_row(row).values())
+    out.print(table)
+    note(f"wrote {folder / 'results.csv'}, {folder / 'results.md'} and {folder / 'plot.png'}")
