@@ -108,7 +108,7 @@ def test_print_config_shows_the_effective_config():
     (["--preset", "fsdd-cpu", "--precision", "fp16"], "--precision fp16: input should be 'auto', 'fp32' or 'bf16'"),
     (["--preset", "fsdd-cpu", "--fold", "two"], "--fold two: input should be a valid integer"),
     (["--preset", "fsdd-cpu", "--location", "both"], "--location both: input should be 'mhsa' or 'ffn'"),
-    (["--method", "soft"], "no data set: pass --dataset NAME or a --preset that names one"),
+    (["--preset", "fsdd-cpu", "--epochs", "0"], "--epochs 0: input should be greater than or equal to 1"),
     (["--resume", "runs/x", "--epochs", "3"], "--resume takes the config saved in runs/x/config.yaml; drop --epochs"),
 ])
 def test_bad_flags_fail_with_one_line(args, message):

@@ -43,19 +43,23 @@ class DataConfig(Section):
 
 
 class RandomBackbone(Section):
-    """Dims of a randomly initialised AST, used only when no checkpoint is given."""
+    """Dims of a randomly initialised AST, used when the checkpoint is ``random``."""
 
     dim: int = Field(192, ge=8)
     depth: int = Field(4, ge=1)
     heads: int = Field(3, ge=1)
     mlp_dim: int = Field(768, ge=8)
+    fstride: int = Field(10, ge=1, le=16, description="patch stride over frequency (16: no overlap)")
+    tstride: int = Field(10, ge=1, le=16, description="patch stride over time (16: no overlap)")
 
 
 class ModelConfig(Section):
-    checkpoint: str | None = Field(None, description="backbone: AST checkpoint path, hub id, or a run folder of a "
-                                                     "full fine-tune; unset: the random AST below")
-    random: RandomBackbone | None = Field(None, description="train on a randomly initialised AST of these dims "
-                                                            "when no checkpoint is given")
+    checkpoint: str | None = Field(None, description="backbone: AST checkpoint path, hub id, run folder of a full "
+                                                     "fine-tune, 'embedded' (the tool's own pretrained AST) or "
+                                                     "'random' (the AST of the random section); unset: the AudioSet AST "
+                                                     "if cached, else embedded")
+    random: RandomBackbone | None = Field(None, description="dims of the randomly initialised AST used when "
+                                                            "checkpoint is 'random'")
 
 
 class TrainingConfig(Section):

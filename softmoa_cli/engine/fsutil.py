@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -38,3 +41,16 @@ def atomic_save_tensors(path: str | Path, tensors: dict, metadata: dict[str, str
     from safetensors.torch import save
 
     atomic_write_bytes(path, save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata))
+
+
+@contextmanager
+def file_lock(path: Path, message: Callable[[str], None] = lambda text: None) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if needed); say so once if we must wait."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            message(f"waiting for another process holding {path}")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield

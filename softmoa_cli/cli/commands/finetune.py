@@ -10,13 +10,15 @@ import typer
 
 from ..options import Checkpoint
 
+DEFAULT_PRESET = "synth"
 METHOD = "Method options"
 TRAIN = "Training"
 
 
 def finetune(
     dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="esc50, us8k, speechcommands, fsc, fsdd, "
-                                                                        "or a registered data set.")] = None,
+                                                                        "synth, a registered data set, a folder of class "
+                                                                        "folders or a CSV/TSV manifest (default: synth).")] = None,
     preset: Annotated[str | None, typer.Option("--preset", "-p", help="YAML preset file or a name from presets/ "
                                                                       "(default: the preset named after the data set).")] = None,
     method: Annotated[str | None, typer.Option("--method", "-m", help="linear, full, adapter, dense, soft or lora.")] = None,
@@ -54,7 +56,11 @@ def finetune(
 ) -> None:
     """Fine-tune an AST with a PETL method; validate every epoch, test the best epoch.
 
+    Without --dataset or --preset: the offline default (embedded synth data and backbone),
+    training Soft-MoA and a single adapter of the same width and comparing them.
+
     Examples:
+      softmoa finetune
       softmoa finetune --dataset fsc --method soft --experts 8 --slots 1
       softmoa finetune --dataset fsdd --preset presets/fsdd-cpu.yaml --method adapter
       softmoa finetune --resume runs/fsdd-soft-20250101-120000
@@ -77,6 +83,7 @@ def finetune(
     }
     overrides = {key: value for (key, _), value in given.items() if value is not None}
     flags = {key: flag for key, flag in given}
+    default_job = False
     if resume is not None:
         extra = [flag for (key, flag), value in given.items() if value is not None] + (["--preset"] if preset else [])
         if extra or out is not None:
@@ -88,23 +95,37 @@ def finetune(
         config = build_config(read_preset(path), source=str(path))
         out = resume
     else:
-        path = find_preset(preset) if preset else (default_preset(dataset) if dataset else None)
-        if path is None and dataset is None:
-            raise ConfigError("no data set: pass --dataset NAME or a --preset that names one")
+        default_job = dataset is None and preset is None
+        if default_job:
+            preset = DEFAULT_PRESET
+            note(f"no --dataset: the offline default (preset {DEFAULT_PRESET}: embedded data and backbone)")
+        path = find_preset(preset) if preset else default_preset(dataset)
         if path is not None and not preset:
             note(f"preset: {path}")
         config = build_config(read_preset(path) if path else {}, overrides, str(path) if path else "defaults", flags)
+    jobs = [(config, out)]
+    if default_job and method is None:
+        # The default job: the single adapter of the same width first, then Soft-MoA (the latest run).
+        width = {"method.name": "adapter", "method.reduction_rate": config.method.reduction_rate}
+        adapter = build_config(read_preset(path), overrides | width, str(path), flags)
+        jobs = [(adapter, out and out / "adapter"), (config, out and out / config.method.name)]
     if print_config:
-        stdout.print(dump_config(config), end="", highlight=False, markup=False)
+        for job, _ in jobs:
+            stdout.print(dump_config(job), end="", highlight=False, markup=False)
         return
 
     from ...engine.train import finetune as train
 
     main = int(os.environ.get("RANK", "0")) == 0
+    finished = []
     with RichProgress() if main else _Quiet() as progress:
-        run_dir, metrics = train(config, out, progress)
+        for job, job_out in jobs:
+            finished.append(train(job, job_out, progress))
     if main:
-        show_results(run_dir, metrics)
+        for run_dir, metrics in finished:
+            show_results(run_dir, metrics)
+        if len(finished) > 1:
+            show_comparison(finished)
 
 
 def _fold(value: str | None) -> int | None | str:
@@ -135,6 +156,24 @@ def show_results(run_dir: Path, metrics: dict) -> None:
         out.print(f"test accuracy over {summary['folds']} folds: {summary['accuracy_mean']:.4f} ± "
                   f"{summary['accuracy_std']:.4f} (macro-F1 {summary['macro_f1_mean']:.4f} ± {summary['macro_f1_std']:.4f})")
     out.print(f"run: {run_dir}")
+
+
+def show_comparison(finished: list[tuple[Path, dict]]) -> None:
+    """The default job's summary: each method's test accuracy, trainable parameters and time."""
+    from rich.table import Table
+
+    from ..console import out
+
+    table = Table(title="offline default: Soft-MoA against a single adapter", show_edge=False)
+    for column in ("method", "test accuracy", "trainable params", "training time", "run"):
+        table.add_column(column, justify="left" if column in ("method", "run") else "right")
+    for run_dir, metrics in finished:
+        result = metrics["folds"]["all"]["test"]
+        table.add_row(metrics["method"], f"{result['accuracy']:.4f}", f"{result['trainable_params']:,}",
+                      f"{result['train_seconds']:.0f} s", str(run_dir))
+    out.print(table)
+    out.print(f"next: softmoa predict YOUR.wav (uses {finished[-1][0]}), softmoa evaluate, softmoa analyze "
+              f"{finished[-1][0]}")
 
 
 class _Quiet:

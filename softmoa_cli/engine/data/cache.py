@@ -16,7 +16,6 @@ place: readers see a whole cache or none. A lock file keeps two prepares of one 
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -31,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import AudioError, SoftmoaError
-from ..fsutil import atomic_write_json, atomic_write_text
+from ..fsutil import atomic_write_json, atomic_write_text, file_lock
 from .download import installed_root
 from .features import FeatureConfig
 from .paths import cache_dir
@@ -180,18 +179,6 @@ def cache_key(root: Path, clips: Clips, config: FeatureConfig) -> str:
 # --- building ----------------------------------------------------------------------------
 
 
-@contextmanager
-def _locked(path: Path, message: Callable[[str], None]) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            message(f"waiting for another prepare of the same cache ({path.parent})")
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
-
-
 def _build(root: Path, clips: Clips, config: FeatureConfig, partial: Path, jobs: int, chunk: int,
            progress: Progress | None) -> dict[int, str]:
     """Compute every clip's row in ``partial/features.f16``, resuming finished chunks; returns
@@ -309,7 +296,7 @@ def prepare_cache(name_or_path: str | Path, *, max_length: int | None = None, jo
     key = cache_key(root, clips, config)
     folder = cache_dir(spec.name, home)
     final, built = folder / key, False
-    with _locked(folder / f".{key}.lock", message):
+    with file_lock(folder / f".{key}.lock", message):
         if not (final / INDEX).is_file():
             partial = folder / f".{key}.partial"
             bad = _build(root, clips, config, partial, jobs, chunk, progress)

@@ -281,6 +281,8 @@ def install(spec: DatasetSpec, source: Path | None = None, *, force: bool = Fals
         record = root / INSTALLED
         clips = json.loads(record.read_text())["clips"] if record.is_file() else len(spec.scan(root).paths)
         return Installed(spec.name, root, clips, already=True)
+    if source is None and spec.generate is not None:
+        return _generated(spec, target)
     if source is None and spec.source is None:
         raise SoftmoaError(spec.obtain or f"{spec.name} has no public archive; install a copy with --from PATH")
     staging = target.with_name(f".{spec.name}.staging-{os.getpid()}")
@@ -320,12 +322,23 @@ def install(spec: DatasetSpec, source: Path | None = None, *, force: bool = Fals
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def _generated(spec: DatasetSpec, target: Path) -> Installed:
+    """Write a procedural data set into ``target`` (files already right are kept)."""
+    spec.generate(target)
+    root = spec.find_root(target)
+    if root is None:
+        raise SoftmoaError(f"{spec.name}: generation wrote no {spec.marker} into {target}")
+    return Installed(spec.name, root, len(spec.verify(root).paths), already=False)
+
+
 def installed_root(spec: DatasetSpec, home: Path | None = None) -> Path:
     """Root of the data set: its fixed location (users' data) or its installed copy."""
     if spec.location is not None:
         return spec.location
     folder = data_dir(spec.name, home)
     root = spec.find_root(folder) if folder.is_dir() else None
+    if root is None and spec.generate is not None:
+        root = _generated(spec, folder).root
     if root is None:
         how = f"softmoa download {spec.name}" + (" --from PATH" if spec.source is None else " (or --from PATH)")
         raise SoftmoaError(f"{spec.name} is not installed in {folder}; run: {how}")

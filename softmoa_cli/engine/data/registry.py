@@ -24,7 +24,7 @@ from ..errors import SoftmoaError
 from ..registry import Registry
 
 GROUP = "softmoa.datasets"
-BUILTINS = ("esc50", "us8k", "speechcommands", "fsc", "fsdd")
+BUILTINS = ("esc50", "us8k", "speechcommands", "fsc", "fsdd", "embedded")
 SPLITS = ("train", "valid", "test")
 SEARCH_DEPTH = 3  # how deep an extracted archive may nest the data set root
 
@@ -96,6 +96,7 @@ class DatasetSpec:
     default input frames (10 ms each). ``source``: where ``download`` gets it (None: it cannot
     be fetched anonymously; ``obtain`` says how to get it). ``clips``: the full set's size.
     ``location``: a fixed root (users' data) instead of ``$SOFTMOA_HOME/data/<name>``.
+    ``generate(folder)``: a procedural data set writes itself into ``folder`` on first use.
     """
 
     name: str
@@ -107,6 +108,7 @@ class DatasetSpec:
     obtain: str = ""
     clips: int | None = None
     location: Path | None = None
+    generate: Callable[[Path], None] | None = None
 
     def find_root(self, folder: Path) -> Path | None:
         """The shallowest folder at or under ``folder`` that holds ``marker``, or None."""
@@ -135,9 +137,10 @@ class DatasetSpec:
 def datasets() -> Registry[DatasetSpec]:
     """The data set registry; built-ins register on first use, plugins on first lookup."""
     registry: Registry[DatasetSpec] = Registry("data set", GROUP)
-    for module in BUILTINS:
-        spec = import_module(f".{module}", __package__).SPEC
-        registry.register(spec.name, spec)
+    for name in BUILTINS:
+        module = import_module(f".{name}", __package__)
+        for spec in getattr(module, "SPECS", None) or [module.SPEC]:
+            registry.register(spec.name, spec)
     return registry
 
 

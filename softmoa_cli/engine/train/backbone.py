@@ -1,8 +1,8 @@
 """Which backbone a run uses, and the reference its checkpoints store to rebuild it.
 
-Order: the given checkpoint (``random`` forces the preset's random AST); otherwise the
-AudioSet AST if it is in the local Hugging Face cache; otherwise the preset's randomly
-initialised AST if it names one; otherwise an error that says how to get a backbone.
+Order: the given checkpoint (``random``: the preset's random AST; ``embedded``: the tool's
+own pretrained AST); otherwise the AudioSet AST if it is in the local Hugging Face cache;
+otherwise the embedded AST, with one line that says how to get the AudioSet one.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import torch
 
 from ...config.schema import ModelConfig
 from ..data.features import FeatureConfig
-from ..errors import CheckpointError, SoftmoaError
+from ..errors import SoftmoaError
 from ..models.ast import AST, ASTConfig
 from ..models.checkpoints import AUDIOSET_HUB_ID, Pretrained, load_pretrained, save_model
 from .checkpoint import load_backbone
@@ -41,10 +41,16 @@ def cached_audioset() -> Path | None:
 
 
 def resolve_backbone(model: ModelConfig, run_dir: Path, features: FeatureConfig, seed: int,
-                     main: bool = True) -> Backbone:
-    """Load (or create, in the run folder, by the main process) the run's backbone."""
+                     main: bool = True, callback=None) -> Backbone:
+    """Load (or create) the run's backbone.
+
+    ``checkpoint``: a path, hub id or run folder; ``embedded``: the tool's own pretrained AST;
+    ``random``: the preset's randomly initialised AST (created in the run folder by the main
+    process); unset: the AudioSet AST when it is in the local Hugging Face cache, else the
+    embedded one, saying so and how to get the AudioSet AST.
+    """
     checkpoint = model.checkpoint
-    if checkpoint not in (None, "random"):
+    if checkpoint not in (None, "random", "embedded"):
         path = Path(checkpoint).expanduser()
         reference = str(path.resolve()) if path.exists() else checkpoint
         pretrained = load_backbone(reference)
@@ -53,17 +59,26 @@ def resolve_backbone(model: ModelConfig, run_dir: Path, features: FeatureConfig,
     if cached is not None:
         pretrained = load_pretrained(cached)
         return Backbone(pretrained, AUDIOSET_HUB_ID, f"backbone: {AUDIOSET_HUB_ID} from the local cache")
+    if checkpoint == "random":
+        return _random_backbone(model, run_dir, features, seed, main)
+    from .embedded import describe, embedded_backbone
+
+    path = embedded_backbone(callback=callback)
+    why = "" if checkpoint == "embedded" else (
+        f"; the AudioSet AST ({AUDIOSET_HUB_ID}) is not in the local Hugging Face cache: get it with "
+        "`softmoa download ast-audioset` (online) or pass --checkpoint")
+    return Backbone(load_pretrained(path), str(path), f"backbone: {describe(path)}{why}")
+
+
+def _random_backbone(model: ModelConfig, run_dir: Path, features: FeatureConfig, seed: int, main: bool) -> Backbone:
     if model.random is None:
-        if checkpoint == "random":
-            raise SoftmoaError("--checkpoint random: the preset has no model.random section with the AST dims")
-        raise CheckpointError(f"no backbone: the AudioSet AST ({AUDIOSET_HUB_ID}) is not in the local Hugging Face "
-                              "cache; pass --checkpoint PATH|HUB_ID|RUN_DIR, run `softmoa download ast-audioset`, "
-                              "or use a preset with a model.random section")
+        raise SoftmoaError("checkpoint 'random': the preset has no model.random section with the AST dims")
     directory = run_dir / RANDOM_DIR
     if main and not (directory / "softmoa.json").is_file():
         r = model.random
-        config = ASTConfig(dim=r.dim, depth=r.depth, heads=r.heads, mlp_dim=r.mlp_dim,
-                           num_mel_bins=features.num_mel_bins, max_length=features.max_length, eps=1e-6)
+        config = ASTConfig(dim=r.dim, depth=r.depth, heads=r.heads, mlp_dim=r.mlp_dim, fstride=r.fstride,
+                           tstride=r.tstride, num_mel_bins=features.num_mel_bins, max_length=features.max_length,
+                           eps=1e-6)
         torch.manual_seed(seed)
         save_model(Pretrained(AST(config), [], False, "random", {"has_head": False}), directory)
     pretrained = load_pretrained(directory)

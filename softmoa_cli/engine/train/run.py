@@ -38,7 +38,7 @@ def finetune(config: RunConfig, run_dir: str | Path | None = None, callback: Cal
         table = _main_first(world, lambda: open_table(config.data, callback.message))
     folder = RunFolder(run_dir)
     backbone = _main_first(world, lambda: resolve_backbone(config.model, run_dir, table.feature_config,
-                                                          training.seed, world.main))
+                                                          training.seed, world.main, callback))
     splits = plan_splits(table, config.data)
     if world.main:
         folder.start(config, [s.fold for s in splits], backbone.reference)

@@ -1,0 +1,69 @@
+"""The offline default: `softmoa finetune` alone builds the embedded data and backbone, trains
+Soft-MoA and a single adapter, and the run predicts on any WAV file."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from typer.testing import CliRunner
+
+from softmoa_cli.cli.app import build_app
+from softmoa_cli.engine.data import embedded
+from softmoa_cli.engine.train import embedded as backbone
+
+SMALL_RECIPE = backbone.RECIPE | {
+    "model": {"checkpoint": "random", "random": {"dim": 64, "depth": 2, "heads": 2, "mlp_dim": 128,
+                                                 "fstride": 16, "tstride": 16}},
+    "training": backbone.RECIPE["training"] | {"epochs": 6},
+}
+
+
+@pytest.fixture
+def small_default(tmp_path, monkeypatch):
+    """The default job at a reduced size: fewer clips per class and a smaller, shorter pretraining."""
+    monkeypatch.setenv("SOFTMOA_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(embedded, "PER_CLASS", {"downstream": 30, "upstream": 40})
+    monkeypatch.setattr(backbone, "RECIPE", SMALL_RECIPE)
+    return tmp_path
+
+
+@pytest.mark.slow
+def test_default_finetune_trains_both_methods_well_above_chance_and_reuses_the_backbone(small_default, fsdd_clips):
+    tmp_path = small_default
+    app = build_app()
+    first = CliRunner().invoke(app, ["finetune", "--epochs", "12", "--out", str(tmp_path / "runs")])
+    assert first.exit_code == 0, first.output
+    assert "pretraining the embedded backbone" in first.stderr
+    assert "AudioSet AST" not in first.stderr  # the preset asks for the embedded backbone by name
+    results = {}
+    for method in ("adapter", "soft"):
+        metrics = json.loads((tmp_path / "runs" / method / "metrics.json").read_text())
+        results[method] = metrics["folds"]["all"]["test"]["accuracy"]
+        assert metrics["method"] == method and metrics["dataset"] == "synth"
+    assert "Soft-MoA against a single adapter" in first.stdout
+    assert min(results.values()) >= 0.25, results  # chance: 1/12
+    saved = backbone.embedded_path(tmp_path / "home") / "model.safetensors"
+    stamp = saved.stat().st_mtime_ns
+
+    again = CliRunner().invoke(app, ["finetune", "--method", "soft", "--epochs", "1", "--out", str(tmp_path / "again")])
+    assert again.exit_code == 0, again.output
+    assert "pretraining the embedded backbone" not in again.stderr
+    assert saved.stat().st_mtime_ns == stamp
+
+    clip = tmp_path / "clip.wav"
+    shutil.copy(fsdd_clips[0], clip)
+    predicted = CliRunner().invoke(app, ["predict", str(clip), "--run", str(tmp_path / "runs" / "soft"), "--json"])
+    assert predicted.exit_code == 0, predicted.output
+    labels = {p["label"] for p in json.loads(predicted.stdout)[0]["predictions"]}
+    assert labels <= set(embedded.synth.TASKS["downstream"]) and len(labels) == 5
+
+
+def test_print_config_of_the_default_shows_both_runs(small_default):
+    result = CliRunner().invoke(build_app(), ["finetune", "--print-config"])
+    assert result.exit_code == 0, result.output
+    documents = result.stdout.split("data:\n")[1:]
+    assert len(documents) == 2
+    assert "name: adapter" in documents[0] and "reduction_rate: 16.0" in documents[0]
+    assert "name: soft" in documents[1] and "experts: 7" in documents[1] and "checkpoint: embedded" in documents[1]
