@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 
 from softmoa_cli.cli.app import build_app
 from softmoa_cli.config import ModelConfig
-from softmoa_cli.engine.ablate import STUDIES, backbone_dim, point_config, point_dir, run_study, study_config
+from softmoa_cli.engine.train.backbone import backbone_dim
+from softmoa_cli.engine.ablate import STUDIES, point_config, point_dir, run_study, study_config
 from softmoa_cli.engine.accounting import count_parameters
 from softmoa_cli.engine.api import build_model
 from softmoa_cli.engine.errors import SoftmoaError

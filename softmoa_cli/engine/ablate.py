@@ -23,10 +23,10 @@ from ..config import ModelConfig, RunConfig, build_config, dump_config
 from .errors import SoftmoaError
 from .fsutil import atomic_write_json, atomic_write_text
 from .petl.layers import bottleneck_width
+from .train.backbone import backbone_dim
 from .train.metrics import mean_std
 
 POINT_FILE = "point.json"
-AUDIOSET_DIM = 768  # width of the AudioSet AST, the default backbone
 
 
 def _choice(*options: str) -> Callable[[str], str]:
@@ -107,40 +107,6 @@ def study_config(study: Study, preset: dict, overrides: dict[str, Any] | None = 
         raise SoftmoaError(f"{flag}: study {study.name!r} sweeps {swept}; give its values with --values")
     defaults = {f"method.{key}": value for key, value in study.defaults.items()}
     return build_config(preset, defaults | overrides, source, flags)
-
-
-def backbone_dim(model: ModelConfig) -> int:
-    """Token width d of the backbone a run of ``model`` uses, read from config files without
-    loading weights (the order of ``train.backbone.resolve_backbone``); 768 when unknown."""
-    from .train.backbone import cached_audioset
-
-    if model.checkpoint == "random" or (model.checkpoint is None and model.random and cached_audioset() is None):
-        return model.random.dim if model.random else AUDIOSET_DIM
-    if model.checkpoint is None:
-        return AUDIOSET_DIM
-    return _checkpoint_dim(model.checkpoint)
-
-
-def _checkpoint_dim(reference: str) -> int:
-    """d from a softmoa model folder, a Hugging Face folder or cached hub id, or a run folder."""
-    from .models.checkpoints import OWN_CONFIG
-    from .train.checkpoint import RUN_FILE
-
-    path = Path(reference).expanduser()
-    if (path / RUN_FILE).is_file():  # a full fine-tune as backbone: follow its own backbone
-        inner = json.loads((path / RUN_FILE).read_text())["backbone"]
-        return _checkpoint_dim(str(path / inner) if (path / inner).exists() else inner)
-    if (path / OWN_CONFIG).is_file():
-        return json.loads((path / OWN_CONFIG).read_text())["ast"]["dim"]
-    config = path / "config.json"
-    if not config.is_file() and not path.exists():
-        try:
-            from huggingface_hub import hf_hub_download
-
-            config = Path(hf_hub_download(reference, "config.json", local_files_only=True))
-        except Exception:  # not a cached hub id: the run itself will say what is wrong
-            return AUDIOSET_DIM
-    return json.loads(config.read_text()).get("hidden_size", AUDIOSET_DIM) if config.is_file() else AUDIOSET_DIM
 
 
 def comparable_method(name: str, soft: dict, dim: int) -> dict:

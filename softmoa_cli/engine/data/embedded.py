@@ -1,6 +1,6 @@
 """The embedded data sets: procedural audio events the tool writes itself (``synth.py``).
 
-``synth`` is the downstream task of the offline default (12 classes, 60 one-second clips
+``synth`` is the downstream task of the offline default (12 classes, 100 one-second clips
 each, 70/15/15 split); ``synth-upstream`` holds 12 other classes (100 clips each) for
 pretraining the embedded backbone. Both are written under ``$SOFTMOA_HOME/data/<name>/`` on
 first use and prepared like any other data set.
@@ -17,7 +17,7 @@ from .registry import DatasetSpec
 
 MANIFEST = "manifest.csv"
 MAX_LENGTH = 100  # the clips last 1 s
-PER_CLASS = {"downstream": 60, "upstream": 100}
+PER_CLASS = {"downstream": 100, "upstream": 250}
 
 
 def _scan(root: Path):

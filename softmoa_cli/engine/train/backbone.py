@@ -7,6 +7,7 @@ otherwise the embedded AST, with one line that says how to get the AudioSet one.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from ..models.checkpoints import AUDIOSET_HUB_ID, Pretrained, load_pretrained, s
 from .checkpoint import load_backbone
 
 RANDOM_DIR = "backbone"
+AUDIOSET_DIM = 768  # width of the AudioSet AST
 
 
 @dataclass
@@ -89,3 +91,39 @@ def _random_backbone(model: ModelConfig, run_dir: Path, features: FeatureConfig,
 def _dims(model: AST) -> str:
     c = model.config
     return f"dim {c.dim}, depth {c.depth}, heads {c.heads}"
+
+
+def backbone_dim(model: ModelConfig) -> int:
+    """Token width d of the backbone a run of ``model`` uses, read from config files without
+    loading weights (the order of ``train.backbone.resolve_backbone``); 768 when unknown."""
+    from .embedded import RECIPE
+
+    if model.checkpoint == "random":
+        return model.random.dim if model.random else AUDIOSET_DIM
+    if model.checkpoint == "embedded" or (model.checkpoint is None and cached_audioset() is None):
+        return RECIPE["model"]["random"]["dim"]
+    if model.checkpoint is None:
+        return AUDIOSET_DIM
+    return _checkpoint_dim(model.checkpoint)
+
+
+def _checkpoint_dim(reference: str) -> int:
+    """d from a softmoa model folder, a Hugging Face folder or cached hub id, or a run folder."""
+    from ..models.checkpoints import OWN_CONFIG
+    from .checkpoint import RUN_FILE
+
+    path = Path(reference).expanduser()
+    if (path / RUN_FILE).is_file():  # a full fine-tune as backbone: follow its own backbone
+        inner = json.loads((path / RUN_FILE).read_text())["backbone"]
+        return _checkpoint_dim(str(path / inner) if (path / inner).exists() else inner)
+    if (path / OWN_CONFIG).is_file():
+        return json.loads((path / OWN_CONFIG).read_text())["ast"]["dim"]
+    config = path / "config.json"
+    if not config.is_file() and not path.exists():
+        try:
+            from huggingface_hub import hf_hub_download
+
+            config = Path(hf_hub_download(reference, "config.json", local_files_only=True))
+        except Exception:  # not a cached hub id: the run itself will say what is wrong
+            return AUDIOSET_DIM
+    return json.loads(config.read_text()).get("hidden_size", AUDIOSET_DIM) if config.is_file() else AUDIOSET_DIM

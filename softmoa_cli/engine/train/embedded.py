@@ -29,7 +29,7 @@ RECIPE = {
     "model": {"checkpoint": "random",
               "random": {"dim": 128, "depth": 4, "heads": 4, "mlp_dim": 512, "fstride": 16, "tstride": 16}},
     "method": {"name": "full"},
-    "training": {"epochs": 30, "batch_size": 32, "lr": 3e-3, "weight_decay": 0.05, "seed": 0},
+    "training": {"epochs": 24, "batch_size": 32, "lr": 3e-3, "weight_decay": 0.05, "seed": 0},
 }
 
 
