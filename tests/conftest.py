@@ -30,3 +30,19 @@ def fsdd_clips(tmp_path) -> list[Path]:
     for name in names:
         shutil.copy(FSDD / name, out / name)
     return [out / name for name in names]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def isolated_home(tmp_path_factory):
+    """Tests never touch the user's ~/.softmoa or reach a hub: a fresh SOFTMOA_HOME, offline."""
+    import os
+
+    saved = {key: os.environ.get(key) for key in ("SOFTMOA_HOME", "HF_HUB_OFFLINE")}
+    os.environ["SOFTMOA_HOME"] = str(tmp_path_factory.mktemp("softmoa-home"))
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
