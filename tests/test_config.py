@@ -98,7 +98,7 @@ def test_print_config_shows_the_effective_config():
                                  "init": "zero_up", "experts": 3, "reduction_rate": 128.0}
     assert list(printed["method"])[0] == "name"
     assert printed["method"]["experts"] == 3 and printed["training"]["epochs"] == 2
-    assert printed["data"]["dataset"] == "fsdd" and printed["model"]["checkpoint"] == "random"
+    assert printed["data"]["dataset"] == "fsdd" and printed["model"]["checkpoint"] == "embedded"
 
 
 @pytest.mark.parametrize("args, message", [

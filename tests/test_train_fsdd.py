@@ -40,7 +40,7 @@ def test_official_split(fsdd):
 
 def test_short_run_is_well_above_chance_and_evaluate_and_predict_agree(fsdd, tmp_path):
     files, table = fsdd
-    config = load_config("fsdd-cpu", {"method.name": "full", "training.lr": 2e-3, "training.epochs": 15,
+    config = load_config("fsdd-cpu", {"method.name": "full", "training.lr": 2e-3, "training.epochs": 15, "model.checkpoint": "random",
                                       "model.random": {"dim": 64, "depth": 2, "heads": 2, "mlp_dim": 128}})
     run, metrics = finetune(config, tmp_path / "run", table=table)
     result = metrics["folds"]["all"]["test"]
