@@ -1,7 +1,7 @@
 """The embedded data sets: procedural audio events the tool writes itself (``synth.py``).
 
 ``synth`` is the downstream task of the offline default (12 classes, 100 one-second clips
-each, 70/15/15 split); ``synth-upstream`` holds 12 other classes (100 clips each) for
+each, 70/15/15 split); ``synth-upstream`` holds 12 other classes (250 clips each) for
 pretraining the embedded backbone. Both are written under ``$SOFTMOA_HOME/data/<name>/`` on
 first use and prepared like any other data set.
 """
