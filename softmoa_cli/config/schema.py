@@ -12,9 +12,10 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..engine.petl.methods import AdapterConfig, DenseConfig, FullConfig, LinearConfig, LoRAConfig, SoftConfig
+from ..engine.petl.methods import METHODS, SoftConfig
 
-MethodSection = Annotated[Union[LinearConfig, FullConfig, AdapterConfig, DenseConfig, SoftConfig, LoRAConfig],
+# Every registered method, plugins included (each config has a ``name: Literal[...]`` tag).
+MethodSection = Annotated[Union[tuple(METHODS.get(name).config for name in METHODS.names())],
                           Field(discriminator="name")]
 
 # Learning rates of the research code's recipe (method.md section 6), used when a preset sets none.
