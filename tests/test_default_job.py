@@ -64,3 +64,11 @@ def test_print_config_of_the_default_shows_both_runs(small_default):
     assert len(documents) == 2
     assert "name: adapter" in documents[0] and "reduction_rate: 16.0" in documents[0]
     assert "name: soft" in documents[1] and "experts: 7" in documents[1] and "checkpoint: embedded" in documents[1]
+
+
+def test_default_job_passes_mixture_flags_only_to_soft(small_default):
+    result = CliRunner().invoke(build_app(), ["finetune", "--experts", "4", "--location", "ffn", "--print-config"])
+    assert result.exit_code == 0, result.output
+    adapter, soft = result.stdout.split("data:\n")[1:]
+    assert "location: ffn" in adapter and "experts" not in adapter
+    assert "location: ffn" in soft and "experts: 4" in soft

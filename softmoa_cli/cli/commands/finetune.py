@@ -106,8 +106,12 @@ def finetune(
     jobs = [(config, out)]
     if default_job and method is None:
         # The default job: the single adapter of the same width first, then Soft-MoA (the latest run).
+        from ...engine.petl.methods import AdapterConfig
+
+        shared = {k: v for k, v in overrides.items()
+                  if not k.startswith("method.") or k.split(".", 1)[1] in AdapterConfig.model_fields}
         width = {"method.name": "adapter", "method.reduction_rate": config.method.reduction_rate}
-        adapter = build_config(read_preset(path), overrides | width, str(path), flags)
+        adapter = build_config(read_preset(path), shared | width, str(path), flags)
         jobs = [(adapter, out and out / "adapter"), (config, out and out / config.method.name)]
     if print_config:
         for job, _ in jobs:
