@@ -44,3 +44,12 @@ def test_plugin_commands_are_mounted_and_builtins_win(monkeypatch):
     runner = CliRunner()
     assert runner.invoke(app, ["hello", "--name", "there"]).stdout == "hello there\n"
     assert "AST classifier" in runner.invoke(app, ["predict", "--help"]).stdout  # still the built-in
+
+
+def test_engine_never_imports_the_cli_or_transformers():
+    modules = ["api", "bench", "ablate", "contribution", "evaluate", "predict", "train", "data.cache", "data.download"]
+    code = ("import sys; " + "; ".join(f"import softmoa_cli.engine.{m}" for m in modules) +
+            "; print(sorted(m for m in sys.modules if m.split('.')[0] in ('transformers', 'typer', 'rich') "
+            "or m.startswith('softmoa_cli.cli')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

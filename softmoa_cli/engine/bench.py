@@ -6,7 +6,8 @@ peak memory (bytes); trainable parameters; analytic forward FLOPs per example.
 
 The repetitions are interleaved round-robin (method order rotated every round), so machine
 noise hits all methods alike, and ratios are taken to a reference method measured in the
-same run. Optionally transformers' ASTModel forward at the same dims is timed alongside.
+same run. Optionally an outside AST's forward (transformers' ASTModel, built by the caller)
+is timed alongside.
 """
 
 from __future__ import annotations
@@ -208,22 +209,15 @@ def _training_subject(label: str, model: torch.nn.Module, x: torch.Tensor, y: to
     return _Subject(label, model, forward, step, optimizer, config)
 
 
-def _transformers_subject(settings: BenchSettings, x: torch.Tensor) -> _Subject:
-    """transformers' ASTModel at the same dims (random weights), forward only."""
-    try:
-        import transformers
-    except ImportError:
-        raise SoftmoaError("--compare-transformers needs transformers: pip install 'softmoa[test]'") from None
-    config = transformers.ASTConfig(hidden_size=settings.dim, num_hidden_layers=settings.depth,
-                                    num_attention_heads=settings.heads, intermediate_size=settings.mlp_dim,
-                                    max_length=settings.frames, num_mel_bins=x.shape[-1])
-    model = transformers.ASTModel(config).to(settings.device).eval()
+def _forward_subject(label: str, model: torch.nn.Module, x: torch.Tensor) -> _Subject:
+    """An outside model taking the same features ``x``, timed forward only."""
+    model = model.eval()
 
     def forward() -> None:
         with torch.no_grad():
-            model(input_values=x)
+            model(x)
 
-    return _Subject(TRANSFORMERS, model, forward)
+    return _Subject(label, model, forward)
 
 
 def _sync(device: torch.device) -> None:
@@ -317,21 +311,26 @@ def _resolve_reference(reference: str, labels: list[str]) -> str:
     raise SoftmoaError(f"reference method {reference!r} is not among the benchmarked methods: {', '.join(labels)}")
 
 
+CompareModel = Callable[[BenchSettings], torch.nn.Module]
+"""Builds an outside AST (e.g. transformers' ASTModel) at the bench's dims, taking features
+``[b, frames, 128]``; the engine itself never imports such a library."""
+
+
 def run_bench(specs: list[str], settings: BenchSettings = BenchSettings(), reference: str = "adapter",
-              compare_transformers: bool = False, progress: Progress | None = None) -> BenchResult:
+              compare: CompareModel | None = None, progress: Progress | None = None) -> BenchResult:
     """Benchmark the methods ``specs`` (see ``parse_method``) at ``settings``.
 
     ``reference``: a spec, or a method name (its first spec), whose times and memory the
-    ratios divide by. ``compare_transformers`` also times transformers' ASTModel forward;
-    ``linear`` (the bare engine AST and a head) is then added when missing, as the engine
-    side of that comparison.
+    ratios divide by. ``compare`` also times an outside AST's forward (the row labelled
+    ``transformers``); ``linear`` (the bare engine AST and a head) is then added when missing,
+    as the engine side of that comparison.
     """
     settings.check()
     labels = [spec.strip() for spec in specs]
     if len(set(labels)) != len(labels):
         raise SoftmoaError(f"a method is listed twice: {', '.join(labels)}")
     configs = [parse_method(label) for label in labels]
-    if compare_transformers and "linear" not in labels:
+    if compare is not None and "linear" not in labels:
         labels.append("linear")
         configs.append(parse_method("linear"))
     reference = _resolve_reference(reference, labels)
@@ -339,13 +338,13 @@ def run_bench(specs: list[str], settings: BenchSettings = BenchSettings(), refer
     if settings.threads is not None:
         torch.set_num_threads(settings.threads)
     try:
-        return _measure(labels, configs, settings, reference, compare_transformers, progress)
+        return _measure(labels, configs, settings, reference, compare, progress)
     finally:
         torch.set_num_threads(threads)
 
 
 def _measure(labels: list[str], configs: list[MethodConfig], settings: BenchSettings, reference: str,
-             compare_transformers: bool, progress: Progress | None) -> BenchResult:
+             compare: CompareModel | None, progress: Progress | None) -> BenchResult:
     report = progress or (lambda done, total, text: None)
     device = torch.device(settings.device)
     torch.manual_seed(settings.seed)
@@ -355,9 +354,9 @@ def _measure(labels: list[str], configs: list[MethodConfig], settings: BenchSett
     for label, config in zip(labels, configs):
         report(0, settings.repeats, f"building {label}")
         subjects.append(_engine_subject(label, config, settings, x, y))
-    if compare_transformers:
-        report(0, settings.repeats, "building transformers ASTModel")
-        subjects.append(_transformers_subject(settings, x))
+    if compare is not None:
+        report(0, settings.repeats, "building the comparison model")
+        subjects.append(_forward_subject(TRANSFORMERS, compare(settings).to(device), x))
     _time_rounds(subjects, settings, device, report)
     report(settings.repeats, settings.repeats, "measuring memory")
     rows = [_row(subject, device) for subject in subjects]

@@ -48,7 +48,7 @@ def bench(
     specs = split_specs(methods)
     with Progress(console=err, transient=True) as bar:
         task = bar.add_task("bench", total=repeats)
-        result = run_bench(specs, settings, reference, compare_transformers,
+        result = run_bench(specs, settings, reference, transformers_ast if compare_transformers else None,
                            lambda done, total, text: bar.update(task, completed=done, description=text))
     out.print(_table(result))
     if result.engine_over_transformers is not None:
@@ -79,3 +79,17 @@ def _table(result):
                       number(row.peak_ratio, ".3f"), number(row.trainable_params, ","),
                       number(row.flops and row.flops / 1e9, ".2f"))
     return table
+
+
+def transformers_ast(settings):
+    """transformers' ASTModel at the bench's dims (random weights): the comparison model."""
+    from ...engine.errors import SoftmoaError
+
+    try:
+        import transformers
+    except ImportError:
+        raise SoftmoaError("--compare-transformers needs transformers: pip install 'softmoa[test]'") from None
+    config = transformers.ASTConfig(hidden_size=settings.dim, num_hidden_layers=settings.depth,
+                                    num_attention_heads=settings.heads, intermediate_size=settings.mlp_dim,
+                                    max_length=settings.frames, num_mel_bins=128)
+    return transformers.ASTModel(config)
