@@ -34,12 +34,18 @@ def clean_errors(function: Callable) -> Callable:
     return wrapper
 
 
+def short_help(function: Callable) -> str | None:
+    """The first paragraph of a command's docstring on one line (for the command list)."""
+    paragraph = (function.__doc__ or "").strip().split("\n\n")[0]
+    return " ".join(paragraph.split()) or None
+
+
 def build_app() -> typer.Typer:
     app = typer.Typer(name="softmoa", help=HELP, no_args_is_help=True, add_completion=False,
                       pretty_exceptions_enable=False, rich_markup_mode="rich")
     app.callback()(lambda: None)  # always a group of subcommands, even with one registered
     for name, function in sorted(load_commands().items()):
-        app.command(name=name)(clean_errors(function))
+        app.command(name=name, short_help=short_help(function))(clean_errors(function))
     return app
 
 

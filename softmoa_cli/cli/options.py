@@ -12,7 +12,8 @@ Json = Annotated[bool, typer.Option("--json", help="Print one JSON document on s
 Checkpoint = Annotated[str | None, typer.Option(
     "--checkpoint", "-c", help="Backbone: an AST checkpoint folder or .pth, a hub id such as "
                                "MIT/ast-finetuned-audioset-10-10-0.4593, a run folder of a full fine-tune, "
-                               "or 'random' for the preset's random AST.")]
+                               "'embedded' (the tool's own pretrained AST) or 'random' (the preset's random AST). "
+                               "Default: the AudioSet AST if cached, else embedded.")]
 RunDir = Annotated[Path | None, typer.Argument(help="A run folder (default: the most recent finished run under "
                                                     "runs/).", show_default=False)]
 Home = Annotated[Path | None, typer.Option(
