@@ -85,7 +85,7 @@ def _random_backbone(model: ModelConfig, run_dir: Path, features: FeatureConfig,
         save_model(Pretrained(AST(config), [], False, "random", {"has_head": False}), directory)
     pretrained = load_pretrained(directory)
     return Backbone(pretrained, RANDOM_DIR, f"backbone: randomly initialised AST ({_dims(pretrained.model)}, "
-                                            f"seed {seed}), no pretrained weights; --checkpoint picks a pretrained one")
+                                            f"seed {seed})")
 
 
 def _dims(model: AST) -> str:
