@@ -123,3 +123,15 @@ def test_the_default_preset_is_named_after_the_data_set():
 
     assert default_preset("fsc").name == "fsc.yaml" and default_preset("fsdd").name == "fsdd-cpu.yaml"
     assert default_preset("my-folder") is None
+
+
+def test_presets_are_found_in_the_source_tree_or_where_a_wheel_installs_them(tmp_path, monkeypatch):
+    import sys
+
+    from softmoa_cli.config import load
+
+    assert load._presets_dir() == load.PRESETS_DIR and (load.PRESETS_DIR / "synth.yaml").is_file()
+    monkeypatch.setattr(load, "__file__", str(tmp_path / "site-packages" / "softmoa_cli" / "config" / "load.py"))
+    assert load._presets_dir() == Path(sys.prefix) / "share" / "softmoa" / "presets"
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    assert '"share/softmoa/presets" = ["presets/*.yaml"]' in pyproject

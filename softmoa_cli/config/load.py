@@ -7,6 +7,7 @@ Errors are one line that names the key, the value and what is allowed, e.g.
 from __future__ import annotations
 
 import copy
+import sys
 import types
 import typing
 from pathlib import Path
@@ -19,7 +20,15 @@ from ..engine.errors import SoftmoaError
 from ..engine.petl.methods import METHODS
 from .schema import RunConfig
 
-PRESETS_DIR = Path(__file__).resolve().parents[2] / "presets"
+
+def _presets_dir() -> Path:
+    """``presets/`` of the source tree (editable installs), else the copy a wheel installs
+    under ``<prefix>/share/softmoa/presets``."""
+    source = Path(__file__).resolve().parents[2] / "presets"
+    return source if source.is_dir() else Path(sys.prefix) / "share" / "softmoa" / "presets"
+
+
+PRESETS_DIR = _presets_dir()
 
 
 class ConfigError(SoftmoaError):
