@@ -2,13 +2,57 @@
 
 from __future__ import annotations
 
+import functools
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
-FSDD = SHARED / "data" / "fsdd" / "recordings"
+FSDD_ENV = "SOFTMOA_FSDD"
+# The user's SOFTMOA_HOME, read before the isolated_home fixture replaces it for the session.
+USER_HOME = os.environ.get("SOFTMOA_HOME") or "~/.softmoa"
+FSDD_SAMPLES = ["0_jackson_0.wav", "3_theo_10.wav", "7_nicolas_5.wav", "9_yweweler_20.wav"]
+
+
+def fsdd_places() -> list[Path]:
+    """Where the FSDD recordings are looked for, in order: $SOFTMOA_FSDD (the recordings folder
+    or the data set folder holding it), ../shared/data/fsdd beside the clone, the installed copy
+    in the user's $SOFTMOA_HOME (``softmoa download fsdd``)."""
+    places = []
+    if os.environ.get(FSDD_ENV):
+        chosen = Path(os.environ[FSDD_ENV]).expanduser().absolute()
+        places += [chosen, chosen / "recordings"]
+    places.append(SHARED / "data" / "fsdd" / "recordings")
+    places.append(Path(USER_HOME).expanduser().absolute() / "data" / "fsdd" / "recordings")
+    return places
+
+
+@functools.cache
+def fsdd_root() -> Path | None:
+    """The folder holding the FSDD recordings (``<digit>_<speaker>_<take>.wav``), or None."""
+    return next((place for place in fsdd_places() if all((place / name).is_file() for name in FSDD_SAMPLES)), None)
+
+
+def fsdd_missing_message() -> str:
+    looked = ", ".join([f"${FSDD_ENV} ({os.environ.get(FSDD_ENV) or 'unset'})",
+                        str(SHARED / "data" / "fsdd" / "recordings"),
+                        str(Path(USER_HOME) / "data" / "fsdd" / "recordings")])
+    return (f"FSDD recordings not found (looked in {looked}); set {FSDD_ENV}=/path/to/free-spoken-digit-dataset/"
+            "recordings or run `softmoa download fsdd`")
+
+
+@pytest.fixture(scope="session")
+def fsdd_recordings() -> Path:
+    """The folder of the 3,000 FSDD recordings (read-only). Missing: skip with the reason, or
+    fail under CI=true, where a missing copy is a broken set-up."""
+    root = fsdd_root()
+    if root is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(fsdd_missing_message(), pytrace=False)
+        pytest.skip(fsdd_missing_message())
+    return root
 
 
 def tiny_ast_config(**changes):
@@ -20,16 +64,13 @@ def tiny_ast_config(**changes):
 
 
 @pytest.fixture
-def fsdd_clips(tmp_path) -> list[Path]:
+def fsdd_clips(tmp_path, fsdd_recordings) -> list[Path]:
     """Four real FSDD recordings (8 kHz spoken digits) copied to a temporary folder."""
-    if not FSDD.is_dir():
-        pytest.fail(f"shared FSDD data missing at {FSDD}")
-    names = ["0_jackson_0.wav", "3_theo_10.wav", "7_nicolas_5.wav", "9_yweweler_20.wav"]
     out = tmp_path / "clips"
     out.mkdir()
-    for name in names:
-        shutil.copy(FSDD / name, out / name)
-    return [out / name for name in names]
+    for name in FSDD_SAMPLES:
+        shutil.copy(fsdd_recordings / name, out / name)
+    return [out / name for name in FSDD_SAMPLES]
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -1,4 +1,4 @@
-"""Real speech: FSDD (copied from ../shared) installed, prepared on 2 processes, official split."""
+"""Real speech: FSDD (a copy of the recordings) installed, prepared on 2 processes, official split."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import time
 
 import numpy as np
 import pytest
-from conftest import FSDD
 from typer.testing import CliRunner
 
 from softmoa_cli.cli.app import build_app
@@ -17,10 +16,10 @@ from softmoa_cli.engine.data.features import FeatureConfig, features
 
 
 @pytest.fixture(scope="module")
-def fsdd_home(tmp_path_factory):
+def fsdd_home(tmp_path_factory, fsdd_recordings):
     """FSDD copied to a temporary folder, installed with `download --from` and prepared with --jobs 2."""
     tmp = tmp_path_factory.mktemp("fsdd")
-    shutil.copytree(FSDD, tmp / "copy" / "recordings")
+    shutil.copytree(fsdd_recordings, tmp / "copy" / "recordings")
     home = tmp / "home"
     runner = CliRunner()
     installed = runner.invoke(build_app(), ["download", "fsdd", "--from", str(tmp / "copy"), "--home", str(home)])
@@ -43,12 +42,13 @@ def test_official_split_and_labels(fsdd_home):
     assert cache.split[cache.paths.index("recordings/7_jackson_4.wav")] == "test"
 
 
-def test_features_equal_the_feature_function(fsdd_home):
+def test_features_equal_the_feature_function(fsdd_home, fsdd_recordings):
     """Cached rows are the float16 of features() on the 16 kHz mono clip (cut or padded to 100)."""
     cache = open_cache("fsdd", home=fsdd_home, prepare=False)
     for name in ("0_jackson_0.wav", "9_theo_49.wav", "3_nicolas_17.wav"):
         i = cache.paths.index(f"recordings/{name}")
-        expected = features(load_mono_16k(FSDD / name), FeatureConfig(max_length=100)).numpy().astype(np.float16)
+        wave = load_mono_16k(fsdd_recordings / name)
+        expected = features(wave, FeatureConfig(max_length=100)).numpy().astype(np.float16)
         assert np.array_equal(cache.features[i], expected)
 
 

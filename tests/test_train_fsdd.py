@@ -7,7 +7,6 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from conftest import FSDD
 
 from softmoa_cli.config import load_config
 from softmoa_cli.engine.data.audio import load_mono_16k
@@ -20,10 +19,10 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def fsdd(tmp_path_factory):
+def fsdd(tmp_path_factory, fsdd_recordings):
     """The 3,000 recordings copied to a temporary folder and their features (100 frames)."""
     folder = tmp_path_factory.mktemp("fsdd")
-    shutil.copytree(FSDD, folder / "recordings")
+    shutil.copytree(fsdd_recordings, folder / "recordings")
     files = sorted((folder / "recordings").glob("*.wav"))
     config = FeatureConfig(max_length=100)
     x = np.stack([features(load_mono_16k(f), config).numpy().astype(np.float16) for f in files])
