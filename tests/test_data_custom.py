@@ -68,9 +68,12 @@ def test_bad_clips_are_reported_and_skipped(tmp_path):
     home = tmp_path / "home"
     strict = run("prepare", root, "--home", home, "-j", "1", "--max-length", "30")
     assert strict.exit_code == 2  # 3 of 34 clips bad is 8.8 %, above the default 1 %
-    assert "3 of 34 clips are bad (8.8%), above --max-bad 1.0%" in strict.output and "Traceback" not in strict.output
+    assert ("3 of 34 clips are bad (8.8%), above the accepted 1%" in strict.output
+            and "accept them with --max-bad 8.9%" in strict.output and "Traceback" not in strict.output)
     assert "31 clips cached, 3 bad skipped" in strict.stdout
-    lenient = run("prepare", root, "--home", home, "-j", "1", "--max-length", "30", "--max-bad", "0.1")
+    typed = run("prepare", root, "--home", home, "-j", "1", "--max-length", "30", "--max-bad", "5")
+    assert typed.exit_code == 2 and "--max-bad 5: give a share of the clips, such as 0.05 or 5%" in typed.output
+    lenient = run("prepare", root, "--home", home, "-j", "1", "--max-length", "30", "--max-bad", "10%")
     assert lenient.exit_code == 0 and "already prepared" in lenient.stdout
     cache, _ = prepare_cache(root, max_length=30, home=home)
     report = cache.report.read_text().splitlines()
@@ -85,7 +88,62 @@ def test_bad_clips_are_reported_and_skipped(tmp_path):
     from softmoa_cli.engine.data.cache import clip_features
 
     i = cache.paths.index("wind/wind_3.wav")
-    assert np.array_equal(cache.features[i], clip_features(root / "wind/wind_3.wav", cache.feature_config))
+    assert np.array_equal(cache.features[i], clip_features(root / "wind/wind_3.wav", cache.feature_config)[0])
+
+
+def test_accepted_bad_share_is_remembered_for_finetune_and_evaluate(tmp_path, monkeypatch):
+    """prepare --max-bad 10% accepts 2 bad clips of 20; finetune on the same cache (no flag)
+    and evaluate of its run accept them too; a stricter --max-bad on finetune is still honoured."""
+    root = class_folders(tmp_path / "mine", per_class=6)
+    for k in range(2):
+        (root / "car" / f"empty{k}.wav").write_bytes(b"")
+    home = tmp_path / "home"
+    monkeypatch.setenv("SOFTMOA_HOME", str(home))
+    assert run("prepare", root, "--home", home, "-j", "1", "--max-length", "30").exit_code == 2
+    assert run("prepare", root, "--home", home, "-j", "1", "--max-length", "30", "--max-bad", "0.1").exit_code == 0
+    preset = tmp_path / "tiny.yaml"
+    preset.write_text("model:\n  checkpoint: random\n  random: {dim: 32, depth: 1, heads: 2, mlp_dim: 64}\n")
+    tiny = ["--preset", preset, "--method", "linear", "--epochs", "1", "--batch-size", "4", "--max-length", "30"]
+    trained = run("finetune", "--dataset", root, *tiny, "--out", tmp_path / "run")
+    assert trained.exit_code == 0, trained.output
+    evaluated = run("evaluate", tmp_path / "run", "--json")
+    assert evaluated.exit_code == 0, evaluated.output
+    strict = run("finetune", "--dataset", root, *tiny, "--out", tmp_path / "strict", "--max-bad", "0.5%")
+    assert strict.exit_code == 2 and "2 of 20 clips are bad (10%), above the accepted 0.5%" in strict.output
+
+
+def test_long_clips_keep_every_window_and_short_ones_one(tmp_path):
+    """A 0.9 s clip at 30 frames has windows at 0, 30, 60 and 58 (end-aligned); the cache keeps
+    the first in features and the others in extra, and the table hands all four to evaluation."""
+    from softmoa_cli.engine.data.cache import clip_features
+    from softmoa_cli.engine.data.features import window_starts
+    from softmoa_cli.engine.train.datasets import open_table
+    from softmoa_cli.config import build_config
+
+    root = tmp_path / "mine"
+    for c, name in enumerate(("a", "b")):
+        for k in range(5):
+            write_wav(root / name / f"{name}_{k}.wav", seconds=0.9 if k == 0 else 0.2, seed=10 * c + k)
+    cache, _ = prepare_cache(root, max_length=30, home=tmp_path / "home")
+    assert window_starts(88, 30) == [0, 30, 58]
+    long = [cache.paths.index(f"{name}/{name}_0.wav") for name in ("a", "b")]
+    assert cache.windows.tolist() == [3 if i in long else 1 for i in range(len(cache))]
+    assert cache.extra.shape == (4, 30, 128)
+    whole = clip_features(root / "b/b_0.wav", cache.feature_config)
+    assert whole.shape == (3, 30, 128)
+    config = build_config({"data": {"dataset": str(root), "max_length": 30}})
+    import os
+
+    os.environ["SOFTMOA_HOME"], saved = str(tmp_path / "home"), os.environ["SOFTMOA_HOME"]
+    try:
+        table = open_table(config.data, lambda text: None)
+    finally:
+        os.environ["SOFTMOA_HOME"] = saved
+    short = next(i for i in range(len(cache)) if i not in long)
+    x, owner = table.clip_windows(np.array([long[1], short]))
+    assert owner.tolist() == [0, 0, 0, 1]
+    assert np.array_equal(x[:3].numpy(), whole.astype(np.float32))
+    assert np.array_equal(x[3].numpy(), cache.features[short].astype(np.float32))
 
 
 def test_loader_batches_shuffle_and_specaugment(tmp_path):

@@ -67,18 +67,47 @@ def test_missing_checkpoint_is_one_line(fsdd_clips, tmp_path):
     assert result.stderr.strip().count("\n") == 0 and "checkpoint not found" in result.stderr
 
 
-def test_long_files_average_consecutive_windows(classifier, tmp_path):
+def test_long_files_average_windows_with_the_last_one_end_aligned(classifier, tmp_path):
+    from softmoa_cli.engine.data.features import log_mel, normalize
     from softmoa_cli.engine.models.checkpoints import load_pretrained
 
     model = load_pretrained(classifier).model
-    predictor = Predictor(model, list("abcde"))
-    wave = torch.randn(16000 * 2 + 4000) * 0.1  # 2.25 s: three 100-frame windows
+    predictor = Predictor(model, list("abcde"), batch_size=2)  # three windows: two forward passes
+    wave = torch.randn(16000 * 2 + 4000) * 0.1  # 2.25 s: 223 frames
     config = FeatureConfig(max_length=100)
-    feats = windows(wave, config)
-    assert feats.shape == (3, 100, 128)
+    frames = log_mel(wave, config)
+    assert frames.shape[0] == 223
+    # Windows at frames 0, 100 and 123 (the last one ends with the clip: no padding).
+    expected_windows = torch.stack([normalize(frames[s:s + 100], config) for s in (0, 100, 123)]).half()
+    assert torch.equal(windows(wave, config), expected_windows)
     with torch.no_grad():
-        expected = model.eval()(feats).softmax(-1).mean(0)
+        expected = model.eval()(expected_windows.float()).softmax(-1).mean(0)
     assert torch.allclose(predictor.scores(wave), expected, atol=1e-6)
+
+
+def test_clip_shorter_than_one_frame_is_padded_and_scored(classifier, tmp_path):
+    import soundfile as sf
+
+    from softmoa_cli.engine.models.checkpoints import load_pretrained
+
+    predictor = Predictor(load_pretrained(classifier).model, list("abcde"))
+    sf.write(tmp_path / "blip.wav", np.full(160, 0.1, dtype=np.float32), 16000)  # 10 ms: under one 25 ms frame
+    sf.write(tmp_path / "ok.wav", np.random.default_rng(0).normal(0, 0.1, 8000).astype(np.float32), 16000)
+    results = list(predictor.predict_files([tmp_path / "blip.wav", tmp_path / "ok.wav"], top_k=5))
+    assert [r.error for r in results] == [None, None]
+    assert abs(sum(score for _, score in results[0].predictions) - 1) < 1e-4
+
+
+def test_an_hour_of_audio_goes_through_in_bounded_batches(classifier):
+    from softmoa_cli.engine.models.checkpoints import load_pretrained
+
+    model = load_pretrained(classifier).model
+    predictor = Predictor(model, list("abcde"), batch_size=16)
+    sizes = []
+    model.register_forward_pre_hook(lambda module, args: sizes.append(args[0].shape[0]))
+    wave = torch.zeros(16000 * 60)  # one minute at 100 frames per window: 60 windows
+    predictor.scores(wave)
+    assert sum(sizes) == 60 and max(sizes) == 16
 
 
 def test_predict_uses_a_run_and_by_default_the_latest_one(fsdd_clips, tmp_path):

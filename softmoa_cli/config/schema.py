@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..engine.petl.methods import METHODS, SoftConfig
 
@@ -41,6 +41,19 @@ class DataConfig(Section):
     valid_fraction: float = Field(0.1, gt=0, lt=1, description="share of the training clips held out for "
                                                                "validation when the data set has no validation split")
     spec_augment: SpecAugment = SpecAugment()
+    max_bad: float | None = Field(None, description="share of bad clips to accept, 0.05 or '5%'; unset: the share "
+                                                    "accepted when the cache was prepared (default 1%)")
+
+    @field_validator("max_bad", mode="before")
+    @classmethod
+    def _share(cls, value):
+        from ..engine.data.cache import parse_share
+        from ..engine.errors import SoftmoaError
+
+        try:
+            return None if value is None else parse_share(value)
+        except SoftmoaError:
+            raise ValueError("give a share of the clips, such as 0.05 or 5%") from None
 
 
 class RandomBackbone(Section):

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import torch
 
+from .errors import SoftmoaError
 from .fsutil import atomic_write_bytes
 from .train.checkpoint import load_run
 from .train.data import FeatureTable, plan_splits
 from .train.distributed import World, resolve_device
-from .train.loop import Precision, evaluate_indices
+from .train.evaluation import Precision, evaluate_indices
 from .train.metrics import accuracy, macro_f1, mean_std, per_class
 
 
@@ -26,15 +27,14 @@ def run_config(run_dir: Path):
 
 def evaluate_run(run_dir: str | Path, split: str = "test", table: FeatureTable | None = None,
                  batch_size: int = 64, device: str = "cpu", message=None) -> dict:
-    """Score every fold's best model on ``split`` ('test' or 'valid') of the run's own plan.
+    """Score every fold's best model on ``split`` ('test' or 'valid') of the run's own plan,
+    each clip by the window rule (``data/features.py``), as ``predict`` scores a file.
 
     Returns ``{"split", "labels", "folds": [{fold, accuracy, macro_f1, clips}], "summary":
     {accuracy_mean, accuracy_std, macro_f1_mean, macro_f1_std}, "per_class": [...],
     "confusion": [[...]]}`` with per-class rows and the confusion matrix summed over folds.
     """
     if split not in ("test", "valid"):
-        from .errors import SoftmoaError
-
         raise SoftmoaError(f"--split {split}: choose test or valid")
     run_dir = Path(run_dir)
     config = run_config(run_dir)
@@ -48,6 +48,8 @@ def evaluate_run(run_dir: str | Path, split: str = "test", table: FeatureTable |
     folds = []
     for plan in plan_splits(table, config.data):
         model, labels, _ = load_run(run_dir, plan.fold)
+        if list(labels) != list(table.label_names):
+            raise SoftmoaError(_label_mismatch(run_dir, labels, table))
         confusion, loss = evaluate_indices(model.to(world.device), table, getattr(plan, split), batch_size, world,
                                            precision)
         total = confusion if total is None else total + confusion
@@ -60,6 +62,19 @@ def evaluate_run(run_dir: str | Path, split: str = "test", table: FeatureTable |
     rows = [{"label": label, **row} for label, row in zip(table.label_names, per_class(total))]
     return {"run": str(run_dir), "split": split, "labels": table.label_names, "folds": folds, "summary": summary,
             "per_class": rows, "confusion": total.tolist()}
+
+
+def _label_mismatch(run_dir: Path, labels: list[str], table: FeatureTable) -> str:
+    """One line saying how the run's labels differ from the data set's."""
+    ours, theirs = list(labels), list(table.label_names)
+    only_run = [label for label in ours if label not in theirs]
+    only_data = [label for label in theirs if label not in ours]
+    if not only_run and not only_data:
+        detail = "the same labels in another order"
+    else:
+        detail = f"only in the run: {only_run[:5] or 'none'}; only in the data: {only_data[:5] or 'none'}"
+    return (f"{run_dir}: the run was trained on {len(ours)} labels that do not match the {len(theirs)} of data set "
+            f"{table.name} ({detail}); evaluate it on the data it was trained on")
 
 
 def save_confusion_png(confusion: list[list[int]], labels: list[str], path: str | Path, title: str = "") -> Path:

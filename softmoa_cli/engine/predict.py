@@ -12,6 +12,8 @@ from .data.audio import load_mono_16k
 from .data.features import FeatureConfig, windows
 from .errors import AudioError
 from .models.ast import AST
+from .train.distributed import resolve_device
+from .train.evaluation import clip_log_probabilities, window_log_probabilities
 
 
 @dataclass
@@ -28,24 +30,25 @@ class FilePrediction:
 
 class Predictor:
     """A model, its label names and its features. ``multi_label``: sigmoid scores (AudioSet);
-    otherwise softmax."""
+    otherwise softmax. ``batch_size``: windows per forward pass (long files go through in
+    bounded batches)."""
 
     def __init__(self, model: AST, labels: list[str], multi_label: bool = False,
-                 feature_config: FeatureConfig | None = None, device: str = "cpu"):
-        self.model = model.eval().to(device)
+                 feature_config: FeatureConfig | None = None, device: str = "cpu", batch_size: int = 32):
+        self.device = resolve_device(device)
+        self.model = model.eval().to(self.device)
         self.labels = labels
         self.multi_label = multi_label
         self.features = feature_config or FeatureConfig(num_mel_bins=model.config.num_mel_bins,
                                                         max_length=model.config.max_length)
-        self.device = device
+        self.batch_size = batch_size
 
-    @torch.no_grad()
     def scores(self, wave: torch.Tensor) -> torch.Tensor:
-        """``wave [samples]`` at 16 kHz -> class scores ``[classes]``: the mean over consecutive
-        ``max_length`` windows of the per-window probabilities."""
-        logits = self.model(windows(wave, self.features).to(self.device))  # [windows, classes]
-        probabilities = logits.sigmoid() if self.multi_label else logits.softmax(dim=-1)
-        return probabilities.mean(dim=0).float().cpu()
+        """``wave [samples]`` at 16 kHz -> class scores ``[classes]`` (float32, CPU): the mean
+        of the window probabilities by the window rule (``data/features.py``)."""
+        log_probs = window_log_probabilities(self.model, windows(wave, self.features), self.batch_size, self.device,
+                                             multi_label=self.multi_label)  # [windows, classes]
+        return clip_log_probabilities(log_probs, torch.zeros(len(log_probs), dtype=torch.long), 1)[0].exp().float()
 
     def predict_file(self, path: str | Path, top_k: int = 5) -> list[tuple[str, float]]:
         """Top-k labels of one file; raises AudioError for a file that cannot be used."""

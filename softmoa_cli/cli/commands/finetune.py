@@ -39,6 +39,8 @@ def finetune(
     alpha: Annotated[float | None, typer.Option(help="LoRA alpha.", rich_help_panel=METHOD)] = None,
     max_length: Annotated[int | None, typer.Option(help="Input frames (10 ms each).")] = None,
     fold: Annotated[str | None, typer.Option(help="K-fold data sets: one test fold K, or 'all' (default).")] = None,
+    max_bad: Annotated[str | None, typer.Option(help="Share of bad clips to accept, as 0.05 or 5% (default: what "
+                                                      "prepare accepted, else 1%).", show_default=False)] = None,
     epochs: Annotated[int | None, typer.Option(rich_help_panel=TRAIN)] = None,
     batch_size: Annotated[int | None, typer.Option(help="Global batch.", rich_help_panel=TRAIN)] = None,
     lr: Annotated[float | None, typer.Option(help="Peak learning rate.", rich_help_panel=TRAIN)] = None,
@@ -70,7 +72,7 @@ def finetune(
 
     given = {
         ("data.dataset", "--dataset"): dataset, ("data.max_length", "--max-length"): max_length,
-        ("data.fold", "--fold"): _fold(fold), ("model.checkpoint", "--checkpoint"): checkpoint,
+        ("data.fold", "--fold"): _fold(fold), ("data.max_bad", "--max-bad"): max_bad, ("model.checkpoint", "--checkpoint"): checkpoint,
         ("method.name", "--method"): method, ("method.experts", "--experts"): experts,
         ("method.slots", "--slots"): slots, ("method.reduction_rate", "--reduction-rate"): reduction_rate,
         ("method.location", "--location"): location, ("method.adapter_config", "--adapter-config"): adapter_config,

@@ -21,7 +21,8 @@ def prepare(
                                                    show_default=False)] = None,
     jobs: Annotated[int | None, typer.Option("--jobs", "-j", min=1, help="Worker processes (default: the CPU "
                                                                           "cores, at most 8).", show_default=False)] = None,
-    max_bad: Annotated[float, typer.Option(min=0, max=1, help="Largest share of bad clips that still exits 0.")] = 0.01,
+    max_bad: Annotated[str, typer.Option(help="Largest share of bad clips that still exits 0, as 0.05 or 5%; "
+                                              "remembered with the cache for finetune and evaluate.")] = "1%",
     data: Annotated[Path | None, typer.Option(help="A copy of the data set elsewhere than $SOFTMOA_HOME/data/NAME.",
                                               show_default=False)] = None,
     seed: Annotated[int, typer.Option(help="Seed of the split of users' data that has none.")] = 0,
@@ -40,9 +41,10 @@ def prepare(
     """
     import time
 
-    from ...engine.data.cache import check_bad, prepare_cache
+    from ...engine.data.cache import accept_bad, parse_share, prepare_cache
     from ..console import note, out
 
+    share = parse_share(max_bad)  # a wrong value fails before the work
     started = time.perf_counter()
     with ClipProgress(name) as progress:
         cache, built = prepare_cache(name, max_length=max_length, jobs=jobs or min(8, os.cpu_count() or 1), home=home,
@@ -56,7 +58,7 @@ def prepare(
     bad = f", {len(cache.bad)} bad skipped (see {cache.report})" if cache.bad else ", 0 bad"
     out.print(f"{cache.name}: {len(cache):,} clips cached{bad}{rate}; max_length {cache.feature_config.max_length}; "
               f"{cache.path}", highlight=False, soft_wrap=True)
-    check_bad(cache, max_bad)
+    accept_bad(cache, share)
 
 
 class ClipProgress:

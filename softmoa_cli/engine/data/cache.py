@@ -2,9 +2,16 @@
 
 A published cache is the folder ``$SOFTMOA_HOME/cache/<name>/<key>/``:
 
-- ``features.f16``: float16 ``[n, max_length, mel_bins]``, C order, raw (``np.memmap``);
-- ``index.json``: settings, source fingerprint, label names and per clip path, label, split, fold;
-- ``bad.tsv``: the clips that were skipped, with the reason (``path<TAB>reason``).
+- ``features.f16``: float16 ``[n, max_length, mel_bins]``, C order, raw (``np.memmap``): each
+  clip's first window (see ``features.window_starts``), what training reads;
+- ``extra.f16``: float16 ``[k, max_length, mel_bins]``: the further windows of the clips longer
+  than ``max_length``, clip after clip, so evaluation scores whole clips as ``predict`` does
+  (absent when no clip is longer; each clip is kept up to ``MAX_SECONDS``);
+- ``index.json``: settings, source fingerprint, label names and per clip path, label, split,
+  fold and number of windows;
+- ``bad.tsv``: the clips that were skipped, with the reason (``path<TAB>reason``);
+- ``accepted.json``: the share of bad clips a user accepted (``prepare --max-bad``), remembered
+  so that every later command opening the cache accepts it too.
 
 ``key`` is ``L<max_length>-<settings hash>-<sources hash>``: the feature settings (and this
 module's ``FORMAT``), and every clip's path, label, split, fold, size and mtime. Changed settings
@@ -18,7 +25,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -32,15 +41,17 @@ import numpy as np
 from ..errors import AudioError, SoftmoaError
 from ..fsutil import atomic_write_json, atomic_write_text, file_lock
 from .download import installed_root
-from .features import FeatureConfig
+from .features import FeatureConfig, windows
 from .paths import cache_dir
 from .registry import Clips, DatasetSpec, resolve
 
-FORMAT = 1  # bump when the stored features change meaning
+FORMAT = 2  # bump when the stored features change meaning (2: windows of long clips, float16 windows)
 FEATURES = "features.f16"
+EXTRA = "extra.f16"
 INDEX = "index.json"
 BAD = "bad.tsv"
-MIN_SAMPLES = 400  # one 25 ms frame at 16 kHz; shorter clips are zero-padded to it
+ACCEPTED = "accepted.json"
+MAX_SECONDS = 600.0  # each clip is kept (and scored) up to its first 10 minutes
 MAX_BAD = 0.01
 
 Progress = Callable[[int, int], None]
@@ -54,7 +65,10 @@ class FeatureCache:
     ``labels [n]`` int64 ids into ``label_names``; ``split [n]`` 'train' / 'valid' / 'test'
     (k-fold sets: all 'train'); ``fold [n]`` int64, 1..k or 0 when the set has no folds;
     ``paths [n]`` clip paths relative to the data set root; ``bad`` the skipped clips
-    ``(path, reason)``; ``listed`` the clips the metadata lists (kept + bad).
+    ``(path, reason)``; ``listed`` the clips the metadata lists (kept + bad); ``windows [n]``
+    each clip's number of windows (1 unless it is longer than ``max_length``) and ``extra
+    [sum(windows - 1), max_length, mel_bins]`` the windows after the first, clip after clip;
+    ``accepted_bad`` the share of bad clips a user accepted for this cache.
     """
 
     name: str
@@ -68,6 +82,9 @@ class FeatureCache:
     feature_config: FeatureConfig
     bad: list[tuple[str, str]]
     listed: int
+    windows: np.ndarray
+    extra: np.ndarray
+    accepted_bad: float = MAX_BAD
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -86,43 +103,64 @@ def load_cache(folder: str | Path) -> FeatureCache:
     except (OSError, ValueError) as error:
         raise SoftmoaError(f"{folder}: not a feature cache ({error}); run softmoa prepare again") from None
     config = FeatureConfig(**index["settings"]["features"])
-    shape = (len(index["labels"]), config.max_length, config.num_mel_bins)
-    features = np.memmap(folder / FEATURES, dtype=np.float16, mode="r", shape=shape) if shape[0] else np.zeros(shape, np.float16)
+    counts = np.array(index["windows"], dtype=np.int64)
+    window = (config.max_length, config.num_mel_bins)
+    features, extra = (np.memmap(folder / name, dtype=np.float16, mode="r", shape=(rows, *window)) if rows
+                       else np.zeros((0, *window), np.float16)
+                       for name, rows in ((FEATURES, len(counts)), (EXTRA, int((counts - 1).sum()))))
+    accepted = json.loads((folder / ACCEPTED).read_text())["max_bad"] if (folder / ACCEPTED).is_file() else MAX_BAD
     return FeatureCache(index["name"], folder, features, np.array(index["labels"], dtype=np.int64), index["label_names"],
                         np.array(index["split"], dtype="<U5"), np.array(index["fold"], dtype=np.int64), index["paths"],
-                        config, [tuple(row) for row in index["bad"]], index["listed"])
+                        config, [tuple(row) for row in index["bad"]], index["listed"], counts, extra, accepted)
 
 
 # --- features of one clip ----------------------------------------------------------------
 
 
+def max_windows(config: FeatureConfig) -> int:
+    """How many windows of a clip the cache keeps: its first ``MAX_SECONDS``."""
+    return max(1, int(MAX_SECONDS * 100) // config.max_length)
+
+
 def clip_features(path: Path, config: FeatureConfig) -> np.ndarray:
-    """Features of one audio file: float16 ``[max_length, mel_bins]``; AudioError if unusable."""
-    import torch
-
+    """Windows of one audio file by the window rule: float16 ``[windows, max_length, mel_bins]``;
+    AudioError if unusable."""
     from .audio import load_mono_16k
-    from .features import features
 
-    wave = load_mono_16k(path, config.sample_rate)
-    if wave.numel() < MIN_SAMPLES:
-        wave = torch.nn.functional.pad(wave, (0, MIN_SAMPLES - wave.numel()))
-    return features(wave, config).numpy().astype(np.float16)
+    return windows(load_mono_16k(path, config.sample_rate), config, max_windows(config)).numpy()
 
 
-def _compute_chunk(job: tuple[str, tuple[int, int, int], int, list[str], FeatureConfig]) -> list[tuple[int, str]]:
-    """Fill rows ``start..`` of the features file with the clips ``files``; returns the bad
-    ones as ``(row, reason)`` (their rows stay zero). Runs in a worker process."""
+def _extra_path(features_path: str, start: int) -> Path:
+    return Path(features_path).parent / "extra" / f"{start}.npy"
+
+
+def _compute_chunk(job: tuple[str, tuple[int, int, int], int, list[str], FeatureConfig]) -> tuple[list, dict]:
+    """Fill rows ``start..`` of the features file with the first window of the clips ``files``
+    and save their further windows to ``extra/<start>.npy``; returns the bad clips as ``(row,
+    reason)`` (their rows stay zero) and ``{row: windows}`` of the long clips. Runs in a worker
+    process."""
     features_path, shape, start, files, config = job
     rows = np.memmap(features_path, dtype=np.float16, mode="r+", shape=shape)
-    bad = []
+    bad, counts, extra = [], {}, []
     for offset, file in enumerate(files):
         try:
-            rows[start + offset] = clip_features(Path(file), config)
+            clip = clip_features(Path(file), config)
         except AudioError as error:
             rows[start + offset] = 0
             bad.append((start + offset, error.reason))
+            continue
+        rows[start + offset] = clip[0]
+        if len(clip) > 1:
+            counts[start + offset] = len(clip)
+            extra.append(clip[1:])
     rows.flush()
-    return bad
+    if extra:
+        path = _extra_path(features_path, start)
+        path.parent.mkdir(exist_ok=True)
+        with open(path.with_suffix(".tmp"), "wb") as handle:
+            np.save(handle, np.concatenate(extra))
+        os.replace(path.with_suffix(".tmp"), path)
+    return bad, counts
 
 
 def _single_thread() -> None:
@@ -180,19 +218,20 @@ def cache_key(root: Path, clips: Clips, config: FeatureConfig) -> str:
 
 
 def _build(root: Path, clips: Clips, config: FeatureConfig, partial: Path, jobs: int, chunk: int,
-           progress: Progress | None) -> dict[int, str]:
+           progress: Progress | None) -> tuple[dict[int, str], dict[int, int]]:
     """Compute every clip's row in ``partial/features.f16``, resuming finished chunks; returns
-    the bad clips ``{row: reason}``."""
+    the bad clips ``{row: reason}`` and the windows of the long clips ``{row: count}``."""
     shape = (len(clips.paths), config.max_length, config.num_mel_bins)
     state_path = partial / "state.json"
     state = json.loads(state_path.read_text()) if state_path.is_file() else None
     if state is None:
         partial.mkdir(parents=True, exist_ok=True)
         np.memmap(partial / FEATURES, dtype=np.float16, mode="w+", shape=shape).flush()
-        state = {"chunk": chunk, "done": [], "bad": {}}
+        state = {"chunk": chunk, "done": [], "bad": {}, "windows": {}}
         atomic_write_json(state_path, state)
     chunk, done = state["chunk"], set(state["done"])
     bad = {int(row): reason for row, reason in state["bad"].items()}
+    counts = {int(row): count for row, count in state["windows"].items()}
     starts = [s for s in range(0, shape[0], chunk) if s // chunk not in done]
     jobs_list = [(str(partial / FEATURES), shape, s, [str(root / p) for p in clips.paths[s:s + chunk]], config)
                  for s in starts]
@@ -200,12 +239,15 @@ def _build(root: Path, clips: Clips, config: FeatureConfig, partial: Path, jobs:
     if progress:
         progress(finished, shape[0])
 
-    def record(job, rows_bad):
+    def record(job, result):
         nonlocal finished
+        rows_bad, rows_windows = result
         bad.update(rows_bad)
+        counts.update(rows_windows)
         done.add(job[2] // chunk)
         finished += len(job[3])
-        atomic_write_json(state_path, {"chunk": chunk, "done": sorted(done), "bad": {str(k): v for k, v in bad.items()}})
+        atomic_write_json(state_path, {"chunk": chunk, "done": sorted(done), "bad": {str(k): v for k, v in bad.items()},
+                                       "windows": {str(k): v for k, v in counts.items()}})
         if progress:
             progress(finished, shape[0])
 
@@ -222,15 +264,17 @@ def _build(root: Path, clips: Clips, config: FeatureConfig, partial: Path, jobs:
             except BaseException:
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise
-    return bad
+    return bad, counts
 
 
 def _publish(name: str, root: Path, clips: Clips, config: FeatureConfig, key: str, partial: Path,
-             bad: dict[int, str], final: Path) -> None:
-    """Drop the bad rows, write the index and the report, and rename ``partial`` to ``final``.
+             bad: dict[int, str], counts: dict[int, int], final: Path) -> None:
+    """Drop the bad rows, gather the long clips' further windows into ``extra.f16``, write the
+    index and the report, and rename ``partial`` to ``final``.
 
     Safe to run again after an interruption: the compacted rows go to ``compact.f16``, the
-    state records that they are complete, and only then do they replace the full file.
+    state records that they are complete, and only then do they replace the full file; the
+    per-chunk window files stay until the folder is published.
     """
     keep = np.array([i for i in range(len(clips.paths)) if i not in bad], dtype=np.int64)
     state_path, compact_path = partial / "state.json", partial / "compact.f16"
@@ -246,25 +290,64 @@ def _publish(name: str, root: Path, clips: Clips, config: FeatureConfig, key: st
         atomic_write_json(state_path, {**state, "compacted": True})
     if compact_path.exists():
         os.replace(compact_path, partial / FEATURES)
+    chunk_files = sorted((partial / "extra").glob("*.npy"), key=lambda path: int(path.stem))
+    if chunk_files:  # the long clips are never bad, so every saved window is kept, in row order
+        with open(partial / f"{EXTRA}.tmp", "wb") as handle:
+            for path in chunk_files:
+                handle.write(np.load(path).tobytes())
+        os.replace(partial / f"{EXTRA}.tmp", partial / EXTRA)
     report = [(clips.paths[i], reason) for i, reason in sorted(bad.items())]
     atomic_write_text(partial / BAD, "path\treason\n" + "".join(f"{p}\t{r}\n" for p, r in report))
     atomic_write_json(partial / INDEX, {
         "format": FORMAT, "name": name, "key": key, "root": str(root), "settings": settings_of(config),
         "label_names": clips.label_names, "listed": len(clips.paths), "bad": report,
         "paths": [clips.paths[i] for i in keep], "labels": clips.labels[keep].tolist(),
-        "split": clips.split[keep].tolist(), "fold": clips.fold[keep].tolist()})
+        "split": clips.split[keep].tolist(), "fold": clips.fold[keep].tolist(),
+        "windows": [counts.get(int(i), 1) for i in keep]})
     os.replace(partial, final)
     (final / "state.json").unlink()
+    shutil.rmtree(final / "extra", ignore_errors=True)
 
 
-def check_bad(cache: FeatureCache, max_bad: float = MAX_BAD) -> None:
-    """SoftmoaError when no clip is usable or the share of bad clips is above ``max_bad``."""
+def parse_share(text: str | float) -> float:
+    """A share of clips as users write it: ``0.05`` or ``5%`` (both mean 5 in 100)."""
+    value = str(text).strip()
+    try:
+        share = float(value[:-1]) / 100 if value.endswith("%") else float(value)
+    except ValueError:
+        share = -1.0
+    if not 0 <= share <= 1:
+        raise SoftmoaError(f"--max-bad {text}: give a share of the clips, such as 0.05 or 5%")
+    return share
+
+
+def format_share(share: float) -> str:
+    """``0.05`` -> ``5%``, ``0.0882`` -> ``8.8%``: the way ``--max-bad`` accepts it back."""
+    return f"{100 * share:.1f}".rstrip("0").rstrip(".") + "%"
+
+
+def check_bad(cache: FeatureCache, max_bad: float | None = None) -> None:
+    """SoftmoaError when no clip is usable or the share of bad clips is above the accepted share:
+    ``max_bad`` when given, else the share accepted for this cache before (``accept_bad``)."""
     if not len(cache):
         raise SoftmoaError(f"{cache.name}: none of the {cache.listed} clips could be read; see {cache.report}")
+    accepted = cache.accepted_bad if max_bad is None else max_bad
     share = len(cache.bad) / cache.listed
-    if share > max_bad:
-        raise SoftmoaError(f"{cache.name}: {len(cache.bad)} of {cache.listed} clips are bad ({share:.1%}), above "
-                           f"--max-bad {max_bad:.1%}; see {cache.report}, fix or remove them, or raise --max-bad")
+    if share > accepted:
+        needed = format_share(math.ceil(share * 1000) / 1000)
+        raise SoftmoaError(f"{cache.name}: {len(cache.bad)} of {cache.listed} clips are bad ({format_share(share)}), "
+                           f"above the accepted {format_share(accepted)}; see {cache.report}, fix or remove them, "
+                           f"or accept them with --max-bad {needed}")
+
+
+def accept_bad(cache: FeatureCache, max_bad: float) -> None:
+    """Check the cache against ``max_bad`` and remember that share with it, so later commands
+    (finetune, evaluate) opening this cache without a ``--max-bad`` of their own accept the
+    same clips."""
+    check_bad(cache, max_bad)
+    if max_bad != cache.accepted_bad:
+        atomic_write_json(cache.path / ACCEPTED, {"max_bad": max_bad})
+        cache.accepted_bad = max_bad
 
 
 def _root_of(spec: DatasetSpec, data: Path | None, home: Path | None) -> Path:
@@ -299,8 +382,8 @@ def prepare_cache(name_or_path: str | Path, *, max_length: int | None = None, jo
     with file_lock(folder / f".{key}.lock", message):
         if not (final / INDEX).is_file():
             partial = folder / f".{key}.partial"
-            bad = _build(root, clips, config, partial, jobs, chunk, progress)
-            _publish(spec.name, root, clips, config, key, partial, bad, final)
+            bad, counts = _build(root, clips, config, partial, jobs, chunk, progress)
+            _publish(spec.name, root, clips, config, key, partial, bad, counts, final)
             built = True
     return load_cache(final), built
 
@@ -315,12 +398,13 @@ def find_cache(name: str, config: FeatureConfig, home: Path | None = None) -> Pa
 
 def open_cache(name_or_path: str | Path, max_length: int | None = None, prepare: bool = True,
                message: Callable[[str], None] = print, *, home: Path | None = None, jobs: int | None = None,
-               seed: int = 0, max_bad: float = MAX_BAD) -> FeatureCache:
+               seed: int = 0, max_bad: float | None = None) -> FeatureCache:
     """The feature cache of a data set for training; with ``prepare`` it is built first when
     missing (``jobs`` processes, default up to 4), without it a missing cache is an error.
 
     When the data set's audio is not installed, the newest cache with the same settings is
-    used: training does not need the audio.
+    used: training does not need the audio. ``max_bad``: the share of bad clips to accept
+    (remembered with the cache); without it, the share accepted before, at least ``MAX_BAD``.
     """
     spec = resolve(name_or_path, seed)
     config = FeatureConfig(max_length=max_length or spec.max_length)
@@ -346,5 +430,8 @@ def open_cache(name_or_path: str | Path, max_length: int | None = None, prepare:
                 raise SoftmoaError(f"{spec.name}: no feature cache for max_length {config.max_length}; "
                                    f"run: softmoa prepare {name_or_path} --max-length {config.max_length}")
             cache = load_cache(found)
-    check_bad(cache, max_bad)
+    if max_bad is None:
+        check_bad(cache)
+    else:
+        accept_bad(cache, max_bad)
     return cache

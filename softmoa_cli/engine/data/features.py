@@ -61,12 +61,41 @@ def features(wave: torch.Tensor, config: FeatureConfig = FeatureConfig()) -> tor
     return normalize(pad_or_cut(log_mel(wave, config), config.max_length), config)
 
 
-def windows(wave: torch.Tensor, config: FeatureConfig = FeatureConfig()) -> torch.Tensor:
-    """Features of a clip of any length as consecutive windows: ``[n_windows, max_length, bins]``.
+MIN_SAMPLES = 400  # one 25 ms frame at 16 kHz: shorter clips are zero-padded to it
 
-    A clip that fits gives one window; a longer one is cut into consecutive ``max_length``
-    frame windows, the last one zero-padded.
+
+def clip_frames(wave: torch.Tensor, config: FeatureConfig = FeatureConfig()) -> torch.Tensor:
+    """Log-mel of a whole clip, ``[frames, bins]``; a clip shorter than one frame (25 ms) is
+    zero-padded to one frame first, so every readable clip gives at least one frame."""
+    if wave.numel() < MIN_SAMPLES:
+        wave = torch.nn.functional.pad(wave, (0, MIN_SAMPLES - wave.numel()))
+    return log_mel(wave, config)
+
+
+def window_starts(frames: int, max_length: int) -> list[int]:
+    """The window rule: where the ``max_length``-frame windows of a ``frames``-frame clip start.
+
+    A clip that fits gives one window (zero-padded at the end). A longer clip is cut into
+    consecutive windows and its last window is aligned to the clip's end (overlapping the one
+    before it), so no window of a long clip holds padding and every frame is seen. A clip's
+    scores are the mean of its windows' probabilities (see ``train/evaluation.py``).
     """
-    frames = log_mel(wave, config)
-    chunks = torch.split(frames, config.max_length) if frames.shape[0] else (frames,)
-    return torch.stack([normalize(pad_or_cut(chunk, config.max_length), config) for chunk in chunks])
+    if frames <= max_length:
+        return [0]
+    starts = list(range(0, frames - max_length, max_length))
+    return starts + [frames - max_length]
+
+
+def windows(wave: torch.Tensor, config: FeatureConfig = FeatureConfig(), max_windows: int | None = None) -> torch.Tensor:
+    """Model inputs of a clip of any length by the window rule: ``[n_windows, max_length, bins]``.
+
+    Float16, the precision the feature cache stores, so a file scored by ``predict`` and the
+    same clip read from a cache give the model identical numbers. ``max_windows`` keeps only
+    the first windows (the rule applied to the clip's first ``max_windows * max_length`` frames).
+    """
+    frames = clip_frames(wave, config)
+    if max_windows is not None:
+        frames = frames[:max_windows * config.max_length]
+    length = config.max_length
+    chunks = [pad_or_cut(frames[start:start + length], length) for start in window_starts(frames.shape[0], length)]
+    return normalize(torch.stack(chunks), config).half()

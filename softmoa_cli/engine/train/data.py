@@ -16,9 +16,11 @@ from ..errors import SoftmoaError
 class FeatureTable:
     """Features of every clip of a data set with their labels, splits and folds.
 
-    ``features [n, frames, bins]`` (float16, usually memory-mapped); ``labels [n]`` class
-    ids; ``split [n]`` 'train' / 'valid' / 'test' (unused by k-fold sets); ``fold [n]``
-    (0 when the set has no folds).
+    ``features [n, frames, bins]`` (float16, usually memory-mapped): each clip's first window;
+    ``labels [n]`` class ids; ``split [n]`` 'train' / 'valid' / 'test' (unused by k-fold sets);
+    ``fold [n]`` (0 when the set has no folds). Clips longer than one window: ``windows [n]``
+    windows per clip and ``extra [sum(windows - 1), frames, bins]`` their further windows,
+    clip after clip (None: every clip is one window).
     """
 
     name: str
@@ -28,6 +30,8 @@ class FeatureTable:
     split: np.ndarray
     fold: np.ndarray
     feature_config: FeatureConfig
+    windows: np.ndarray | None = None
+    extra: np.ndarray | None = None
 
     @property
     def folds(self) -> list[int]:
@@ -41,6 +45,21 @@ class FeatureTable:
         rows = np.empty((len(indices), *self.features.shape[1:]), dtype=np.float32)
         rows[order] = self.features[indices[order]]
         return torch.from_numpy(rows), torch.from_numpy(np.asarray(self.labels[indices], dtype=np.int64))
+
+    def clip_windows(self, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every window of these clips by the window rule: features ``[w, frames, bins]`` float32
+        and ``owner [w]``, the position in ``indices`` of each window's clip."""
+        first, _ = self.batch(indices)
+        if self.windows is None or not (self.windows[indices] > 1).any():
+            return first, torch.arange(len(indices))
+        starts = np.concatenate([[0], np.cumsum(self.windows - 1)])  # each clip's first row in ``extra``
+        parts, owner = [], []
+        for position, (index, row) in enumerate(zip(indices.tolist(), first)):
+            count = int(self.windows[index])
+            parts += [row[None], torch.from_numpy(np.asarray(self.extra[starts[index]:starts[index] + count - 1],
+                                                             dtype=np.float32))]
+            owner += [position] * count
+        return torch.cat(parts), torch.tensor(owner)
 
 
 @dataclass(frozen=True)

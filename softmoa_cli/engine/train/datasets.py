@@ -24,6 +24,8 @@ def open_table(data: DataConfig, message: Callable[[str], None]) -> FeatureTable
     except ImportError:
         raise SoftmoaError("the data package (engine/data/cache.py) is not installed in this build: "
                            "data sets cannot be prepared yet") from None
-    cache = open_cache(data.dataset, max_length=data.max_length, prepare=True, message=message)
+    cache = open_cache(data.dataset, max_length=data.max_length, prepare=True, message=message,
+                       max_bad=data.max_bad)
     return FeatureTable(data.dataset, cache.features, np.asarray(cache.labels), list(cache.label_names),
-                        np.asarray(cache.split, dtype=object), np.asarray(cache.fold), cache.feature_config)
+                        np.asarray(cache.split, dtype=object), np.asarray(cache.fold), cache.feature_config,
+                        cache.windows, cache.extra)

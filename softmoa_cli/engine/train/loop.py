@@ -4,7 +4,6 @@ kept as a true copy, tested, and saved as an adapter checkpoint; resumable at an
 from __future__ import annotations
 
 import copy
-import contextlib
 import math
 import time
 from dataclasses import dataclass
@@ -22,7 +21,8 @@ from ..models.checkpoints import Pretrained
 from .checkpoint import load_tensors_, save_adapter, trainable_tensors
 from .data import FeatureTable, Split
 from .distributed import World
-from .metrics import accuracy, confusion_matrix, macro_f1
+from .evaluation import Precision, evaluate_indices
+from .metrics import accuracy, macro_f1
 from .optim import make_optimizer, make_scheduler
 from .progress import Callback, StepInfo
 from .state import clear_state, load_state, save_state
@@ -44,39 +44,6 @@ class FoldJob:
     directory: Path
     world: World
     folds: int = 1
-
-
-class Precision:
-    """Autocast context for the configured precision ("auto": bf16 on CUDA, fp32 on CPU)."""
-
-    def __init__(self, name: str, device: torch.device):
-        self.bf16 = name == "bf16" or (name == "auto" and device.type == "cuda")
-        self.device_type = device.type
-
-    def __call__(self):
-        if not self.bf16:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device_type, dtype=torch.bfloat16)
-
-
-@torch.no_grad()
-def evaluate_indices(model: nn.Module, table: FeatureTable, indices: np.ndarray, batch_size: int,
-                     world: World, precision: Precision) -> tuple[torch.Tensor, float]:
-    """Confusion matrix ``[classes, classes]`` and mean cross-entropy over ``indices``,
-    each process scoring its share."""
-    model.eval()
-    classes = len(table.label_names)
-    confusion = torch.zeros(classes, classes, dtype=torch.int64)
-    loss = torch.zeros((), dtype=torch.float64)
-    mine = world.shard(indices)
-    for start in range(0, len(mine), batch_size):
-        x, y = table.batch(mine[start:start + batch_size])
-        with precision():
-            logits = model(x.to(world.device)).float()
-        loss += F.cross_entropy(logits, y.to(world.device), reduction="sum").double().cpu()
-        confusion += confusion_matrix(logits.argmax(-1), y, classes)
-    confusion, loss = world.sum(confusion), world.sum(loss)
-    return confusion, float(loss) / max(int(confusion.sum()), 1)
 
 
 def train_fold(job: FoldJob, callback: Callback, record) -> dict:

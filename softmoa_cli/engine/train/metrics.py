@@ -8,9 +8,9 @@ import torch
 
 
 def confusion_matrix(predicted: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """``predicted, target [n]`` class ids -> counts ``[classes, classes]`` (int64)."""
-    flat = target.long() * num_classes + predicted.long()
-    return torch.bincount(flat.cpu(), minlength=num_classes * num_classes).view(num_classes, num_classes)
+    """``predicted, target [n]`` class ids on any devices -> counts ``[classes, classes]`` (int64, CPU)."""
+    flat = target.long().cpu() * num_classes + predicted.long().cpu()
+    return torch.bincount(flat, minlength=num_classes * num_classes).view(num_classes, num_classes)
 
 
 def accuracy(confusion: torch.Tensor) -> float:
