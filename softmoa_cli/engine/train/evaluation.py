@@ -4,6 +4,8 @@ confusion matrix and loss of a set of clips. Training, ``evaluate`` and ``predic
 through these functions, so a clip gets one score whichever command asks.
 
 Every result leaves here on the CPU: metrics never mix the model's device with the labels'.
+Scores are computed in fp32 whatever precision the model trained in (``Precision("fp32")``),
+so a run's own validation and test, ``evaluate`` and ``predict`` agree on every device.
 """
 
 from __future__ import annotations

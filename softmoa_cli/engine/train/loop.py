@@ -76,6 +76,7 @@ def train_fold(job: FoldJob, callback: Callback, record) -> dict:
         ids = [world.device] if world.device.type == "cuda" else None
         net = nn.parallel.DistributedDataParallel(compiled, device_ids=ids)
     precision = Precision(t.precision, world.device)
+    scoring = Precision("fp32", world.device)  # validation and test score as evaluate and predict do
 
     def checkpoint(epoch: int, step: int) -> None:
         if world.main:
@@ -108,8 +109,9 @@ def train_fold(job: FoldJob, callback: Callback, record) -> dict:
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            sums = world.sum(torch.tensor([losses.detach().sum().item(),
-                                           (logits.detach().argmax(-1) == y).sum().item(), len(y)], dtype=torch.float64))
+            # [loss sum, correct, clips] of this rank, summed over ranks: one device-to-host copy a step.
+            sums = world.sum(torch.stack([losses.detach().sum().double(), (logits.detach().argmax(-1) == y).sum().double(),
+                                          torch.tensor(float(len(y)), dtype=torch.float64, device=y.device)]))
             running = state["running"] = [a + b for a, b in zip(state["running"], sums.tolist())]
             session_steps += 1
             if world.main:
@@ -123,7 +125,7 @@ def train_fold(job: FoldJob, callback: Callback, record) -> dict:
                 checkpoint(epoch, step + 1)
         state["seconds"] += time.perf_counter() - epoch_start
         totals = state["running"]
-        confusion, valid_loss = evaluate_indices(compiled, table, job.split.valid, eval_batch, world, precision)
+        confusion, valid_loss = evaluate_indices(compiled, table, job.split.valid, eval_batch, world, scoring)
         entry = {"epoch": epoch + 1, "train_loss": totals[0] / totals[2], "train_accuracy": totals[1] / totals[2], "valid_loss": valid_loss,
                  "valid_accuracy": accuracy(confusion), "lr": scheduler.get_last_lr()[0],
                  "seconds": time.perf_counter() - epoch_start}
@@ -138,7 +140,7 @@ def train_fold(job: FoldJob, callback: Callback, record) -> dict:
             callback.epoch_end(job.split.fold, entry)
 
     load_tensors_(model, state["best"]["tensors"], "best epoch")
-    confusion, test_loss = evaluate_indices(compiled, table, job.split.test, eval_batch, world, precision)
+    confusion, test_loss = evaluate_indices(compiled, table, job.split.test, eval_batch, world, scoring)
     result = {"fold": job.split.fold, "best_epoch": state["best"]["epoch"],
               "valid_accuracy": state["best"]["valid_accuracy"], "accuracy": accuracy(confusion),
               "macro_f1": macro_f1(confusion), "loss": test_loss, "clips": int(confusion.sum()),

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The GPU check: one short prepared script for a machine with a CUDA GPU.
+#   bash benchmarks/gpu_check.sh [OUT_DIR]        (default OUT_DIR: benchmarks/gpu-check)
+# 1. tests/test_cuda.py: finetune 1 epoch with bf16 and with --compile, evaluate, predict,
+#    analyze and bench on cuda (and DDP over NCCL when there are two GPUs);
+# 2. softmoa bench --device cuda at AST-base (768 wide, 12 blocks, 400 frames, batch 8);
+# 3. OUT_DIR/gpu-check.md: the machine, the test summary and the bench table, to paste into
+#    benchmarks/RESULTS.md. Installs the project into .venv first when it is not there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-benchmarks/gpu-check}
+mkdir -p "$out"
+if [ ! -x .venv/bin/softmoa ]; then
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check -e '.[test]'
+fi
+py=.venv/bin/python
+$py -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else "no CUDA GPU visible to torch")'
+
+tests_status=0
+$py -m pytest -q -rs tests/test_cuda.py 2>&1 | tee "$out/test_cuda.log" || tests_status=$?
+
+.venv/bin/softmoa bench --device cuda --frames 400 --batch 8 --repeats 10 --warmup 3 \
+  --json "$out/bench-ast-base.json" 2>&1 | tee "$out/bench.log"
+
+$py - "$out" <<'PY'
+import json, shutil, subprocess, sys
+from pathlib import Path
+
+out = Path(sys.argv[1])
+bench = json.loads((out / "bench-ast-base.json").read_text())
+env, settings = bench["environment"], bench["settings"]
+smi = ["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"]
+gpu = subprocess.run(smi, capture_output=True, text=True).stdout.strip() if shutil.which("nvidia-smi") else ""
+summary = (out / "test_cuda.log").read_text().strip().splitlines()[-1]
+lines = [f"GPU: {gpu or env['gpu']}; torch {env['torch']}",
+         f"tests/test_cuda.py: {summary}",
+         "",
+         f"AST {settings['dim']} wide, {settings['depth']} blocks, {settings['frames']} frames, batch {settings['batch']}, median of {settings['repeats']} rounds "
+         f"({bench['memory_measure']})",
+         "",
+         "| method | step ms | forward ms | step / adapter | peak MiB | trainable params |",
+         "|---|---|---|---|---|---|"]
+for row in bench["methods"]:
+    ratio = f"{row['step_ratio']:.3f}" if row["step_ratio"] is not None else "-"
+    lines.append(f"| {row['label']} | {row['step_ms']:.1f} | {row['forward_ms']:.1f} | {ratio} | "
+                 f"{row['peak_bytes'] / 2**20:.0f} | {row['trainable_params']:,} |")
+(out / "gpu-check.md").write_text("\n".join(lines) + "\n")
+print("\n".join(lines))
+PY
+exit $tests_status
