@@ -49,7 +49,9 @@ class SoftMoA(PETLModule):
                  init: Init = "zero_up"):
         super().__init__()
         self.phi = nn.Parameter(torch.empty(dim, experts, slots))
-        nn.init.xavier_normal_(self.phi.view(dim, experts * slots))
+        # As the research code: Xavier on the 3-D tensor itself, so torch takes fan_in = n * p
+        # and fan_out = d * p (std sqrt(2 / (n p + d p))), not the fans of a [d, n * p] view.
+        nn.init.xavier_normal_(self.phi)
         self.normalize = normalize
         self.scale = nn.Parameter(torch.ones(())) if normalize else None
         self.experts = ExpertBank(dim, experts, bottleneck, init)

@@ -54,8 +54,10 @@ def embedded_backbone(home: Path | None = None, callback: Callback | None = None
         callback.message(f"pretraining the embedded backbone on synth-upstream (once; saved to {final})")
         from .run import finetune
 
+        # Alone: under torchrun only rank 0 gets here first (the others wait at a barrier), so
+        # the pretraining must not use the process group.
         run_dir, metrics = finetune(build_config(recipe, source="embedded recipe"), final.with_name(f".{final.name}.run"),
-                                    callback)
+                                    callback, alone=True)
         model, labels, _ = load_run(run_dir)
         staging = final.with_name(f".{final.name}.staging")
         shutil.rmtree(staging, ignore_errors=True)

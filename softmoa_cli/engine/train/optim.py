@@ -1,4 +1,4 @@
-"""AdamW with weight decay by parameter rank, and a cosine schedule over all steps (no warm-up)."""
+"""AdamW with weight decay on weight matrices only, and a cosine schedule over all steps (no warm-up)."""
 
 from __future__ import annotations
 
@@ -7,17 +7,21 @@ from torch import nn
 
 from ...config.schema import TrainingConfig
 
+# Never decayed whatever their rank: an ExpertBank stacks its biases as [n, r] and [n, d],
+# and the AST's class tokens are [1, 1, d].
+PLAIN_SUFFIXES = ("bias", "_token")
 
-def decays(parameter: torch.Tensor) -> bool:
-    """Matrices decay; vectors, norms, biases and scalars do not. Singleton axes do not count,
-    so a ``[1, 1, d]`` token is a vector and a ``[1, m, d]`` position table a matrix."""
-    return sum(size > 1 for size in parameter.shape) >= 2
+
+def decays(name: str, parameter: torch.Tensor) -> bool:
+    """Weight matrices (and kernels and tables: two or more axes) decay; biases, tokens, norms
+    and scalars do not. By name and rank, not by size, so a one-row matrix (bottleneck 1) decays."""
+    return parameter.dim() >= 2 and not name.endswith(PLAIN_SUFFIXES)
 
 
 def make_optimizer(model: nn.Module, training: TrainingConfig, lr: float) -> torch.optim.AdamW:
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in trainable if decays(p)], "weight_decay": training.weight_decay},
-              {"params": [p for p in trainable if not decays(p)], "weight_decay": 0.0}]
+    trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    groups = [{"params": [p for name, p in trainable if decays(name, p)], "weight_decay": training.weight_decay},
+              {"params": [p for name, p in trainable if not decays(name, p)], "weight_decay": 0.0}]
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, betas=training.betas, eps=training.eps)
 
 

@@ -11,32 +11,36 @@ from ...config import RunConfig
 from .backbone import RANDOM_DIR, resolve_backbone
 from .checkpoint import ADAPTER_WEIGHTS
 from .data import FeatureTable, plan_splits
-from .distributed import World, setup
+from .distributed import World, resolve_device, setup
 from .loop import FoldJob, train_fold
 from .progress import Callback
 from .rundir import RunFolder, default_run_dir
 
 
 def finetune(config: RunConfig, run_dir: str | Path | None = None, callback: Callback | None = None,
-             table: FeatureTable | None = None) -> tuple[Path, dict]:
+             table: FeatureTable | None = None, *, alone: bool = False) -> tuple[Path, dict]:
     """Train ``config`` into ``run_dir`` (default ``runs/<dataset>-<method>-<time>``); if the
     folder holds an unfinished run of the same config, continue it. ``table``: features to
     use instead of opening (and if needed preparing) the data set's cache.
 
     Returns the run folder and its metrics (per fold and epoch, and the summary over folds).
-    Under ``torchrun`` every process calls this; only rank 0 writes and reports.
+    Under ``torchrun`` every process calls this; only rank 0 writes and reports. ``alone``:
+    train in this process only, even under ``torchrun`` (rank 0 pretraining the embedded
+    backbone while the other ranks wait).
     """
     callback = callback or Callback()
     training = config.training
     if training.threads:
         torch.set_num_threads(training.threads)
-    world = setup(training.device)
+    world = World(device=resolve_device(training.device)) if alone else setup(training.device)
     run_dir = Path(_agree(world, str(run_dir or default_run_dir(config))))
     if table is None:
         from .datasets import open_table
 
         table = _main_first(world, lambda: open_table(config.data, callback.message))
     folder = RunFolder(run_dir)
+    # On first use rank 0 pretrains the embedded backbone here, alone, while the others wait at
+    # the barrier (within the group's timeout: 30 min by default with gloo, 10 with NCCL).
     backbone = _main_first(world, lambda: resolve_backbone(config.model, run_dir, table.feature_config,
                                                           training.seed, world.main, callback))
     splits = plan_splits(table, config.data)
