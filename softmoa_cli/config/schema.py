@@ -81,7 +81,7 @@ class TrainingConfig(Section):
     batch_size: int = Field(32, ge=1, description="global batch (split over DDP processes)")
     eval_batch_size: int | None = Field(None, ge=1, description="unset: twice the training batch")
     lr: float | None = Field(None, gt=0, description="peak learning rate; unset: the recipe's value for the method")
-    weight_decay: float = Field(0.1, ge=0, description="AdamW decay on weight matrices only (rank >= 2)")
+    weight_decay: float = Field(0.1, ge=0, description="AdamW decay on weight matrices only (2 or more axes; never biases, norms or tokens)")
     betas: tuple[float, float] = (0.9, 0.98)
     eps: float = Field(1e-6, gt=0)
     seed: int = 0
