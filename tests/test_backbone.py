@@ -92,7 +92,7 @@ def to_original_state(model: AST) -> dict[str, torch.Tensor]:
 
 def test_original_pth_loads_with_weights_only(tmp_path):
     torch.manual_seed(1)
-    model = AST(tiny_ast_config(eps=1e-6, num_classes=527)).eval()
+    model = AST(tiny_ast_config(eps=1e-6, head_eps=1e-5, num_classes=527)).eval()
     torch.save(to_original_state(model), tmp_path / "audioset.pth")
     loaded = load_pretrained(tmp_path / "audioset.pth", heads=4, max_length=100).model.eval()  # heads: not in the weights
     assert loaded.config.max_length == 100 and loaded.config.depth == 2 and loaded.config.grid == (12, 9)

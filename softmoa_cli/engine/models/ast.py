@@ -32,7 +32,8 @@ class ASTConfig:
     num_classes: int = 527
     pool: str = "cls_dist"  # "cls_dist": mean of [CLS] and [DIST]; "mean": mean of all tokens
     head_norm: bool = True  # LayerNorm before the head's Linear (the AudioSet head has one)
-    eps: float = 1e-12
+    eps: float = 1e-12  # LayerNorm eps of the blocks and the final norm
+    head_eps: float | None = None  # the head's LayerNorm eps; None: same as eps (the AST authors' head uses 1e-5)
     qkv_bias: bool = True
 
     @property
@@ -47,6 +48,11 @@ class ASTConfig:
         """Sequence length: patches plus [CLS] and [DIST]."""
         freq, time = self.grid
         return freq * time + 2
+
+    @property
+    def head_norm_eps(self) -> float:
+        """LayerNorm eps of the head (``head_eps``, or ``eps`` when unset)."""
+        return self.eps if self.head_eps is None else self.head_eps
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -118,7 +124,7 @@ class AST(nn.Module):
         self.pos_embed = nn.Parameter(torch.zeros(1, config.num_tokens, d))
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.depth))
         self.norm = nn.LayerNorm(d, eps=config.eps)
-        self.head = ClassifierHead(d, config.num_classes, config.pool, config.head_norm, config.eps)
+        self.head = ClassifierHead(d, config.num_classes, config.pool, config.head_norm, config.head_norm_eps)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -149,7 +155,7 @@ class AST(nn.Module):
     def reset_classifier(self, num_classes: int, pool: str = "mean", norm: bool = False) -> None:
         """A new head for a downstream task (the PETL recipe: Linear on the mean of all tokens)."""
         c = self.config
-        self.head = ClassifierHead(c.dim, num_classes, pool, norm, c.eps).to(self.pos_embed.device)
+        self.head = ClassifierHead(c.dim, num_classes, pool, norm, c.head_norm_eps).to(self.pos_embed.device)
         trunc_normal_(self.head.fc.weight, std=0.02)
         nn.init.zeros_(self.head.fc.bias)
         self.config = c.replace(num_classes=num_classes, pool=pool, head_norm=norm)

@@ -149,17 +149,22 @@ def _load_hf_dir(directory: Path, source: str) -> Pretrained:
 
 
 def _load_original_pth(path: Path, overrides: dict) -> Pretrained:
-    """The AST authors' checkpoints: timm ViT keys under ``module.v.``, head ``module.mlp_head``."""
+    """The AST authors' checkpoints: timm DeiT keys under ``module.v.``, head ``module.mlp_head``."""
     state = {re.sub(r"^module\.", "", k): v for k, v in _read_state(path).items()}
+    # The DeiT's own ImageNet heads ride along in the authors' files but their forward never
+    # uses them; any other unknown tensor is still refused below.
+    for name in ("v.head.weight", "v.head.bias", "v.head_dist.weight", "v.head_dist.bias"):
+        state.pop(name, None)
     if "v.cls_token" not in state:
         raise CheckpointError(f"{path}: not an AST checkpoint (no 'module.v.cls_token' key)")
     dim = state["v.cls_token"].shape[-1]
     depth = 1 + max(int(m.group(1)) for k in state if (m := re.match(r"v\.blocks\.(\d+)\.", k)))
     patch = state["v.patch_embed.proj.weight"].shape[-1]
     has_head = "mlp_head.1.weight" in state
+    # LayerNorm eps as in the authors' model: timm's 1e-6 in the DeiT, PyTorch's default 1e-5 in mlp_head.
     base = ASTConfig(dim=dim, depth=depth, heads=max(dim // 64, 1), mlp_dim=state["v.blocks.0.mlp.fc1.weight"].shape[0],
                      patch_size=patch, num_classes=state["mlp_head.1.weight"].shape[0] if has_head else 527,
-                     eps=1e-6, pool="cls_dist", head_norm=True)
+                     eps=1e-6, head_eps=1e-5, pool="cls_dist", head_norm=True)
     base = base.replace(**overrides)
     time = (state["v.pos_embed"].shape[1] - 2) // base.grid[0]
     # The weights fix the time grid, not max_length: keep the configured length (1024 for
