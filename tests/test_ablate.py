@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from softmoa_cli.cli.app import build_app
-from softmoa_cli.config import ModelConfig
+from softmoa_cli.engine.config import ModelConfig
 from softmoa_cli.engine.train.backbone import backbone_dim
 from softmoa_cli.engine.ablate import STUDIES, point_config, point_dir, run_study, study_config
 from softmoa_cli.engine.accounting import count_parameters

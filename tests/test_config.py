@@ -10,8 +10,9 @@ import yaml
 from typer.testing import CliRunner
 
 from softmoa_cli.cli.app import build_app
-from softmoa_cli.config import ConfigError, build_config, dump_config, load_config
-from softmoa_cli.config.load import PRESETS_DIR
+from softmoa_cli.config import load_config
+from softmoa_cli.config.presets import PRESETS_DIR
+from softmoa_cli.engine.config import ConfigError, build_config, dump_config
 
 PRESETS = sorted(PRESETS_DIR.glob("*.yaml"))
 
@@ -128,7 +129,7 @@ def test_the_default_preset_is_named_after_the_data_set():
 def test_presets_are_found_in_the_source_tree_or_where_a_wheel_installs_them(tmp_path, monkeypatch):
     import sys
 
-    from softmoa_cli.config import load
+    from softmoa_cli.config import presets as load
 
     assert load._presets_dir() == load.PRESETS_DIR and (load.PRESETS_DIR / "synth.yaml").is_file()
     monkeypatch.setattr(load, "__file__", str(tmp_path / "site-packages" / "softmoa_cli" / "config" / "load.py"))

@@ -118,7 +118,7 @@ def test_long_clips_keep_every_window_and_short_ones_one(tmp_path):
     from softmoa_cli.engine.data.cache import clip_features
     from softmoa_cli.engine.data.features import window_starts
     from softmoa_cli.engine.train.datasets import open_table
-    from softmoa_cli.config import build_config
+    from softmoa_cli.engine.config import build_config
 
     root = tmp_path / "mine"
     for c, name in enumerate(("a", "b")):

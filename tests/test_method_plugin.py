@@ -26,7 +26,7 @@ def train_attention_biases(model, config):
 def test_plugin_method_in_presets_and_models():
     METHODS.register("bias-only", Method(BiasOnlyConfig, train_attention_biases), builtin=False)
     try:
-        from softmoa_cli.config import schema
+        from softmoa_cli.engine import config as schema
 
         importlib.reload(schema)
         config = schema.RunConfig.model_validate({"data": {"dataset": "toy"}, "method": {"name": "bias-only"}})

@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import tiny_ast_config
 
-from softmoa_cli.config import build_config
+from softmoa_cli.engine.config import build_config
 from softmoa_cli.engine.api import build_model
 from softmoa_cli.engine.petl.mixtures import SoftMoA
 from softmoa_cli.engine.train.optim import make_optimizer

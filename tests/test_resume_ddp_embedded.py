@@ -58,7 +58,7 @@ DDP_SCRIPT = """
 import json, sys
 sys.path.insert(0, {tests!r})
 import numpy as np
-from softmoa_cli.config import build_config
+from softmoa_cli.engine.config import build_config
 from softmoa_cli.engine.data import embedded as data
 from softmoa_cli.engine.data.features import FeatureConfig
 from softmoa_cli.engine.train import Callback, FeatureTable, embedded, finetune

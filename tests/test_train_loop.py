@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from softmoa_cli.config import build_config
+from softmoa_cli.engine.config import build_config
 from softmoa_cli.engine.data.features import FeatureConfig
 from softmoa_cli.engine.evaluate import evaluate_run
 from softmoa_cli.engine.train import FeatureTable, finetune, load_run, plan_splits

@@ -1,8 +1,6 @@
-"""Run configuration: the preset schema (``schema``) and loading with overrides (``load``)."""
+"""Preset files (``presets``): the project's recipes found by name or path. The run schema
+and its validation live in ``engine/config.py``."""
 
-from .load import ConfigError, build_config, default_preset, dump_config, find_preset, load_config, read_preset
-from .schema import DataConfig, ModelConfig, RandomBackbone, RunConfig, SpecAugment, TrainingConfig
+from .presets import PRESETS_DIR, default_preset, find_preset, load_config
 
-__all__ = ["ConfigError", "DataConfig", "ModelConfig", "RandomBackbone", "RunConfig", "SpecAugment",
-           "TrainingConfig", "build_config", "default_preset", "dump_config", "find_preset", "load_config",
-           "read_preset"]
+__all__ = ["PRESETS_DIR", "default_preset", "find_preset", "load_config"]

@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..config import ModelConfig, RunConfig, build_config, dump_config
+from .config import ModelConfig, RunConfig, build_config, dump_config
 from .errors import SoftmoaError
 from .fsutil import atomic_write_json, atomic_write_text
 from .petl.layers import bottleneck_width

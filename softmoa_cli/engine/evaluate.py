@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from .config import read_config
 from .errors import SoftmoaError
 from .fsutil import atomic_write_bytes
 from .train.checkpoint import load_run
@@ -16,13 +17,6 @@ from .train.data import FeatureTable, plan_splits
 from .train.distributed import World, resolve_device
 from .train.evaluation import Precision, evaluate_indices
 from .train.metrics import accuracy, macro_f1, mean_std, per_class
-
-
-def run_config(run_dir: Path):
-    from ..config import build_config, read_preset
-
-    path = Path(run_dir) / "config.yaml"
-    return build_config(read_preset(path), source=str(path))
 
 
 def evaluate_run(run_dir: str | Path, split: str = "test", table: FeatureTable | None = None,
@@ -37,7 +31,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", table: FeatureTable |
     if split not in ("test", "valid"):
         raise SoftmoaError(f"--split {split}: choose test or valid")
     run_dir = Path(run_dir)
-    config = run_config(run_dir)
+    config = read_config(run_dir / "config.yaml")
     if table is None:
         from .train.datasets import open_table
 

@@ -44,7 +44,8 @@ def ablate(
       softmoa ablate experts --dataset fsdd --seeds 3
       softmoa ablate methods --dataset fsdd --epochs 5 --set training.weight_decay=0
     """
-    from ...config import default_preset, find_preset, read_preset
+    from ...config import default_preset, find_preset
+    from ...engine.config import read_preset
     from ...engine.ablate import get_study, parse_values, run_study, study_config
     from ..console import note
 

@@ -67,7 +67,8 @@ def finetune(
       softmoa finetune --dataset fsdd --preset presets/fsdd-cpu.yaml --method adapter
       softmoa finetune --resume runs/fsdd-soft-20250101-120000
     """
-    from ...config import ConfigError, build_config, default_preset, dump_config, find_preset, read_preset
+    from ...config import default_preset, find_preset
+    from ...engine.config import ConfigError, build_config, dump_config, read_preset
     from ..console import note, out as stdout
 
     given = {

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from ...config.schema import ModelConfig
+from ..config import ModelConfig
 from ..data.features import FeatureConfig
 from ..errors import SoftmoaError
 from ..models.ast import AST, ASTConfig

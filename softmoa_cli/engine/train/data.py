@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ...config.schema import DataConfig
+from ..config import DataConfig
 from ..data.features import FeatureConfig
 from ..errors import SoftmoaError
 

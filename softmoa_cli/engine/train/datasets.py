@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ...config.schema import DataConfig
+from ..config import DataConfig
 from ..errors import SoftmoaError
 from .data import FeatureTable
 

@@ -14,7 +14,7 @@ import json
 import shutil
 from pathlib import Path
 
-from ...config import build_config
+from ..config import build_config
 from ..fsutil import file_lock
 from ..data.paths import checkpoints_dir
 from ..models.checkpoints import OWN_CONFIG, Pretrained, save_model

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...config.schema import RunConfig
+from ..config import RunConfig
 from ..api import build_model
 from ..data.loader import spec_augment
 from ..models.checkpoints import Pretrained

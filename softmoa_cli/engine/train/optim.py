@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ...config.schema import TrainingConfig
+from ..config import TrainingConfig
 
 # Never decayed whatever their rank: an ExpertBank stacks its biases as [n, r] and [n, d],
 # and the AST's class tokens are [1, 1, d].

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from ...config import RunConfig
+from ..config import RunConfig
 from .backbone import RANDOM_DIR, resolve_backbone
 from .checkpoint import ADAPTER_WEIGHTS
 from .data import FeatureTable, plan_splits

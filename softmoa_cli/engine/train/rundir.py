@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from ... import __version__
-from ...config import RunConfig, dump_config
+from ..config import RunConfig, dump_config
 from ..errors import SoftmoaError
 from ..fsutil import atomic_write_json, atomic_write_text
 from .checkpoint import RUN_FILE

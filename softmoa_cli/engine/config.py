@@ -1,0 +1,228 @@
+"""The schema of a run and its validation: one pydantic model per concern, unknown keys forbidden.
+
+A run config (a preset, or a run folder's ``config.yaml``) has the sections ``data``,
+``model``, ``method`` and ``training``; the method section is the discriminated union (on
+``name``) of the PETL method configs registered in ``petl/methods.py``. This module is the one
+source for validation, defaults and the help text of the matching command-line flags; finding
+preset files by name is the job of ``softmoa_cli/config/presets.py``.
+
+Errors are one line that names the key, the value and what is allowed, e.g.
+``presets/x.yaml: training.epocs = 3: unknown key; allowed: epochs, batch_size, ...``.
+"""
+
+from __future__ import annotations
+
+import copy
+import types
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import SoftmoaError
+from .petl.methods import METHODS, SoftConfig
+
+# Every registered method, plugins included (each config has a ``name: Literal[...]`` tag).
+MethodSection = Annotated[Union[tuple(METHODS.get(name).config for name in METHODS.names())],
+                          Field(discriminator="name")]
+
+# Learning rates of the research code's recipe (method.md section 6), used when a preset sets none.
+RECIPE_LR = {"linear": 1e-3, "full": 5e-5}
+PETL_LR = 5e-3
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SpecAugment(Section):
+    """Frequency and time masking of training features (0 turns a mask off)."""
+
+    freq_mask: int = Field(0, ge=0, description="widest frequency mask, mel bins")
+    time_mask: int = Field(0, ge=0, description="widest time mask, frames")
+
+
+class DataConfig(Section):
+    dataset: str = Field(description="registered data set name (esc50, us8k, speechcommands, fsc, fsdd, ...)")
+    max_length: int | None = Field(None, ge=16, description="input frames of 10 ms; unset: the data set's default")
+    fold: int | None = Field(None, ge=1, description="k-fold data sets: the one test fold to run; unset: all folds")
+    valid_fraction: float = Field(0.1, gt=0, lt=1, description="share of the training clips held out for "
+                                                               "validation when the data set has no validation split")
+    spec_augment: SpecAugment = SpecAugment()
+    max_bad: float | None = Field(None, description="share of bad clips to accept, 0.05 or '5%'; unset: the share "
+                                                    "accepted when the cache was prepared (default 1%)")
+
+    @field_validator("max_bad", mode="before")
+    @classmethod
+    def _share(cls, value):
+        from .data.cache import parse_share
+
+        try:
+            return None if value is None else parse_share(value)
+        except SoftmoaError:
+            raise ValueError("give a share of the clips, such as 0.05 or 5%") from None
+
+
+class RandomBackbone(Section):
+    """Dims of a randomly initialised AST, used when the checkpoint is ``random``."""
+
+    dim: int = Field(192, ge=8)
+    depth: int = Field(4, ge=1)
+    heads: int = Field(3, ge=1)
+    mlp_dim: int = Field(768, ge=8)
+    fstride: int = Field(10, ge=1, le=16, description="patch stride over frequency (16: no overlap)")
+    tstride: int = Field(10, ge=1, le=16, description="patch stride over time (16: no overlap)")
+
+
+class ModelConfig(Section):
+    checkpoint: str | None = Field(None, description="backbone: AST checkpoint path, hub id, run folder of a full "
+                                                     "fine-tune, 'embedded' (the tool's own pretrained AST) or "
+                                                     "'random' (the AST of the random section); unset: the AudioSet AST "
+                                                     "if cached, else embedded")
+    random: RandomBackbone | None = Field(None, description="dims of the randomly initialised AST used when "
+                                                            "checkpoint is 'random'")
+
+
+class TrainingConfig(Section):
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(32, ge=1, description="global batch (split over DDP processes)")
+    eval_batch_size: int | None = Field(None, ge=1, description="unset: twice the training batch")
+    lr: float | None = Field(None, gt=0, description="peak learning rate; unset: the recipe's value for the method")
+    weight_decay: float = Field(0.1, ge=0, description="AdamW decay on weight matrices only (2 or more axes; never biases, norms or tokens)")
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = Field(1e-6, gt=0)
+    seed: int = 0
+    device: str = Field("auto", description="auto (cuda if present), cpu, cuda, cuda:1, ...")
+    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 autocast on CUDA, fp32 on CPU")
+    compile: bool = Field(False, description="torch.compile the model")
+    checkpoint_every: int = Field(50, ge=1, description="steps between resume checkpoints (also every epoch end)")
+    threads: int | None = Field(None, ge=1, description="CPU threads for torch; unset: torch's default")
+
+    def learning_rate(self, method: str) -> float:
+        return self.lr if self.lr is not None else RECIPE_LR.get(method, PETL_LR)
+
+
+class RunConfig(Section):
+    """Everything a fine-tuning run depends on; saved as ``config.yaml`` in the run folder."""
+
+    data: DataConfig
+    model: ModelConfig = ModelConfig()
+    method: MethodSection = SoftConfig()
+    training: TrainingConfig = TrainingConfig()
+
+
+class ConfigError(SoftmoaError):
+    """A preset or a flag that does not validate."""
+
+
+def read_preset(path: str | Path) -> dict:
+    """The mapping in a YAML preset or a run's ``config.yaml``; a syntax error names its line."""
+    path = Path(path)
+    try:
+        value = yaml.safe_load(path.read_text())
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read preset ({error.strerror})") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{where} ({getattr(error, 'problem', error)})") from None
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: a preset is a mapping with sections data, model, method, training; "
+                          f"found a {type(value).__name__}")
+    return value
+
+
+def apply_overrides(preset: dict, overrides: dict[str, Any]) -> dict:
+    """A copy of ``preset`` with dotted keys (``training.epochs``) set; ``None`` values are skipped.
+
+    Choosing another method (``method.name``) starts that method from its own defaults: the
+    preset's options of the old method do not carry over.
+    """
+    result = copy.deepcopy(preset)
+    given = {key: value for key, value in overrides.items() if value is not None}
+    new_method = given.get("method.name")
+    if new_method is not None and (result.get("method") or {}).get("name") != new_method:
+        result["method"] = {}
+    for key, value in given.items():
+        *parents, leaf = key.split(".")
+        node = result
+        for part in parents:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        node[leaf] = value
+    return result
+
+
+def build_config(preset: dict, overrides: dict[str, Any] | None = None, source: str = "preset",
+                 flags: dict[str, str] | None = None) -> RunConfig:
+    """Validate ``preset`` with ``overrides`` applied. ``flags`` maps dotted keys to the
+    command-line flags that set them, so that errors name the flag the user typed."""
+    overrides = overrides or {}
+    raw = apply_overrides(preset, overrides)
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as error:
+        given = {key for key, value in overrides.items() if value is not None}
+        messages = [_describe(item, raw, source, given, flags or {}) for item in error.errors()]
+        raise ConfigError("; ".join(messages)) from None
+
+
+def read_config(path: str | Path) -> RunConfig:
+    """A validated config from a YAML file (a run folder's ``config.yaml``)."""
+    return build_config(read_preset(path), source=str(path))
+
+
+def dump_config(config: RunConfig) -> str:
+    """The effective config as YAML, in the preset layout."""
+    values = config.model_dump(mode="json")
+    values["method"] = {"name": values["method"].pop("name"), **values["method"]}
+    return yaml.safe_dump(values, sort_keys=False)
+
+
+# ---------------------------------------------------------------- error messages
+
+def _describe(item: dict, raw: dict, source: str, given: set[str], flags: dict[str, str]) -> str:
+    loc = [str(part) for part in item["loc"]]
+    if len(loc) > 1 and loc[0] == "method" and loc[1] in METHODS:
+        del loc[1]  # pydantic puts the union tag into the location
+    key = ".".join(loc)
+    value = item.get("input")
+    kind = item["type"]
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        key, value = f"{key}.name", value.get("name") if isinstance(value, dict) else value
+    flag = flags.get(key) if key in given else None
+    origin = f"{flag} {value}" if flag else f"{source}: {key} = {value!r}"
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(raw, loc[:-1])
+        owner = f"method {raw['method'].get('name')!r}" if loc[:-1] == ["method"] else (".".join(loc[:-1]) or "a preset")
+        return f"{origin}: unknown key for {owner}; allowed: {', '.join(allowed)}"
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        return f"{origin}: unknown method; allowed: {', '.join(METHODS.names())}"
+    if kind == "missing":
+        return f"{source}: {key}: required, not given"
+    return f"{origin}: {item['msg'][0].lower()}{item['msg'][1:]}"
+
+
+def _allowed_keys(raw: dict, loc: list[str]) -> list[str]:
+    """The field names of the section at ``loc`` (the method section: of the chosen method)."""
+    model: type[BaseModel] = RunConfig
+    for part in loc:
+        if model is RunConfig and part == "method":
+            model = METHODS.get(raw["method"].get("name", "soft")).config
+            continue
+        model = _section_type(model.model_fields[part].annotation)
+    return list(model.model_fields)
+
+
+def _section_type(annotation) -> type[BaseModel]:
+    """The pydantic model inside ``X`` or ``X | None``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return next(a for a in typing.get_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel))
+    raise TypeError(f"not a config section: {annotation!r}")
