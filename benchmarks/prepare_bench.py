@@ -24,9 +24,9 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from softmoa_cli.engine.data.cache import FeatureCache, prepare_cache
+from softmoa_cli.engine.data.cache import prepare_cache
 from softmoa_cli.engine.data.features import FeatureConfig
-from softmoa_cli.engine.data.loader import CacheDataset
+from softmoa_cli.engine.data.table import FeatureTable
 
 FSDD = Path(__file__).resolve().parents[2] / "shared" / "data" / "fsdd"
 
@@ -67,14 +67,14 @@ def time_batch(frames: int, batch: int = 32, clips: int = 2000, repeats: int = 3
         rows = np.memmap(path, dtype=np.float16, mode="w+", shape=(clips, frames, 128))
         rows[:] = np.random.default_rng(0).standard_normal((clips, frames, 128), dtype=np.float32)
         rows.flush()
-        cache = FeatureCache("bench", Path(folder), np.memmap(path, dtype=np.float16, mode="r", shape=rows.shape),
+        table = FeatureTable("bench", np.memmap(path, dtype=np.float16, mode="r", shape=rows.shape),
                              np.zeros(clips, np.int64), ["x"], np.full(clips, "train"), np.zeros(clips, np.int64),
-                             [], FeatureConfig(max_length=frames), [], clips)
-        dataset, rng, times = CacheDataset(cache, np.arange(clips)), np.random.default_rng(1), []
+                             FeatureConfig(max_length=frames))
+        rng, times = np.random.default_rng(1), []
         for _ in range(repeats):
             chosen = rng.choice(clips, batch, replace=False)
             started = time.perf_counter()
-            dataset[chosen]
+            table.batch(chosen)
             times.append(time.perf_counter() - started)
         return statistics.median(times)
 

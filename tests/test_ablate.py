@@ -13,10 +13,10 @@ from softmoa_cli.engine.config import ModelConfig
 from softmoa_cli.engine.train.backbone import backbone_dim
 from softmoa_cli.engine.ablate import STUDIES, point_config, point_dir, run_study, study_config
 from softmoa_cli.engine.accounting import count_parameters
-from softmoa_cli.engine.api import build_model
+from softmoa_cli.engine.petl.build import build_model
 from softmoa_cli.engine.errors import SoftmoaError
 from softmoa_cli.engine.models.ast import AST, ASTConfig
-from softmoa_cli.engine.models.checkpoints import Pretrained, save_model
+from softmoa_cli.engine.models.pretrained import Pretrained, save_model
 from softmoa_cli.engine.train import Callback, finetune
 from softmoa_cli.engine.train.metrics import mean_std
 from test_train_loop import TINY, toy_table
@@ -120,9 +120,9 @@ def test_bad_input_is_one_line_and_exit_code_2(arguments, message, tmp_path):
 
 
 def test_cli_runs_a_study_and_shows_the_table(tmp_path, monkeypatch):
-    from softmoa_cli.engine.train import datasets
+    from softmoa_cli.engine.data import cache
 
-    monkeypatch.setattr(datasets, "open_table", lambda data, message: toy_table(n=80))
+    monkeypatch.setattr(cache, "open_dataset", lambda data, message: toy_table(n=80))
     arguments = ["ablate", "init", "--dataset", "toy", "--values", "zero_up", "--epochs", "1", "--batch-size", "16",
                  "--checkpoint", "random", "--threads", "1", "--set", "model.random={dim: 32, depth: 1, heads: 2, mlp_dim: 64}",
                  "--set", "training.weight_decay=0", "--out", str(tmp_path)]

@@ -11,7 +11,7 @@ from softmoa_cli.engine.data.audio import load_mono_16k
 from softmoa_cli.engine.data.features import FeatureConfig, features
 from softmoa_cli.engine.errors import CheckpointError
 from softmoa_cli.engine.models.ast import AST, resize_pos_embed
-from softmoa_cli.engine.models.checkpoints import Pretrained, load_pretrained, save_model
+from softmoa_cli.engine.models.pretrained import Pretrained, load_pretrained, save_model
 
 transformers = pytest.importorskip("transformers")
 

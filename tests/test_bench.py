@@ -18,7 +18,7 @@ SPECS = ["linear", "adapter:reduction_rate=64", "dense:experts=3,reduction_rate=
 
 def test_bench_reports_every_method(tmp_path):
     from softmoa_cli.engine.accounting import cost
-    from softmoa_cli.engine.api import build_model
+    from softmoa_cli.engine.petl.build import build_model
     from softmoa_cli.engine.bench import parse_method
     from softmoa_cli.engine.models.ast import ASTConfig
 

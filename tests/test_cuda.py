@@ -13,7 +13,7 @@ import torch
 from typer.testing import CliRunner
 
 from softmoa_cli.cli.app import build_app
-from softmoa_cli.engine.data import embedded
+from softmoa_cli.engine.data import synth_sets as embedded
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
                                 reason="needs a CUDA GPU (none here); benchmarks/gpu_check.sh runs these on one")

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from softmoa_cli.cli.app import build_app
 from softmoa_cli.engine.data.cache import open_cache, prepare_cache
 from softmoa_cli.engine.data.custom import scan_folder, scan_manifest
-from softmoa_cli.engine.data.loader import make_loader
+from softmoa_cli.engine.data.augment import spec_augment
 from softmoa_cli.engine.data.registry import resolve
 from softmoa_cli.engine.errors import SoftmoaError
 
@@ -117,7 +117,7 @@ def test_long_clips_keep_every_window_and_short_ones_one(tmp_path):
     the first in features and the others in extra, and the table hands all four to evaluation."""
     from softmoa_cli.engine.data.cache import clip_features
     from softmoa_cli.engine.data.features import window_starts
-    from softmoa_cli.engine.train.datasets import open_table
+    from softmoa_cli.engine.data.cache import open_dataset
     from softmoa_cli.engine.config import build_config
 
     root = tmp_path / "mine"
@@ -136,7 +136,7 @@ def test_long_clips_keep_every_window_and_short_ones_one(tmp_path):
 
     os.environ["SOFTMOA_HOME"], saved = str(tmp_path / "home"), os.environ["SOFTMOA_HOME"]
     try:
-        table = open_table(config.data, lambda text: None)
+        table = open_dataset(config.data)
     finally:
         os.environ["SOFTMOA_HOME"] = saved
     short = next(i for i in range(len(cache)) if i not in long)
@@ -146,26 +146,21 @@ def test_long_clips_keep_every_window_and_short_ones_one(tmp_path):
     assert np.array_equal(x[3].numpy(), cache.features[short].astype(np.float32))
 
 
-def test_loader_batches_shuffle_and_specaugment(tmp_path):
+def test_batch_reads_and_specaugment(tmp_path):
+    """What training reads: a batch in any index order, and SpecAugment repeatable per generator."""
     root = class_folders(tmp_path / "mine", per_class=8)
     cache = open_cache(root, max_length=40, home=tmp_path / "home", jobs=1, message=lambda m: None)
     assert cache is not None and resolve(root).name == cache.name
     train = np.flatnonzero(cache.split == "train")
-    batches = list(make_loader(cache, train, batch_size=5, shuffle=False))
-    assert [len(y) for _, y in batches] == [5, 5, 5, 3]
-    x, y = batches[0]
-    assert x.dtype == torch.float32 and x.shape == (5, 40, 128) and y.dtype == torch.int64
-    assert torch.equal(x, torch.from_numpy(cache.features[train[:5]].astype(np.float32)))
-    assert y.tolist() == cache.labels[train[:5]].tolist()
-    first = [y.tolist() for _, y in make_loader(cache, train, 6, shuffle=True, seed=3)]
-    assert first == [y.tolist() for _, y in make_loader(cache, train, 6, shuffle=True, seed=3)]
-    assert sorted(sum(first, [])) == sorted(cache.labels[train].tolist())
-    masked = [x for x, _ in make_loader(cache, train, 6, shuffle=True, seed=3, specaug=(24, 10))]
-    again = [x for x, _ in make_loader(cache, train, 6, shuffle=True, seed=3, specaug=(24, 10))]
-    assert all(torch.equal(a, b) for a, b in zip(masked, again))
-    plain = [x for x, _ in make_loader(cache, train, 6, shuffle=True, seed=3)]
-    zeroed = sum(int(((a == 0) & (p != 0)).sum()) for a, p in zip(masked, plain))
-    assert zeroed > 0 and all(torch.equal(a[a != 0], p[a != 0]) for a, p in zip(masked, plain))
+    chosen = train[[4, 0, 3]]  # unsorted: the read sorts and puts rows back in this order
+    x, y = cache.batch(chosen)
+    assert x.dtype == torch.float32 and x.shape == (3, 40, 128) and y.dtype == torch.int64
+    assert torch.equal(x, torch.from_numpy(cache.features[chosen].astype(np.float32)))
+    assert y.tolist() == cache.labels[chosen].tolist()
+    masked = spec_augment(x, 24, 10, torch.Generator().manual_seed(3))
+    assert torch.equal(masked, spec_augment(x, 24, 10, torch.Generator().manual_seed(3)))
+    zeroed = int(((masked == 0) & (x != 0)).sum())
+    assert zeroed > 0 and torch.equal(masked[masked != 0], x[masked != 0])
 
 
 def test_plugin_data_sets_register_through_entry_points(tmp_path, monkeypatch):

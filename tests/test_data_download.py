@@ -230,7 +230,7 @@ def test_checkpoint_from_the_hub_cache_offline(tmp_path, monkeypatch):
 
 
 def test_checkpoint_from_a_local_folder_loads(tmp_path):
-    from softmoa_cli.engine.models.checkpoints import load_pretrained
+    from softmoa_cli.engine.models.pretrained import load_pretrained
 
     model = tiny_hf_model(tmp_path / "model")
     result = run("download", "ast-audioset", "--from", model, "--home", tmp_path / "home")

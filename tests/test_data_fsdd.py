@@ -60,13 +60,13 @@ def test_second_prepare_is_a_fast_no_op(fsdd_home):
 
 
 def test_training_glue_sees_the_official_split(fsdd_home, monkeypatch):
-    """The training side's contract: open_table over this cache, then its plan of splits."""
+    """The training side's contract: open_dataset over this cache, then its plan of splits."""
     from softmoa_cli.config import load_config
     from softmoa_cli.engine.train import plan_splits
-    from softmoa_cli.engine.train.datasets import open_table
+    from softmoa_cli.engine.data.cache import open_dataset
 
     monkeypatch.setenv("SOFTMOA_HOME", str(fsdd_home))
-    table = open_table(load_config("fsdd-cpu").data, message=print)
+    table = open_dataset(load_config("fsdd-cpu").data, message=print)
     plan, = plan_splits(table, load_config("fsdd-cpu").data)
     assert (len(plan.train), len(plan.valid), len(plan.test)) == (2430, 270, 300)
     x, y = table.batch(plan.test[:8])

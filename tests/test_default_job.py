@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from softmoa_cli.cli.app import build_app
-from softmoa_cli.engine.data import embedded
-from softmoa_cli.engine.train import embedded as backbone
+from softmoa_cli.engine.data import synth_sets as embedded
+from softmoa_cli.engine.train import embedded_backbone as backbone
 
 SMALL_RECIPE = backbone.RECIPE | {"training": backbone.RECIPE["training"] | {"epochs": 12}}
 

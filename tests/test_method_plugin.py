@@ -8,7 +8,7 @@ from typing import Literal
 import torch
 
 from conftest import tiny_ast_config
-from softmoa_cli.engine.api import build_model
+from softmoa_cli.engine.petl.build import build_model
 from softmoa_cli.engine.petl.methods import METHODS, Method, MethodConfig
 
 

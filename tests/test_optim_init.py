@@ -9,7 +9,7 @@ import torch
 from conftest import tiny_ast_config
 
 from softmoa_cli.engine.config import build_config
-from softmoa_cli.engine.api import build_model
+from softmoa_cli.engine.petl.build import build_model
 from softmoa_cli.engine.petl.mixtures import SoftMoA
 from softmoa_cli.engine.train.optim import make_optimizer
 

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from softmoa_cli.engine.errors import CheckpointError
-from softmoa_cli.engine.models.checkpoints import load_pretrained, save_model
+from softmoa_cli.engine.models.pretrained import load_pretrained, save_model
 
 DIM, DEPTH, HEADS, MLP, CLASSES, FRAMES = 64, 2, 4, 128, 7, 100
 GRID = ((128 - 16) // 10 + 1, (FRAMES - 16) // 10 + 1)  # (12, 9) patches at fstride = tstride = 10

@@ -14,7 +14,7 @@ from conftest import tiny_ast_config
 from softmoa_cli.cli.app import build_app
 from softmoa_cli.engine.data.features import FeatureConfig, windows
 from softmoa_cli.engine.models.ast import AST
-from softmoa_cli.engine.models.checkpoints import Pretrained, save_model
+from softmoa_cli.engine.models.pretrained import Pretrained, save_model
 from softmoa_cli.engine.predict import Predictor
 
 
@@ -69,7 +69,7 @@ def test_missing_checkpoint_is_one_line(fsdd_clips, tmp_path):
 
 def test_long_files_average_windows_with_the_last_one_end_aligned(classifier, tmp_path):
     from softmoa_cli.engine.data.features import log_mel, normalize
-    from softmoa_cli.engine.models.checkpoints import load_pretrained
+    from softmoa_cli.engine.models.pretrained import load_pretrained
 
     model = load_pretrained(classifier).model
     predictor = Predictor(model, list("abcde"), batch_size=2)  # three windows: two forward passes
@@ -88,7 +88,7 @@ def test_long_files_average_windows_with_the_last_one_end_aligned(classifier, tm
 def test_clip_shorter_than_one_frame_is_padded_and_scored(classifier, tmp_path):
     import soundfile as sf
 
-    from softmoa_cli.engine.models.checkpoints import load_pretrained
+    from softmoa_cli.engine.models.pretrained import load_pretrained
 
     predictor = Predictor(load_pretrained(classifier).model, list("abcde"))
     sf.write(tmp_path / "blip.wav", np.full(160, 0.1, dtype=np.float32), 16000)  # 10 ms: under one 25 ms frame
@@ -99,7 +99,7 @@ def test_clip_shorter_than_one_frame_is_padded_and_scored(classifier, tmp_path):
 
 
 def test_an_hour_of_audio_goes_through_in_bounded_batches(classifier):
-    from softmoa_cli.engine.models.checkpoints import load_pretrained
+    from softmoa_cli.engine.models.pretrained import load_pretrained
 
     model = load_pretrained(classifier).model
     predictor = Predictor(model, list("abcde"), batch_size=16)

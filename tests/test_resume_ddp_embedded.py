@@ -14,7 +14,7 @@ import pytest
 from test_train_loop import Kill, _comparable, toy_config, toy_table
 
 from softmoa_cli.engine.train import Callback, finetune
-from softmoa_cli.engine.train.checkpoint import ADAPTER_WEIGHTS
+from softmoa_cli.engine.petl.adapter_files import ADAPTER_WEIGHTS
 
 
 class Folds(Callback):
@@ -59,9 +59,10 @@ import json, sys
 sys.path.insert(0, {tests!r})
 import numpy as np
 from softmoa_cli.engine.config import build_config
-from softmoa_cli.engine.data import embedded as data
+from softmoa_cli.engine.data import synth_sets as data
 from softmoa_cli.engine.data.features import FeatureConfig
-from softmoa_cli.engine.train import Callback, FeatureTable, embedded, finetune
+from softmoa_cli.engine.train import Callback, FeatureTable, finetune
+from softmoa_cli.engine.train import embedded_backbone as embedded
 
 # A much reduced embedded recipe: 8 upstream clips per class, a 1-block AST, one epoch.
 data.PER_CLASS = {{"downstream": 4, "upstream": 8}}

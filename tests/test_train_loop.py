@@ -12,7 +12,7 @@ from softmoa_cli.engine.config import build_config
 from softmoa_cli.engine.data.features import FeatureConfig
 from softmoa_cli.engine.evaluate import evaluate_run
 from softmoa_cli.engine.train import FeatureTable, finetune, load_run, plan_splits
-from softmoa_cli.engine.train.checkpoint import ADAPTER_WEIGHTS, trainable_tensors
+from softmoa_cli.engine.petl.adapter_files import ADAPTER_WEIGHTS, trainable_tensors
 from softmoa_cli.engine.train.optim import decays, make_optimizer, make_scheduler
 
 TINY = {"dim": 32, "depth": 2, "heads": 2, "mlp_dim": 64}
@@ -103,9 +103,9 @@ def test_adapter_checkpoint_reloads_with_identical_logits(tmp_path):
     model, _, _ = load_run(run)
     x, _ = table.batch(np.arange(8))
     # The same backbone and the captured best tensors, assembled independently:
-    from softmoa_cli.engine.api import build_model
-    from softmoa_cli.engine.models.checkpoints import load_pretrained
-    from softmoa_cli.engine.train.checkpoint import load_tensors_
+    from softmoa_cli.engine.petl.build import build_model
+    from softmoa_cli.engine.models.pretrained import load_pretrained
+    from softmoa_cli.engine.petl.adapter_files import load_tensors_
 
     reference = build_model(load_pretrained(run / "backbone"), toy_config("soft").method, 4, 48)
     load_tensors_(reference, captured, "captured")
@@ -187,7 +187,7 @@ def test_split_set_without_validation_holds_out_training_clips_never_test_clips(
 
 
 def test_weight_decay_by_rank_and_cosine_schedule():
-    from softmoa_cli.engine.api import build_model
+    from softmoa_cli.engine.petl.build import build_model
     from softmoa_cli.engine.models.ast import ASTConfig
 
     model = build_model(ASTConfig(**TINY, max_length=48, num_mel_bins=32), "soft", 4, experts=3)

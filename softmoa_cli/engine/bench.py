@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from pydantic import ValidationError
 
 from .accounting import cost
-from .api import build_model
+from .petl.build import build_model
 from .errors import SoftmoaError
 from .models.ast import ASTConfig
 from .petl.methods import MethodConfig, method_config

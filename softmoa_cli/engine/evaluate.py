@@ -12,8 +12,9 @@ import torch
 from .config import read_config
 from .errors import SoftmoaError
 from .fsutil import atomic_write_bytes
-from .train.checkpoint import load_run
-from .train.data import FeatureTable, plan_splits
+from .train.rundir import load_run
+from .data.splits import plan_splits
+from .data.table import FeatureTable
 from .train.distributed import World, resolve_device
 from .train.evaluation import Precision, evaluate_indices
 from .train.metrics import accuracy, macro_f1, mean_std, per_class
@@ -33,9 +34,9 @@ def evaluate_run(run_dir: str | Path, split: str = "test", table: FeatureTable |
     run_dir = Path(run_dir)
     config = read_config(run_dir / "config.yaml")
     if table is None:
-        from .train.datasets import open_table
+        from .data.cache import open_dataset
 
-        table = open_table(config.data, message or (lambda text: None))
+        table = open_dataset(config.data, message or (lambda text: None))
     world = World(device=resolve_device(device))
     precision = Precision("fp32", world.device)
     total = None

@@ -70,8 +70,8 @@ def predictor_for(checkpoint: str | None = None, run: str | Path | None = None, 
     """A Predictor with a one-line description: an AST classifier ``checkpoint``, a finetune
     ``run`` folder, or (neither given) the most recent finished run under ``runs_root``."""
     from .errors import SoftmoaError
-    from .models.checkpoints import load_pretrained
-    from .train.checkpoint import latest_run, load_run
+    from .models.pretrained import load_pretrained
+    from .train.rundir import latest_run, load_run
 
     if checkpoint is not None and run is not None:
         raise SoftmoaError("give --checkpoint or --run, not both")

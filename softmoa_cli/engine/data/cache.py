@@ -32,9 +32,10 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from multiprocessing import get_context
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -44,58 +45,22 @@ from .download import installed_root
 from .features import FeatureConfig, windows
 from .paths import cache_dir
 from .registry import Clips, DatasetSpec, resolve
+from .table import BAD, MAX_BAD, FeatureTable
+
+if TYPE_CHECKING:
+    from ..config import DataConfig
 
 FORMAT = 2  # bump when the stored features change meaning (2: windows of long clips, float16 windows)
 FEATURES = "features.f16"
 EXTRA = "extra.f16"
 INDEX = "index.json"
-BAD = "bad.tsv"
 ACCEPTED = "accepted.json"
 MAX_SECONDS = 600.0  # each clip is kept (and scored) up to its first 10 minutes
-MAX_BAD = 0.01
 
 Progress = Callable[[int, int], None]
 
 
-@dataclass
-class FeatureCache:
-    """A prepared data set, ready for training.
-
-    ``features [n, max_length, mel_bins]`` float16 memory map (normalised log-mel frames);
-    ``labels [n]`` int64 ids into ``label_names``; ``split [n]`` 'train' / 'valid' / 'test'
-    (k-fold sets: all 'train'); ``fold [n]`` int64, 1..k or 0 when the set has no folds;
-    ``paths [n]`` clip paths relative to the data set root; ``bad`` the skipped clips
-    ``(path, reason)``; ``listed`` the clips the metadata lists (kept + bad); ``windows [n]``
-    each clip's number of windows (1 unless it is longer than ``max_length``) and ``extra
-    [sum(windows - 1), max_length, mel_bins]`` the windows after the first, clip after clip;
-    ``accepted_bad`` the share of bad clips a user accepted for this cache.
-    """
-
-    name: str
-    path: Path
-    features: np.ndarray
-    labels: np.ndarray
-    label_names: list[str]
-    split: np.ndarray
-    fold: np.ndarray
-    paths: list[str]
-    feature_config: FeatureConfig
-    bad: list[tuple[str, str]]
-    listed: int
-    windows: np.ndarray
-    extra: np.ndarray
-    accepted_bad: float = MAX_BAD
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    @property
-    def report(self) -> Path:
-        """The bad clip report ``bad.tsv``."""
-        return self.path / BAD
-
-
-def load_cache(folder: str | Path) -> FeatureCache:
+def load_cache(folder: str | Path) -> FeatureTable:
     """Open a published cache folder (memory-maps the features, reads the index)."""
     folder = Path(folder)
     try:
@@ -109,9 +74,10 @@ def load_cache(folder: str | Path) -> FeatureCache:
                        else np.zeros((0, *window), np.float16)
                        for name, rows in ((FEATURES, len(counts)), (EXTRA, int((counts - 1).sum()))))
     accepted = json.loads((folder / ACCEPTED).read_text())["max_bad"] if (folder / ACCEPTED).is_file() else MAX_BAD
-    return FeatureCache(index["name"], folder, features, np.array(index["labels"], dtype=np.int64), index["label_names"],
-                        np.array(index["split"], dtype="<U5"), np.array(index["fold"], dtype=np.int64), index["paths"],
-                        config, [tuple(row) for row in index["bad"]], index["listed"], counts, extra, accepted)
+    return FeatureTable(index["name"], features, np.array(index["labels"], dtype=np.int64), index["label_names"],
+                        np.array(index["split"], dtype="<U5"), np.array(index["fold"], dtype=np.int64), config,
+                        counts, extra, folder, index["paths"], [tuple(row) for row in index["bad"]], index["listed"],
+                        accepted)
 
 
 # --- features of one clip ----------------------------------------------------------------
@@ -326,7 +292,7 @@ def format_share(share: float) -> str:
     return f"{100 * share:.1f}".rstrip("0").rstrip(".") + "%"
 
 
-def check_bad(cache: FeatureCache, max_bad: float | None = None) -> None:
+def check_bad(cache: FeatureTable, max_bad: float | None = None) -> None:
     """SoftmoaError when no clip is usable or the share of bad clips is above the accepted share:
     ``max_bad`` when given, else the share accepted for this cache before (``accept_bad``)."""
     if not len(cache):
@@ -340,7 +306,7 @@ def check_bad(cache: FeatureCache, max_bad: float | None = None) -> None:
                            f"or accept them with --max-bad {needed}")
 
 
-def accept_bad(cache: FeatureCache, max_bad: float) -> None:
+def accept_bad(cache: FeatureTable, max_bad: float) -> None:
     """Check the cache against ``max_bad`` and remember that share with it, so later commands
     (finetune, evaluate) opening this cache without a ``--max-bad`` of their own accept the
     same clips."""
@@ -361,7 +327,7 @@ def _root_of(spec: DatasetSpec, data: Path | None, home: Path | None) -> Path:
 
 def prepare_cache(name_or_path: str | Path, *, max_length: int | None = None, jobs: int = 1, home: Path | None = None,
                   data: Path | None = None, seed: int = 0, chunk: int = 64, progress: Progress | None = None,
-                  message: Callable[[str], None] = lambda text: None) -> tuple[FeatureCache, bool]:
+                  message: Callable[[str], None] = lambda text: None) -> tuple[FeatureTable, bool]:
     """Prepare (or find) the feature cache of a data set; returns ``(cache, built)``.
 
     ``name_or_path``: a registered data set or a user's folder / manifest. ``max_length``:
@@ -398,7 +364,7 @@ def find_cache(name: str, config: FeatureConfig, home: Path | None = None) -> Pa
 
 def open_cache(name_or_path: str | Path, max_length: int | None = None, prepare: bool = True,
                message: Callable[[str], None] = print, *, home: Path | None = None, jobs: int | None = None,
-               seed: int = 0, max_bad: float | None = None) -> FeatureCache:
+               seed: int = 0, max_bad: float | None = None) -> FeatureTable:
     """The feature cache of a data set for training; with ``prepare`` it is built first when
     missing (``jobs`` processes, default up to 4), without it a missing cache is an error.
 
@@ -435,3 +401,8 @@ def open_cache(name_or_path: str | Path, max_length: int | None = None, prepare:
     else:
         accept_bad(cache, max_bad)
     return cache
+
+
+def open_dataset(data: DataConfig, message: Callable[[str], None] = lambda text: None) -> FeatureTable:
+    """The feature table of a run's ``data`` section, prepared first when missing."""
+    return open_cache(data.dataset, max_length=data.max_length, message=message, max_bad=data.max_bad)

@@ -7,10 +7,11 @@ Public API::
     latest_run(root="runs") -> Path | None
 """
 
-from .checkpoint import load_adapter, load_run, latest_run
-from .data import FeatureTable, Split, plan_splits
+from .rundir import latest_run, load_run
+from ..data.splits import Split, plan_splits
+from ..data.table import FeatureTable
 from .progress import Callback, StepInfo
 from .run import finetune
 
-__all__ = ["Callback", "FeatureTable", "Split", "StepInfo", "finetune", "latest_run", "load_adapter", "load_run",
+__all__ = ["Callback", "FeatureTable", "Split", "StepInfo", "finetune", "latest_run", "load_run",
            "plan_splits"]

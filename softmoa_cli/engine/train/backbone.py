@@ -17,8 +17,8 @@ from ..config import ModelConfig
 from ..data.features import FeatureConfig
 from ..errors import SoftmoaError
 from ..models.ast import AST, ASTConfig
-from ..models.checkpoints import AUDIOSET_HUB_ID, Pretrained, load_pretrained, save_model
-from .checkpoint import load_backbone
+from ..models.pretrained import AUDIOSET_HUB_ID, Pretrained, load_pretrained, save_model
+from .rundir import load_backbone
 
 RANDOM_DIR = "backbone"
 AUDIOSET_DIM = 768  # width of the AudioSet AST
@@ -63,7 +63,7 @@ def resolve_backbone(model: ModelConfig, run_dir: Path, features: FeatureConfig,
         return Backbone(pretrained, AUDIOSET_HUB_ID, f"backbone: {AUDIOSET_HUB_ID} from the local cache")
     if checkpoint == "random":
         return _random_backbone(model, run_dir, features, seed, main)
-    from .embedded import describe, embedded_backbone
+    from .embedded_backbone import describe, embedded_backbone
 
     path = embedded_backbone(callback=callback)
     why = "" if checkpoint == "embedded" else (
@@ -96,7 +96,7 @@ def _dims(model: AST) -> str:
 def backbone_dim(model: ModelConfig) -> int:
     """Token width d of the backbone a run of ``model`` uses, read from config files without
     loading weights (the order of ``train.backbone.resolve_backbone``); 768 when unknown."""
-    from .embedded import RECIPE
+    from .embedded_backbone import RECIPE
 
     if model.checkpoint == "random":
         return model.random.dim if model.random else AUDIOSET_DIM
@@ -109,8 +109,8 @@ def backbone_dim(model: ModelConfig) -> int:
 
 def _checkpoint_dim(reference: str) -> int:
     """d from a softmoa model folder, a Hugging Face folder or cached hub id, or a run folder."""
-    from ..models.checkpoints import OWN_CONFIG
-    from .checkpoint import RUN_FILE
+    from ..models.pretrained import OWN_CONFIG
+    from .rundir import RUN_FILE
 
     path = Path(reference).expanduser()
     if (path / RUN_FILE).is_file():  # a full fine-tune as backbone: follow its own backbone

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .data import FeatureTable
+from ..data.table import FeatureTable
 from .distributed import World
 from .metrics import confusion_matrix
 

@@ -15,17 +15,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import RunConfig
-from ..api import build_model
-from ..data.loader import spec_augment
-from ..models.checkpoints import Pretrained
-from .checkpoint import load_tensors_, save_adapter, trainable_tensors
-from .data import FeatureTable, Split
+from ..petl.build import build_model
+from ..data.augment import spec_augment
+from ..models.pretrained import Pretrained
+from ..petl.adapter_files import load_tensors_, save_adapter, trainable_tensors
+from ..data.splits import Split
+from ..data.table import FeatureTable
 from .distributed import World
 from .evaluation import Precision, evaluate_indices
 from .metrics import accuracy, macro_f1
 from .optim import make_optimizer, make_scheduler
 from .progress import Callback, StepInfo
-from .state import clear_state, load_state, save_state
+from .resume_state import clear_state, load_state, save_state
 
 
 def step_seed(*keys: int) -> int:

@@ -9,8 +9,9 @@ import torch
 
 from ..config import RunConfig
 from .backbone import RANDOM_DIR, resolve_backbone
-from .checkpoint import ADAPTER_WEIGHTS
-from .data import FeatureTable, plan_splits
+from ..petl.adapter_files import ADAPTER_WEIGHTS
+from ..data.splits import plan_splits
+from ..data.table import FeatureTable
 from .distributed import World, resolve_device, setup
 from .loop import FoldJob, train_fold
 from .progress import Callback
@@ -35,9 +36,9 @@ def finetune(config: RunConfig, run_dir: str | Path | None = None, callback: Cal
     world = World(device=resolve_device(training.device)) if alone else setup(training.device)
     run_dir = Path(_agree(world, str(run_dir or default_run_dir(config))))
     if table is None:
-        from .datasets import open_table
+        from ..data.cache import open_dataset
 
-        table = _main_first(world, lambda: open_table(config.data, callback.message))
+        table = _main_first(world, lambda: open_dataset(config.data, callback.message))
     folder = RunFolder(run_dir)
     # On first use rank 0 pretrains the embedded backbone here, alone, while the others wait at
     # the barrier (within the group's timeout: 30 min by default with gloo, 10 with NCCL).

@@ -1,4 +1,5 @@
-"""The run folder: effective config, run description, per-fold/epoch metrics and a CSV log.
+"""The run folder: effective config, run description, per-fold/epoch metrics and a CSV log;
+reading a finished run back (its best model per fold, the latest run, a run as a backbone).
 
 Layout (a k-fold run has one ``fold-K/`` per fold holding what the run folder holds here)::
 
@@ -21,9 +22,13 @@ from ... import __version__
 from ..config import RunConfig, dump_config
 from ..errors import SoftmoaError
 from ..fsutil import atomic_write_json, atomic_write_text
-from .checkpoint import RUN_FILE
+from ..data.features import FeatureConfig
+from ..models.ast import AST
+from ..models.pretrained import Pretrained, load_pretrained
+from ..petl.adapter_files import ADAPTER_WEIGHTS, backbone_reference, load_adapter
 from .metrics import mean_std
 
+RUN_FILE = "run.json"
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.json"
 LOG_FILE = "log.csv"
@@ -113,3 +118,55 @@ def summarize(results: list[dict]) -> dict:
 
 def _round(value):
     return round(value, 6) if isinstance(value, float) else value
+
+
+# ---------------------------------------------------------------- reading finished runs
+
+def load_backbone(reference: str, base: Path | None = None) -> Pretrained:
+    """A backbone from a checkpoint reference: hub id or path (relative to ``base``), or a run
+    folder of a full fine-tune or linear probe."""
+    path = Path(reference).expanduser()
+    if base is not None and not path.is_absolute() and (base / path).exists():
+        path = base / path
+    if (path / RUN_FILE).is_file():
+        model, labels, _ = load_run(path)
+        run = json.loads((path / RUN_FILE).read_text())
+        if run["method"] not in ("full", "linear"):
+            raise SoftmoaError(f"{path}: a {run['method']!r} run has adapter modules; only a run of method "
+                               "'full' (or 'linear') can serve as a backbone")
+        return Pretrained(model, labels, False, str(path), {"has_head": True})
+    return load_pretrained(path if path.exists() else reference)
+
+
+def fold_directory(run_dir: str | Path, fold: int | None = None) -> Path:
+    """Where a fold's checkpoint lives: the run folder itself, or ``fold-K/`` of a k-fold run
+    (``fold`` None: the first fold)."""
+    run_dir = Path(run_dir)
+    try:
+        run = json.loads((run_dir / RUN_FILE).read_text())
+    except (OSError, json.JSONDecodeError):
+        raise SoftmoaError(f"{run_dir}: not a softmoa run folder (no readable {RUN_FILE})") from None
+    folds = run.get("folds") or [None]
+    if fold is not None and fold not in folds:
+        raise SoftmoaError(f"{run_dir}: no fold {fold}; the run has folds {folds}")
+    chosen = folds[0] if fold is None else fold
+    return run_dir if chosen is None else run_dir / f"fold-{chosen}"
+
+
+def load_run(run_dir: str | Path, fold: int | None = None) -> tuple[AST, list[str], FeatureConfig]:
+    """The best model of a finished run: ``(model in eval mode, label names, feature config)``.
+
+    A k-fold run holds one model per fold; ``fold`` None takes the first.
+    """
+    directory = fold_directory(run_dir, fold)
+    if not (directory / ADAPTER_WEIGHTS).is_file():
+        raise SoftmoaError(f"{directory}: training has not finished (no {ADAPTER_WEIGHTS}); "
+                           f"continue it with `softmoa finetune --resume {run_dir}`")
+    return load_adapter(directory, load_backbone(backbone_reference(directory), directory))
+
+
+def latest_run(root: str | Path = "runs") -> Path | None:
+    """The most recently finished run under ``root`` (by its metrics file), or None."""
+    finished = [path.parent for path in Path(root).glob(f"*/{RUN_FILE}")
+                if json.loads(path.read_text()).get("finished")]
+    return max(finished, key=lambda run: (run / RUN_FILE).stat().st_mtime, default=None)

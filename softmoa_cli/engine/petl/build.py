@@ -1,10 +1,10 @@
-"""The engine's entry points for building models."""
+"""Building a model to train: a backbone, a new head and a PETL method."""
 
 from __future__ import annotations
 
-from .models.ast import AST, ASTConfig
-from .models.checkpoints import Pretrained, load_pretrained
-from .petl.methods import MethodConfig, apply_method, method_config
+from ..models.ast import AST, ASTConfig
+from ..models.pretrained import Pretrained, load_pretrained
+from .methods import MethodConfig, apply_method, method_config
 
 
 def build_model(backbone: str | Pretrained | ASTConfig, method: MethodConfig | str, num_classes: int,

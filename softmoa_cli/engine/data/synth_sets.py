@@ -1,4 +1,4 @@
-"""The embedded data sets: procedural audio events the tool writes itself (``synth.py``).
+"""The synth data sets: procedural audio events the tool writes itself (``synth.py``).
 
 ``synth`` is the downstream task of the offline default (12 classes, 100 one-second clips
 each, 70/15/15 split); ``synth-upstream`` holds 12 other classes (250 clips each) for

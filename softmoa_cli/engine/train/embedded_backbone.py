@@ -17,8 +17,8 @@ from pathlib import Path
 from ..config import build_config
 from ..fsutil import file_lock
 from ..data.paths import checkpoints_dir
-from ..models.checkpoints import OWN_CONFIG, Pretrained, save_model
-from .checkpoint import load_run
+from ..models.pretrained import OWN_CONFIG, Pretrained, save_model
+from .rundir import load_run
 from .progress import Callback
 
 EMBEDDED_NAME = "synth-ast-v1"
