@@ -1,12 +1,17 @@
-"""Training one fold: AdamW + cosine over all steps, validation every epoch, the best epoch
-kept as a true copy, tested, and saved as an adapter checkpoint; resumable at any step."""
+"""Training one fold, as the recipe reads: AdamW + cosine over all steps, validation every
+epoch, the best epoch kept as a true copy, tested, and saved as an adapter; resumable at any
+step (``resume_state.py``).
+
+``FoldTrainer.run``: for each epoch, ``train_step`` over the epoch's shuffled batches, then
+``end_epoch`` (validate, keep the best, save the resume state); finally ``test_and_save``.
+"""
 
 from __future__ import annotations
 
 import copy
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -15,12 +20,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import RunConfig
-from ..petl.build import build_model
 from ..data.augment import spec_augment
-from ..models.pretrained import Pretrained
-from ..petl.adapter_files import load_tensors_, save_adapter, trainable_tensors
 from ..data.splits import Split
 from ..data.table import FeatureTable
+from ..errors import SoftmoaError
+from ..models.pretrained import Pretrained
+from ..petl.adapter_files import load_tensors_, save_adapter, trainable_tensors
+from ..petl.build import build_model
 from .distributed import World
 from .evaluation import Precision, evaluate_indices
 from .metrics import accuracy, macro_f1
@@ -47,111 +53,201 @@ class FoldJob:
     folds: int = 1
 
 
+@dataclass
+class Running:
+    """Sums over the epoch so far, all ranks: training loss, correct predictions, clips."""
+
+    loss: float = 0.0
+    correct: float = 0.0
+    clips: float = 0.0
+
+    def add(self, sums: list[float]) -> None:
+        self.loss, self.correct, self.clips = (a + b for a, b in zip((self.loss, self.correct, self.clips), sums))
+
+    @property
+    def mean_loss(self) -> float:
+        return self.loss / self.clips
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.clips
+
+
+@dataclass
+class Best:
+    """The epoch with the best validation accuracy and a copy of its trained tensors."""
+
+    epoch: int = 0
+    valid_accuracy: float = -1.0
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class FoldState:
+    """Where a fold stands: ``epoch`` epochs done, ``step`` the next step of the current one."""
+
+    epoch: int = 0
+    step: int = 0
+    running: Running = field(default_factory=Running)
+    history: list[dict] = field(default_factory=list)
+    seconds: float = 0.0  # training time over every session, validation excluded
+    best: Best = field(default_factory=Best)
+
+    def to_dict(self) -> dict:
+        """Plain containers and tensors, as ``torch.load(weights_only=True)`` reads them back."""
+        state = asdict(self)
+        state["running"] = [self.running.loss, self.running.correct, self.running.clips]
+        return state
+
+    @classmethod
+    def from_dict(cls, saved: dict) -> "FoldState":
+        return cls(saved["epoch"], saved["step"], Running(*saved["running"]), saved["history"], saved["seconds"],
+                   Best(**saved["best"]))
+
+
+class FoldTrainer:
+    """One fold's model, optimiser, schedule and state, built (or restored) from a ``FoldJob``."""
+
+    def __init__(self, job: FoldJob):
+        self.job, self.t, self.world = job, job.config.training, job.world
+        self.fold = job.split.fold or 0
+        self.steps = math.ceil(len(job.split.train) / self.t.batch_size)  # per epoch
+        torch.manual_seed(step_seed(self.t.seed, self.fold, 1 << 30))  # head and adapter init
+        self.model = build_model(copy.deepcopy(job.backbone), job.config.method, len(job.table.label_names),
+                                 job.table.feature_config.max_length).to(self.world.device)
+        self.optimizer = make_optimizer(self.model, self.t, self.t.learning_rate(job.config.method.name))
+        self.scheduler = make_scheduler(self.optimizer, self.steps * self.t.epochs)
+        self.state = self._restore()
+        self.compiled = torch.compile(self.model) if self.t.compile else self.model
+        self.net = self.compiled
+        if self.world.size > 1:
+            ids = [self.world.device] if self.world.device.type == "cuda" else None
+            self.net = nn.parallel.DistributedDataParallel(self.compiled, device_ids=ids)
+        self.precision = Precision(self.t.precision, self.world.device)
+        self.scoring = Precision("fp32", self.world.device)  # validation and test score as evaluate and predict do
+
+    def _restore(self) -> FoldState:
+        saved = load_state(self.job.directory)
+        if saved is None:
+            return FoldState(best=Best(tensors=trainable_tensors(self.model)))
+        load_tensors_(self.model, saved["trainable"], str(self.job.directory))
+        try:
+            self.optimizer.load_state_dict(saved["optimizer"])
+        except ValueError:
+            raise SoftmoaError(f"{self.job.directory}: the saved resume state does not fit this version's optimiser "
+                               "(parameter groups differ); start the run again in a new folder") from None
+        self.scheduler.load_state_dict(saved["scheduler"])
+        return FoldState.from_dict(saved)
+
+    def save(self) -> None:
+        """Write the resume state (rank 0) at the state's position."""
+        if self.world.main:
+            save_state(self.job.directory, self.state.to_dict() | {
+                "trainable": trainable_tensors(self.model), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict()})
+
+    def run(self, callback: Callback, record) -> dict:
+        """Train the remaining epochs, then test the best one; ``record(history, result=None)``
+        persists metrics. Returns the fold's test result."""
+        t, train = self.t, self.job.split.train
+        if self.world.main:
+            callback.fold_start(self.job.split.fold, self.job.folds, t.epochs, self.steps)
+        started, steps_done, samples_done = time.perf_counter(), 0, 0
+        for epoch in range(self.state.epoch, t.epochs):
+            epoch_start = time.perf_counter()
+            order = np.random.default_rng([t.seed, self.fold, epoch]).permutation(len(train))
+            for step in range(self.state.step, self.steps):
+                batch = train[order[step * t.batch_size:(step + 1) * t.batch_size]]
+                self.state.running.add(self.train_step(batch, epoch, step))
+                steps_done, samples_done = steps_done + 1, samples_done + len(batch)
+                if self.world.main:
+                    callback.step(self._step_info(epoch, step, steps_done, samples_done, time.perf_counter() - started))
+                if (step + 1) % t.checkpoint_every == 0 and step + 1 < self.steps:
+                    self.state.step = step + 1
+                    self.save()
+            self.state.seconds += time.perf_counter() - epoch_start
+            entry = self.end_epoch(epoch, epoch_start)
+            if self.world.main:
+                record(self.state.history)
+                callback.epoch_end(self.job.split.fold, entry)
+        return self.test_and_save(callback, record)
+
+    def train_step(self, batch: np.ndarray, epoch: int, step: int) -> list[float]:
+        """One optimiser step on the global ``batch`` (clip indices); this rank takes its share.
+        Returns ``[loss sum, correct, clips]`` summed over ranks."""
+        t, world, masks = self.t, self.world, self.job.config.data.spec_augment
+        self.net.train()
+        torch.manual_seed(step_seed(t.seed, self.fold, epoch, step))
+        x, y = self.job.table.batch(batch)  # [b, frames, bins] float32, [b] int64 (CPU)
+        if masks.freq_mask or masks.time_mask:
+            generator = torch.Generator().manual_seed(step_seed(t.seed, self.fold, epoch, step, 1))
+            x = spec_augment(x, masks.freq_mask, masks.time_mask, generator)
+        x = x[world.rank::world.size].to(world.device)  # [b / world, frames, bins]
+        y = y[world.rank::world.size].to(world.device)
+        with self.precision():
+            logits = self.net(x).float()  # [b / world, classes]
+        losses = F.cross_entropy(logits, y, reduction="none")
+        # Sum over this rank's share / global batch * world: DDP's average then equals the global mean.
+        (losses.sum() * world.size / len(batch)).backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        # One device-to-host copy a step for the three sums.
+        sums = torch.stack([losses.detach().sum().double(), (logits.detach().argmax(-1) == y).sum().double(),
+                            torch.tensor(float(len(y)), dtype=torch.float64, device=y.device)])
+        return world.sum(sums).tolist()
+
+    def _step_info(self, epoch: int, step: int, steps_done: int, samples_done: int, elapsed: float) -> StepInfo:
+        """Progress after a step; rates over this session's steps (validation time included)."""
+        running, remaining = self.state.running, (self.t.epochs - epoch) * self.steps - step - 1
+        return StepInfo(self.job.split.fold, epoch + 1, self.t.epochs, step + 1, self.steps, running.mean_loss,
+                        running.accuracy, self.scheduler.get_last_lr()[0], samples_done / elapsed,
+                        elapsed / steps_done * remaining)
+
+    def end_epoch(self, epoch: int, epoch_start: float) -> dict:
+        """Validate, keep the best epoch's tensors, start the next epoch's sums, save the resume state."""
+        job, state = self.job, self.state
+        confusion, valid_loss = evaluate_indices(self.compiled, job.table, job.split.valid, self._eval_batch,
+                                                 self.world, self.scoring)
+        entry = {"epoch": epoch + 1, "train_loss": state.running.mean_loss, "train_accuracy": state.running.accuracy,
+                 "valid_loss": valid_loss, "valid_accuracy": accuracy(confusion),
+                 "lr": self.scheduler.get_last_lr()[0], "seconds": time.perf_counter() - epoch_start}
+        state.history.append(entry)
+        if entry["valid_accuracy"] > state.best.valid_accuracy:
+            state.best = Best(epoch + 1, entry["valid_accuracy"], trainable_tensors(self.model))
+        state.epoch, state.step, state.running = epoch + 1, 0, Running()
+        self.save()
+        return entry
+
+    def test_and_save(self, callback: Callback, record) -> dict:
+        """Test the best epoch's copy, save it as the fold's adapter, drop the resume state."""
+        job, best = self.job, self.state.best
+        load_tensors_(self.model, best.tensors, "best epoch")
+        confusion, test_loss = evaluate_indices(self.compiled, job.table, job.split.test, self._eval_batch,
+                                                self.world, self.scoring)
+        result = {"fold": job.split.fold, "best_epoch": best.epoch, "valid_accuracy": best.valid_accuracy,
+                  "accuracy": accuracy(confusion), "macro_f1": macro_f1(confusion), "loss": test_loss,
+                  "clips": int(confusion.sum()),
+                  "trainable_params": sum(p.numel() for p in self.model.parameters() if p.requires_grad),
+                  "train_seconds": self.state.seconds}
+        if self.world.main:
+            result["checkpoint_bytes"] = save_adapter(job.directory, best.tensors, job.backbone_reference,
+                                                      job.config.method, job.table.label_names,
+                                                      job.table.feature_config)
+            record(self.state.history, result)
+            clear_state(job.directory)
+            callback.fold_end(job.split.fold, result)
+        self.world.barrier()
+        return result
+
+    @property
+    def _eval_batch(self) -> int:
+        return self.t.eval_batch_size or 2 * self.t.batch_size
+
+
 def train_fold(job: FoldJob, callback: Callback, record) -> dict:
     """Train, select and test one fold; ``record(history, result=None)`` persists metrics.
 
     Returns the fold's test result. A fold with a saved state continues where it stopped.
     """
-    config, t, world, table = job.config, job.config.training, job.world, job.table
-    fold = job.split.fold or 0
-    train = job.split.train
-    steps = math.ceil(len(train) / t.batch_size)
-    total = steps * t.epochs
-    eval_batch = t.eval_batch_size or 2 * t.batch_size
-
-    torch.manual_seed(step_seed(t.seed, fold, 1 << 30))  # head and adapter init
-    model = build_model(copy.deepcopy(job.backbone), config.method, len(table.label_names),
-                        table.feature_config.max_length).to(world.device)
-    optimizer = make_optimizer(model, t, t.learning_rate(config.method.name))
-    scheduler = make_scheduler(optimizer, total)
-    state = load_state(job.directory) or {
-        "epoch": 0, "step": 0, "running": [0.0, 0, 0], "history": [], "seconds": 0.0,
-        "best": {"epoch": 0, "valid_accuracy": -1.0, "tensors": trainable_tensors(model)}}
-    if "optimizer" in state:
-        load_tensors_(model, state["trainable"], str(job.directory))
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-    compiled = torch.compile(model) if t.compile else model
-    net = compiled
-    if world.size > 1:
-        ids = [world.device] if world.device.type == "cuda" else None
-        net = nn.parallel.DistributedDataParallel(compiled, device_ids=ids)
-    precision = Precision(t.precision, world.device)
-    scoring = Precision("fp32", world.device)  # validation and test score as evaluate and predict do
-
-    def checkpoint(epoch: int, step: int) -> None:
-        if world.main:
-            save_state(job.directory, state | {
-                "epoch": epoch, "step": step, "trainable": trainable_tensors(model),
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()})
-
-    if world.main:
-        callback.fold_start(job.split.fold, job.folds, t.epochs, steps)
-    session_start, session_steps = time.perf_counter(), 0
-    for epoch in range(state["epoch"], t.epochs):
-        epoch_start = time.perf_counter()
-        order = np.random.default_rng([t.seed, fold, epoch]).permutation(len(train))
-        for step in range(state["step"], steps):
-            net.train()
-            batch = train[order[step * t.batch_size:(step + 1) * t.batch_size]]
-            torch.manual_seed(step_seed(t.seed, fold, epoch, step))
-            x, y = table.batch(batch)
-            masks = config.data.spec_augment
-            if masks.freq_mask or masks.time_mask:
-                generator = torch.Generator().manual_seed(step_seed(t.seed, fold, epoch, step, 1))
-                x = spec_augment(x, masks.freq_mask, masks.time_mask, generator)
-            x = x[world.rank::world.size].to(world.device)
-            y = y[world.rank::world.size].to(world.device)
-            with precision():
-                logits = net(x).float()
-            losses = F.cross_entropy(logits, y, reduction="none")
-            # Sum over this rank's share / global batch * world: DDP's average then equals the global mean.
-            (losses.sum() * world.size / len(batch)).backward()
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            # [loss sum, correct, clips] of this rank, summed over ranks: one device-to-host copy a step.
-            sums = world.sum(torch.stack([losses.detach().sum().double(), (logits.detach().argmax(-1) == y).sum().double(),
-                                          torch.tensor(float(len(y)), dtype=torch.float64, device=y.device)]))
-            running = state["running"] = [a + b for a, b in zip(state["running"], sums.tolist())]
-            session_steps += 1
-            if world.main:
-                elapsed = time.perf_counter() - session_start
-                per_step = elapsed / session_steps
-                callback.step(StepInfo(job.split.fold, epoch + 1, t.epochs, step + 1, steps,
-                                       running[0] / running[2], running[1] / running[2], scheduler.get_last_lr()[0],
-                                       len(batch) / per_step, per_step * (total - epoch * steps - step - 1)))
-            if (step + 1) % t.checkpoint_every == 0 and step + 1 < steps:
-                state["step"] = step + 1
-                checkpoint(epoch, step + 1)
-        state["seconds"] += time.perf_counter() - epoch_start
-        totals = state["running"]
-        confusion, valid_loss = evaluate_indices(compiled, table, job.split.valid, eval_batch, world, scoring)
-        entry = {"epoch": epoch + 1, "train_loss": totals[0] / totals[2], "train_accuracy": totals[1] / totals[2], "valid_loss": valid_loss,
-                 "valid_accuracy": accuracy(confusion), "lr": scheduler.get_last_lr()[0],
-                 "seconds": time.perf_counter() - epoch_start}
-        state["history"].append(entry)
-        if entry["valid_accuracy"] > state["best"]["valid_accuracy"]:
-            state["best"] = {"epoch": epoch + 1, "valid_accuracy": entry["valid_accuracy"],
-                             "tensors": trainable_tensors(model)}
-        state["running"], state["step"] = [0.0, 0, 0], 0
-        checkpoint(epoch + 1, 0)
-        if world.main:
-            record(state["history"])
-            callback.epoch_end(job.split.fold, entry)
-
-    load_tensors_(model, state["best"]["tensors"], "best epoch")
-    confusion, test_loss = evaluate_indices(compiled, table, job.split.test, eval_batch, world, scoring)
-    result = {"fold": job.split.fold, "best_epoch": state["best"]["epoch"],
-              "valid_accuracy": state["best"]["valid_accuracy"], "accuracy": accuracy(confusion),
-              "macro_f1": macro_f1(confusion), "loss": test_loss, "clips": int(confusion.sum()),
-              "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
-              "train_seconds": state["seconds"]}
-    if world.main:
-        result["checkpoint_bytes"] = save_adapter(job.directory, state["best"]["tensors"], job.backbone_reference,
-                                                  config.method, table.label_names, table.feature_config)
-        record(state["history"], result)
-        clear_state(job.directory)
-        callback.fold_end(job.split.fold, result)
-    world.barrier()
-    return result
+    return FoldTrainer(job).run(callback, record)
