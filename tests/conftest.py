@@ -1,4 +1,11 @@
-"""Shared fixtures: tiny AST configs and real FSDD clips copied to a temporary folder."""
+"""Shared fixtures: real FSDD clips copied to a temporary folder, an isolated SOFTMOA_HOME.
+
+Where a shared helper lives, one rule: a pytest fixture (and the FSDD lookup behind it) lives
+here, in conftest.py, and tests take it by argument name; everything else that more than one
+test module uses (plain functions, classes, constants) lives in helpers.py, imported as
+``from helpers import ...``. A test module never imports from another test module, nor from
+conftest.py; a helper used by one module only stays in that module.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+
+# Re-exported only for test_method_plugin.py, which still imports it from conftest; drop once it imports helpers.
+from helpers import tiny_ast_config  # noqa: F401
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 FSDD_ENV = "SOFTMOA_FSDD"
@@ -53,14 +63,6 @@ def fsdd_recordings() -> Path:
             pytest.fail(fsdd_missing_message(), pytrace=False)
         pytest.skip(fsdd_missing_message())
     return root
-
-
-def tiny_ast_config(**changes):
-    """A 2-block, 64-wide AST over 100 frames: fast enough for every test."""
-    from softmoa_cli.engine.models.ast import ASTConfig
-
-    base = dict(dim=64, depth=2, heads=4, mlp_dim=128, max_length=100, num_classes=5)
-    return ASTConfig(**(base | changes))
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import csv
 import json
 
 import pytest
+from helpers import TINY, Kill, KillAt, toy_table
 from typer.testing import CliRunner
 
 from softmoa_cli.cli.app import build_app
@@ -17,22 +18,11 @@ from softmoa_cli.engine.petl.build import build_model
 from softmoa_cli.engine.errors import SoftmoaError
 from softmoa_cli.engine.models.ast import AST, ASTConfig
 from softmoa_cli.engine.models.pretrained import Pretrained, save_model
-from softmoa_cli.engine.train import Callback, finetune
+from softmoa_cli.engine.train import finetune
 from softmoa_cli.engine.train.metrics import mean_std
-from test_train_loop import TINY, toy_table
 
 PRESET = {"data": {"dataset": "toy"}, "model": {"checkpoint": "random", "random": TINY | {"depth": 1}},
           "training": {"epochs": 1, "batch_size": 16, "checkpoint_every": 4, "seed": 3, "threads": 1}}
-
-
-class Kill(Exception):
-    pass
-
-
-class KillAtStep(Callback):
-    def step(self, info):
-        if info.step == 2:
-            raise Kill
 
 
 def test_killed_study_resumes_and_writes_consistent_results(tmp_path):
@@ -42,7 +32,7 @@ def test_killed_study_resumes_and_writes_consistent_results(tmp_path):
 
     def train(config, run_dir, kill_at=3):
         calls.append(run_dir.name)
-        callback = KillAtStep() if len(calls) == kill_at else None
+        callback = KillAt(2) if len(calls) == kill_at else None
         return finetune(config, run_dir, callback, table=table)[1]
 
     with pytest.raises(Kill):  # killed inside the third run (value 2, seed 0)

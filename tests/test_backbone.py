@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_ast_config
+from helpers import random_hf_model, tiny_ast_config
 from softmoa_cli.engine.data.audio import load_mono_16k
 from softmoa_cli.engine.data.features import FeatureConfig, features
 from softmoa_cli.engine.errors import CheckpointError
@@ -16,23 +16,9 @@ from softmoa_cli.engine.models.pretrained import Pretrained, load_pretrained, sa
 transformers = pytest.importorskip("transformers")
 
 
-def random_hf_model(tmp_path, **config):
-    """A transformers AST with weights large enough that every layer matters, saved to disk."""
-    hf_config = transformers.ASTConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                                       intermediate_size=128, max_length=100, num_labels=5,
-                                       id2label={i: f"class{i}" for i in range(5)}, **config)
-    torch.manual_seed(0)
-    model = transformers.ASTForAudioClassification(hf_config).eval()
-    with torch.no_grad():
-        for param in model.parameters():
-            param.normal_(0, 0.2)
-    model.save_pretrained(tmp_path / "hf")
-    return model, tmp_path / "hf"
-
-
 @pytest.mark.parametrize("strides", [(10, 10), (16, 8)])
 def test_logits_match_transformers(tmp_path, strides):
-    hf, path = random_hf_model(tmp_path, frequency_stride=strides[0], time_stride=strides[1])
+    hf, path = random_hf_model(tmp_path / "hf", frequency_stride=strides[0], time_stride=strides[1])
     pretrained = load_pretrained(path)
     x = torch.randn(3, 100, 128)
     with torch.no_grad():
@@ -55,7 +41,7 @@ def test_features_match_transformers_extractor(fsdd_clips):
 
 
 def test_shorter_max_length_keeps_center_cut_pretrained_positions(tmp_path):
-    _, path = random_hf_model(tmp_path)
+    _, path = random_hf_model(tmp_path / "hf")
     full = load_pretrained(path).model
     short = load_pretrained(path, max_length=60).model  # 9 -> 5 time patches
     freq, time = full.config.grid

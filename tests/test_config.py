@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from typer.testing import CliRunner
+from helpers import run
 
-from softmoa_cli.cli.app import build_app
 from softmoa_cli.config import load_config
 from softmoa_cli.config.presets import PRESETS_DIR
 from softmoa_cli.engine.config import ConfigError, build_config, dump_config
@@ -88,7 +87,7 @@ def test_yaml_errors_name_the_line(tmp_path):
 
 
 def _cli(*args):
-    return CliRunner().invoke(build_app(), ["finetune", *args])
+    return run("finetune", *args)
 
 
 def test_print_config_shows_the_effective_config():

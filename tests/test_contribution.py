@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_ast_config
+from helpers import tiny_ast_config
 from softmoa_cli import build_model
 from softmoa_cli.engine.contribution import expert_contributions, plot_contributions
 from softmoa_cli.engine.errors import SoftmoaError
@@ -64,7 +64,7 @@ def test_models_without_mixtures_are_refused():
 
 
 def test_analyze_a_trained_run(tmp_path):
-    from test_train_loop import toy_config, toy_table
+    from helpers import toy_config, toy_table
 
     from softmoa_cli.engine.contribution import analyze_run
     from softmoa_cli.engine.train import finetune

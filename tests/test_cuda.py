@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from typer.testing import CliRunner
+from helpers import run_ok
 
-from softmoa_cli.cli.app import build_app
 from softmoa_cli.engine.data import synth_sets as embedded
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
@@ -28,12 +27,6 @@ training: {epochs: 1, batch_size: 16, seed: 0}
 """
 
 
-def run(*args):
-    result = CliRunner().invoke(build_app(), [str(a) for a in args])
-    assert result.exit_code == 0, result.output
-    return result
-
-
 @pytest.fixture
 def tiny(tmp_path, monkeypatch):
     monkeypatch.setenv("SOFTMOA_HOME", str(tmp_path / "home"))
@@ -46,32 +39,32 @@ def tiny(tmp_path, monkeypatch):
                          ids=["bf16", "compile"])
 def test_finetune_evaluate_predict_analyze_on_cuda(tiny, flags):
     out = tiny / "run"
-    run("finetune", "--preset", tiny / "tiny.yaml", "--device", "cuda", *flags, "--out", out)
+    run_ok("finetune", "--preset", tiny / "tiny.yaml", "--device", "cuda", *flags, "--out", out)
     trained = json.loads((out / "metrics.json").read_text())["folds"]["all"]["test"]
     assert trained["clips"] > 0
 
-    evaluated = json.loads(run("evaluate", out, "--device", "cuda", "--json").stdout)
+    evaluated = json.loads(run_ok("evaluate", out, "--device", "cuda", "--json").stdout)
     # Scoring is fp32 on every device, so the run's own test and evaluate agree to the clip.
     assert evaluated["summary"]["accuracy_mean"] == trained["accuracy"]
-    on_cpu = json.loads(run("evaluate", out, "--device", "cpu", "--json").stdout)
+    on_cpu = json.loads(run_ok("evaluate", out, "--device", "cpu", "--json").stdout)
     assert abs(on_cpu["summary"]["accuracy_mean"] - trained["accuracy"]) <= 1 / trained["clips"] + 1e-9
 
     clips = []
     for k, seconds in enumerate((0.01, 1.0, 3.3)):  # under one frame, one window, several windows
         clips.append(tiny / f"clip{k}.wav")
         sf.write(clips[-1], np.random.default_rng(k).normal(0, 0.1, int(16000 * seconds)).astype(np.float32), 16000)
-    predicted = json.loads(run("predict", *clips, "--run", out, "--device", "cuda", "--json", "-k", "100").stdout)
+    predicted = json.loads(run_ok("predict", *clips, "--run", out, "--device", "cuda", "--json", "-k", "100").stdout)
     assert len(predicted) == 3 and all(abs(sum(p["score"] for p in f["predictions"]) - 1) < 1e-4 for f in predicted)
 
-    run("analyze", out, "--device", "cuda", "--out", tiny / "analysis")
+    run_ok("analyze", out, "--device", "cuda", "--out", tiny / "analysis")
     layers = json.loads((tiny / "analysis" / "experts.json").read_text())["layers"]
     assert len(layers) == 2
 
 
 def test_bench_on_cuda_measures_cuda_memory(tiny):
     report = tiny / "bench.json"
-    run("bench", "--device", "cuda", "--dim", "64", "--depth", "2", "--heads", "4", "--mlp-dim", "128",
-        "--frames", "100", "--repeats", "2", "--methods", "linear,adapter,soft", "--json", report)
+    run_ok("bench", "--device", "cuda", "--dim", "64", "--depth", "2", "--heads", "4", "--mlp-dim", "128",
+           "--frames", "100", "--repeats", "2", "--methods", "linear,adapter,soft", "--json", report)
     result = json.loads(report.read_text())
     assert result["environment"]["gpu"] and "max_memory_allocated" in result["memory_measure"]
     assert all(row["peak_bytes"] > 0 and row["step_ms"] > 0 for row in result["methods"])
@@ -87,6 +80,6 @@ def test_ddp_over_nccl_matches_one_process(tiny):
                 shutil.which("softmoa")]
     common = ["finetune", "--preset", str(tiny / "tiny.yaml"), "--device", "cuda", "--precision", "fp32"]
     subprocess.run([*torchrun, *common, "--out", str(tiny / "ddp")], check=True, timeout=600)
-    run(*common, "--out", tiny / "single")
+    run_ok(*common, "--out", tiny / "single")
     ddp, single = (json.loads((tiny / name / "metrics.json").read_text())["folds"]["all"] for name in ("ddp", "single"))
     assert ddp["epochs"][0]["train_loss"] == pytest.approx(single["epochs"][0]["train_loss"], rel=1e-3)

@@ -6,19 +6,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from data_fixtures import write_csv, write_wav
-from typer.testing import CliRunner
+from helpers import run, write_csv, write_wav
 
-from softmoa_cli.cli.app import build_app
 from softmoa_cli.engine.data.cache import open_cache, prepare_cache
 from softmoa_cli.engine.data.custom import scan_folder, scan_manifest
 from softmoa_cli.engine.data.augment import spec_augment
 from softmoa_cli.engine.data.registry import resolve
 from softmoa_cli.engine.errors import SoftmoaError
-
-
-def run(*args):
-    return CliRunner().invoke(build_app(), [str(a) for a in args])
 
 
 def class_folders(root, per_class=10, classes=("bird", "car", "wind")):

@@ -12,17 +12,11 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from data_fixtures import make_archive, make_esc50, write_wav
-from typer.testing import CliRunner
+from helpers import make_archive, make_esc50, random_hf_model, run, write_wav
 
-from softmoa_cli.cli.app import build_app
 from softmoa_cli.engine.data.download import extract
 from softmoa_cli.engine.data.registry import Source, datasets
 from softmoa_cli.engine.errors import SoftmoaError
-
-
-def run(*args):
-    return CliRunner().invoke(build_app(), [str(a) for a in args])
 
 
 def files_under(folder: Path) -> set[str]:
@@ -201,21 +195,12 @@ def test_extracted_size_is_bounded(tmp_path):
 # --- the AudioSet AST checkpoint --------------------------------------------------------------
 
 
-def tiny_hf_model(folder: Path) -> Path:
-    from transformers import ASTConfig, ASTForAudioClassification
-
-    config = ASTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
-                       max_length=100, num_labels=3)
-    ASTForAudioClassification(config).save_pretrained(folder)
-    return folder
-
-
 def test_checkpoint_from_the_hub_cache_offline(tmp_path, monkeypatch):
     import huggingface_hub.constants as hub
 
     snapshot = tmp_path / "hf" / "hub" / "models--MIT--ast-finetuned-audioset-10-10-0.4593"
     revision = "0123456789abcdef0123456789abcdef01234567"
-    tiny_hf_model(snapshot / "snapshots" / revision)
+    random_hf_model(snapshot / "snapshots" / revision)
     (snapshot / "refs").mkdir()
     (snapshot / "refs" / "main").write_text(revision)
     monkeypatch.setattr(hub, "HF_HUB_OFFLINE", True)
@@ -232,7 +217,7 @@ def test_checkpoint_from_the_hub_cache_offline(tmp_path, monkeypatch):
 def test_checkpoint_from_a_local_folder_loads(tmp_path):
     from softmoa_cli.engine.models.pretrained import load_pretrained
 
-    model = tiny_hf_model(tmp_path / "model")
+    _, model = random_hf_model(tmp_path / "model", hidden_size=32)
     result = run("download", "ast-audioset", "--from", model, "--home", tmp_path / "home")
     assert result.exit_code == 0, result.output
     installed = tmp_path / "home" / "checkpoints" / "ast-audioset"

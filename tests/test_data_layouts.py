@@ -7,17 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from data_fixtures import make_archive, make_esc50, make_fsc, make_speechcommands, make_us8k
-from typer.testing import CliRunner
+from helpers import make_archive, make_esc50, make_fsc, make_speechcommands, make_us8k, run
 
-from softmoa_cli.cli.app import build_app
 from softmoa_cli.engine.data.audio import load_mono_16k
 from softmoa_cli.engine.data.cache import load_cache, open_cache
 from softmoa_cli.engine.data.features import FeatureConfig, features
-
-
-def run(*args):
-    return CliRunner().invoke(build_app(), [str(a) for a in args])
 
 
 @pytest.fixture(autouse=True)

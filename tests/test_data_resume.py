@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from data_fixtures import write_wav
+from helpers import write_wav
 
 from softmoa_cli.engine.data.cache import prepare_cache
 

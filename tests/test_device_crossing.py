@@ -61,7 +61,7 @@ def test_confusion_matrix_takes_predictions_on_the_accelerator():
 
 
 def test_evaluation_and_window_scores_with_accelerator_outputs():
-    from test_train_loop import toy_table
+    from helpers import toy_table
 
     table = toy_table()
     torch.manual_seed(0)

@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from conftest import tiny_ast_config
+from helpers import tiny_ast_config
 
 from softmoa_cli.engine.config import build_config
 from softmoa_cli.engine.petl.build import build_model

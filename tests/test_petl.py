@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import tiny_ast_config
+from helpers import tiny_ast_config
 from softmoa_cli import BottleneckAdapter, DenseMoA, SoftMoA, build_model
 from softmoa_cli.engine.accounting import cost
 from softmoa_cli.engine.models.ast import AST

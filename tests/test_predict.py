@@ -10,7 +10,7 @@ import soundfile as sf
 import torch
 from typer.testing import CliRunner
 
-from conftest import tiny_ast_config
+from helpers import tiny_ast_config
 from softmoa_cli.cli.app import build_app
 from softmoa_cli.engine.data.features import FeatureConfig, windows
 from softmoa_cli.engine.models.ast import AST
@@ -111,7 +111,7 @@ def test_an_hour_of_audio_goes_through_in_bounded_batches(classifier):
 
 
 def test_predict_uses_a_run_and_by_default_the_latest_one(fsdd_clips, tmp_path):
-    from test_train_loop import toy_config, toy_table
+    from helpers import toy_config, toy_table
 
     from softmoa_cli.engine.train import finetune
 

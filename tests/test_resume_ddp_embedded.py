@@ -11,25 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_train_loop import Kill, _comparable, toy_config, toy_table
+from helpers import Kill, KillAt, _comparable, toy_config, toy_table
 
-from softmoa_cli.engine.train import Callback, finetune
+from softmoa_cli.engine.train import finetune
 from softmoa_cli.engine.petl.adapter_files import ADAPTER_WEIGHTS
-
-
-class Folds(Callback):
-    """Records the folds that start; raises Kill at the ``kill_at``-th step of the run, if given."""
-
-    def __init__(self, kill_at: int | None = None):
-        self.kill_at, self.steps, self.started = kill_at, 0, []
-
-    def fold_start(self, fold, *args):
-        self.started.append(fold)
-
-    def step(self, info):
-        self.steps += 1
-        if self.steps == self.kill_at:
-            raise Kill
 
 
 def test_kfold_resume_skips_finished_folds_and_matches_an_uninterrupted_run(tmp_path):
@@ -37,7 +22,7 @@ def test_kfold_resume_skips_finished_folds_and_matches_an_uninterrupted_run(tmp_
     config = toy_config("soft", epochs=2, checkpoint_every=1)
     _, straight = finetune(config, tmp_path / "straight", table=table)
 
-    killer = Folds(kill_at=4 + 3)  # fold 2, epoch 2, step 1: after fold 2's first epoch was saved
+    killer = KillAt(4 + 3)  # fold 2, epoch 2, step 1: after fold 2's first epoch was saved
     with pytest.raises(Kill):
         finetune(config, tmp_path / "killed", callback=killer, table=table)
     assert killer.started == [1, 2]
@@ -46,7 +31,7 @@ def test_kfold_resume_skips_finished_folds_and_matches_an_uninterrupted_run(tmp_
     assert (second / "state.pt").is_file() and not (second / ADAPTER_WEIGHTS).exists()
     saved = (first / ADAPTER_WEIGHTS).read_bytes(), (first / ADAPTER_WEIGHTS).stat().st_mtime_ns
 
-    resumer = Folds()
+    resumer = KillAt(None)
     _, resumed = finetune(config, tmp_path / "killed", callback=resumer, table=table)
     assert resumer.started == [2, 3]  # fold 1 is not trained again
     assert resumer.steps == 4 - 2 + 4  # the rest of fold 2 from its epoch-1 checkpoint, then fold 3

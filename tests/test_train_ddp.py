@@ -12,7 +12,7 @@ import pytest
 SCRIPT = """
 import json, sys
 sys.path.insert(0, {tests!r})
-from test_train_loop import toy_config, toy_table
+from helpers import toy_config, toy_table
 from softmoa_cli.engine.train import Callback, finetune
 
 class FirstLoss(Callback):

@@ -7,41 +7,13 @@ import json
 import numpy as np
 import pytest
 import torch
+from helpers import TINY, Kill, KillAt, _comparable, toy_config, toy_table
 
 from softmoa_cli.engine.config import build_config
-from softmoa_cli.engine.data.features import FeatureConfig
 from softmoa_cli.engine.evaluate import evaluate_run
-from softmoa_cli.engine.train import FeatureTable, finetune, load_run, plan_splits
+from softmoa_cli.engine.train import finetune, load_run, plan_splits
 from softmoa_cli.engine.petl.adapter_files import ADAPTER_WEIGHTS, trainable_tensors
 from softmoa_cli.engine.train.optim import decays, make_optimizer, make_scheduler
-
-TINY = {"dim": 32, "depth": 2, "heads": 2, "mlp_dim": 64}
-
-
-def toy_table(n: int = 160, classes: int = 4, folds: int = 0, seed: int = 0) -> FeatureTable:
-    """Noise with a class-specific band of energy: learnable in a few steps. The last 40 clips
-    are the test split, or, with ``folds``, clips are dealt round-robin into folds."""
-    rng = np.random.default_rng(seed)
-    labels = np.arange(n) % classes
-    x = rng.normal(size=(n, 48, 32)).astype(np.float32) * 0.5
-    for c in range(classes):
-        x[labels == c, :, 6 * c:6 * c + 4] += 1.5
-    split = np.array(["train"] * n, dtype=object)
-    fold = np.zeros(n, dtype=np.int64)
-    if folds:
-        fold = (np.arange(n) // classes) % folds + 1
-    else:
-        split[-40:] = "test"
-    return FeatureTable("toy", x.astype(np.float16), labels, [f"class{i}" for i in range(classes)], split, fold,
-                        FeatureConfig(num_mel_bins=32, max_length=48))
-
-
-def toy_config(method: str = "soft", data: dict | None = None, **training):
-    options = {"experts": 3} if method in ("soft", "dense") else {}
-    return build_config({"data": {"dataset": "toy", **(data or {})}, "model": {"checkpoint": "random", "random": TINY},
-                         "method": {"name": method, **options},
-                         "training": {"epochs": 2, "batch_size": 16, "checkpoint_every": 4, "seed": 3} | training})
-
 
 @pytest.mark.parametrize("method", ["linear", "full", "adapter", "dense", "soft", "lora"])
 def test_each_method_trains_and_saves_only_trained_tensors(tmp_path, method):
@@ -113,38 +85,6 @@ def test_adapter_checkpoint_reloads_with_identical_logits(tmp_path):
         assert torch.equal(model(x), reference.eval()(x))
         assert not torch.equal(model(x), build_model(load_pretrained(run / "backbone"),
                                                      toy_config("soft").method, 4, 48).eval()(x))
-
-
-class Kill(Exception):
-    pass
-
-
-class KillAt:
-    """Interrupts training at a given global step, as a kill would (after the last checkpoint)."""
-
-    def __init__(self, at: int):
-        self.at, self.seen = at, 0
-
-    def fold_start(self, *args): ...
-    def epoch_end(self, *args): ...
-    def fold_end(self, *args): ...
-    def message(self, *args): ...
-
-    def step(self, info):
-        self.seen += 1
-        if self.seen == self.at:
-            raise Kill
-
-
-def _comparable(metrics: dict) -> dict:
-    """Metrics without wall-clock times."""
-    text = json.dumps(metrics, sort_keys=True)
-    clean = json.loads(text)
-    for fold in clean["folds"].values():
-        for epoch in fold["epochs"]:
-            epoch.pop("seconds")
-        fold["test"].pop("train_seconds")
-    return clean
 
 
 @pytest.mark.parametrize("kill_at", [6, 8, 13])  # mid-epoch after a checkpoint, at one, in the second epoch

@@ -1,14 +1,133 @@
-"""Tiny copies of every data set layout, written by the tests, and archives of them."""
+"""Plain helpers shared by the tests, imported as ``from helpers import ...`` (fixtures live in
+conftest.py; see its docstring for the rule): the CLI in-process, tiny AST configs and random
+transformers models, toy feature tables and runs with a kill callback, and tiny copies of every
+data set layout with archives of them."""
 
 from __future__ import annotations
 
 import csv
+import json
 import tarfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from typer.testing import CliRunner
+
+from softmoa_cli.cli.app import build_app
+from softmoa_cli.engine.config import build_config
+from softmoa_cli.engine.data.features import FeatureConfig
+from softmoa_cli.engine.train import Callback, FeatureTable
+
+# --- the CLI ----------------------------------------------------------------------------------
+
+
+def run(*args):
+    """``softmoa ARGS...`` in-process (each argument through str()); the click Result."""
+    return CliRunner().invoke(build_app(), [str(a) for a in args])
+
+
+def run_ok(*args):
+    """``run``, asserting that the command exited 0 (its output as the message otherwise)."""
+    result = run(*args)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+# --- models -----------------------------------------------------------------------------------
+
+
+def tiny_ast_config(**changes):
+    """A 2-block, 64-wide AST over 100 frames: fast enough for every test."""
+    from softmoa_cli.engine.models.ast import ASTConfig
+
+    base = dict(dim=64, depth=2, heads=4, mlp_dim=128, max_length=100, num_classes=5)
+    return ASTConfig(**(base | changes))
+
+
+def random_hf_model(folder: Path, **config):
+    """A transformers AST (2 blocks, 64 wide, 100 frames, labels class0..class4; ``config`` overrides
+    any of it) with weights large enough that every layer matters, saved to ``folder``; returns
+    (model, folder)."""
+    import torch
+    import transformers
+
+    hf_config = transformers.ASTConfig(**(dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                               intermediate_size=128, max_length=100, num_labels=5,
+                                               id2label={i: f"class{i}" for i in range(5)}) | config))
+    torch.manual_seed(0)
+    model = transformers.ASTForAudioClassification(hf_config).eval()
+    with torch.no_grad():
+        for param in model.parameters():
+            param.normal_(0, 0.2)
+    model.save_pretrained(folder)
+    return model, folder
+
+
+# --- toy features, runs and kills -------------------------------------------------------------
+
+TINY = {"dim": 32, "depth": 2, "heads": 2, "mlp_dim": 64}
+
+
+def toy_table(n: int = 160, classes: int = 4, folds: int = 0, seed: int = 0) -> FeatureTable:
+    """Noise with a class-specific band of energy: learnable in a few steps. The last 40 clips
+    are the test split, or, with ``folds``, clips are dealt round-robin into folds."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % classes
+    x = rng.normal(size=(n, 48, 32)).astype(np.float32) * 0.5
+    for c in range(classes):
+        x[labels == c, :, 6 * c:6 * c + 4] += 1.5
+    split = np.array(["train"] * n, dtype=object)
+    fold = np.zeros(n, dtype=np.int64)
+    if folds:
+        fold = (np.arange(n) // classes) % folds + 1
+    else:
+        split[-40:] = "test"
+    return FeatureTable("toy", x.astype(np.float16), labels, [f"class{i}" for i in range(classes)], split, fold,
+                        FeatureConfig(num_mel_bins=32, max_length=48))
+
+
+def toy_config(method: str = "soft", data: dict | None = None, **training):
+    """A run of a TINY random AST on the toy table: 2 epochs at batch 16, a checkpoint every 4 steps."""
+    options = {"experts": 3} if method in ("soft", "dense") else {}
+    return build_config({"data": {"dataset": "toy", **(data or {})}, "model": {"checkpoint": "random", "random": TINY},
+                         "method": {"name": method, **options},
+                         "training": {"epochs": 2, "batch_size": 16, "checkpoint_every": 4, "seed": 3} | training})
+
+
+class Kill(Exception):
+    """What KillAt raises: a kill of the process, as the training loop sees it."""
+
+
+class KillAt(Callback):
+    """Records the folds that start (``started``) and counts the steps of this run (``steps``);
+    raises Kill at the ``at``-th step, as a kill would (after the last checkpoint), unless None."""
+
+    def __init__(self, at: int | None):
+        self.at, self.steps, self.started = at, 0, []
+
+    def fold_start(self, fold, *args):
+        self.started.append(fold)
+
+    def step(self, info):
+        self.steps += 1
+        if self.steps == self.at:
+            raise Kill
+
+
+def _comparable(metrics: dict) -> dict:
+    """Metrics without wall-clock times."""
+    text = json.dumps(metrics, sort_keys=True)
+    clean = json.loads(text)
+    for fold in clean["folds"].values():
+        for epoch in fold["epochs"]:
+            epoch.pop("seconds")
+        fold["test"].pop("train_seconds")
+    return clean
+
+
+# --- tiny copies of every data set layout -----------------------------------------------------
 
 
 def write_wav(path: Path, seconds: float = 0.25, rate: int = 16_000, channels: int = 1, subtype: str = "PCM_16",
