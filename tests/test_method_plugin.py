@@ -1,15 +1,23 @@
-"""A PETL method from an outside package registers once and works in presets and the engine."""
+"""A PETL method from an outside package registers once and works in presets and the engine;
+one that brings its own adapter module reuses the built-in adapter injection (Pfeiffer, Houlsby)."""
 
 from __future__ import annotations
 
 import importlib
 from typing import Literal
 
+import pytest
 import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
 
 from conftest import tiny_ast_config
 from softmoa_cli.engine.petl.build import build_model
-from softmoa_cli.engine.petl.methods import METHODS, Method, MethodConfig
+from softmoa_cli.engine.petl.layers import PETLModule, bottleneck_width, init_projections_
+from softmoa_cli.engine.petl.methods import (METHODS, AdapterSites, Method, MethodConfig, SoftConfig, adapter_sites,
+                                             petl_modules, register_method)
+from softmoa_cli.engine.petl.sites import ParallelSite, SequentialSite
 
 
 class BiasOnlyConfig(MethodConfig):
@@ -38,3 +46,116 @@ def test_plugin_method_in_presets_and_models():
     finally:
         METHODS._items.pop("bias-only", None)
         importlib.reload(schema)
+
+
+# ---------------------------------------------------------------- a plugin reusing adapter injection
+
+class ScaledBottleneck(PETLModule):
+    """A bottleneck adapter with a learned output scale: ``s * up(gelu(down(x)))``."""
+
+    def __init__(self, dim: int, bottleneck: int, init):
+        super().__init__()
+        self.down = nn.Linear(dim, bottleneck)
+        self.up = nn.Linear(bottleneck, dim)
+        self.scale = nn.Parameter(torch.ones(()))
+        init_projections_(self.down.weight, self.up.weight, [self.down.bias, self.up.bias], dim, init)
+
+    def forward(self, x):
+        return self.scale * self.up(F.gelu(self.down(x)))
+
+    def flops(self, tokens):
+        return 2 * tokens * 2 * self.down.in_features * self.down.out_features
+
+
+class ScaledConfig(AdapterSites):
+    name: Literal["scaled"] = "scaled"
+    reduction_rate: float = Field(16, gt=0)
+
+
+def scaled_bottleneck(config: ScaledConfig, dim: int) -> ScaledBottleneck:
+    return ScaledBottleneck(dim, bottleneck_width(dim, config.reduction_rate), config.init)
+
+
+def register(registry):
+    """What the plugin's ``softmoa.methods`` entry point names."""
+    register_method("scaled", ScaledConfig, adapter_sites, module=scaled_bottleneck, builtin=False)
+
+
+@pytest.fixture
+def scaled_method():
+    from softmoa_cli.engine import config as schema
+
+    register(METHODS)
+    importlib.reload(schema)
+    try:
+        yield schema
+    finally:
+        METHODS._items.pop("scaled", None)
+        importlib.reload(schema)
+
+
+SUBLAYERS = {"mhsa": ("attn", "norm1"), "ffn": ("mlp", "norm2")}
+
+
+@pytest.mark.parametrize("options, locations", [({}, ("mhsa",)), ({"location": "ffn"}, ("ffn",)),
+                                                ({"adapter_config": "houlsby"}, ("mhsa", "ffn"))],
+                         ids=["pfeiffer-mhsa", "pfeiffer-ffn", "houlsby"])
+def test_plugin_module_placed_by_adapter_injection(scaled_method, options, locations):
+    config = scaled_method.RunConfig.model_validate({"data": {"dataset": "toy"},
+                                                     "method": {"name": "scaled", **options}})
+    assert isinstance(config.method, ScaledConfig)
+    torch.manual_seed(0)
+    model = build_model(tiny_ast_config(), config.method, num_classes=3)
+    torch.manual_seed(0)
+    reference = build_model(tiny_ast_config(), "linear", num_classes=3)
+
+    # One ScaledBottleneck beside each configured sub-layer, of width round(64 / 16) = 4; nothing elsewhere.
+    expected = {f"blocks.{i}.{SUBLAYERS[loc][0]}.adapter" for i in range(2) for loc in locations}
+    assert {name for name, _ in petl_modules(model)} == expected
+    for block in model.blocks:
+        for location, (sublayer, _) in SUBLAYERS.items():
+            site = getattr(block, sublayer)
+            if location in locations:
+                assert isinstance(site, ParallelSite) and isinstance(site.adapter, ScaledBottleneck)
+                assert site.adapter.down.out_features == 4
+            else:
+                assert not isinstance(site, (ParallelSite, SequentialSite))
+
+    # Trainable: the plugin's modules, the LayerNorms that feed them, the final LayerNorm, the head.
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    module_params = {f"{site}.{p}" for site in expected for p in ("down.weight", "down.bias", "up.weight", "up.bias",
+                                                                  "scale")}
+    norms = {f"blocks.{i}.{SUBLAYERS[loc][1]}.{p}" for i in range(2) for loc in locations for p in ("weight", "bias")}
+    assert trainable == module_params | norms | {"norm.weight", "norm.bias", "head.fc.weight", "head.fc.bias"}
+
+    # zero_up: starts at the backbone; then two steps change every parameter of the modules.
+    x, y = torch.randn(4, 100, 128), torch.tensor([0, 1, 2, 0])
+    with torch.no_grad():
+        assert torch.allclose(model.eval()(x), reference.eval()(x), atol=1e-6)
+    model.train()
+    before = {n: p.detach().clone() for n, p in model.named_parameters() if n in module_params}
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2, weight_decay=0.0)
+    for _ in range(2):
+        optimizer.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        optimizer.step()
+    assert torch.isfinite(loss)
+    params = dict(model.named_parameters())
+    assert [n for n, p in before.items() if torch.equal(p, params[n])] == []
+
+
+def test_plugin_name_taken_is_ignored():
+    with pytest.warns(UserWarning, match="name is taken"):
+        method = register_method("soft", SoftConfig, adapter_sites, module=scaled_bottleneck, builtin=False)
+    assert method.module is not scaled_bottleneck and METHODS.get("soft") is method
+
+
+def test_register_method_rejects_mistakes():
+    with pytest.raises(ValueError, match="Literal"):
+        register_method("scaled-typo", ScaledConfig, adapter_sites, module=scaled_bottleneck, builtin=False)
+    with pytest.raises(ValueError, match="module builder"):
+        register_method("scaled", ScaledConfig, adapter_sites, builtin=False)
+    with pytest.raises(ValueError, match="AdapterSites"):
+        register_method("bias-only", BiasOnlyConfig, adapter_sites, module=scaled_bottleneck, builtin=False)
+    assert "scaled" not in METHODS and "bias-only" not in METHODS and "scaled-typo" not in METHODS

@@ -1,9 +1,21 @@
 """The PETL methods: a validated config per method, how it is injected, what it trains.
 
-Each method registers ``(config class, apply function)`` under its name in ``METHODS``;
-outside packages add methods through the ``softmoa.methods`` entry-point group (a callable
-receiving the registry). ``apply_method`` injects the method's modules into an AST and sets
-``requires_grad`` structurally (by module type, never by parameter name).
+Each method registers one record, ``register_method(name, config, inject, module=...)``, as
+PEFT's one ``register_peft_method`` line per method: its config class, where its modules go
+(an injection) and, for injections that place modules, how to build one. Two kinds of
+injection:
+
+- ``adapter_sites`` places a module at each block's sub-layers named by the config's
+  ``locations()`` (Pfeiffer: one, Houlsby: MHSA and FFN), wrapped as the config's ``site``
+  says (parallel; the single adapter may also sit in sequence). The record's ``module(config,
+  dim)`` builds each one: a bottleneck or Convpass adapter, Dense-MoA, Soft-MoA, or a
+  plugin's own module, which then gets every placement for free.
+- ``lora_attention``, ``train_all``, ``head_only`` take ``(model, config)`` only.
+
+Outside packages add methods through the ``softmoa.methods`` entry-point group (a callable
+receiving the registry, which calls ``register_method(..., builtin=False)``). ``apply_method``
+injects the method's modules into an AST and sets ``requires_grad`` structurally (by module
+type, never by parameter name).
 
 Trainable in every adapter method (method.md section 3): the adapters or mixtures, the
 LayerNorms that feed them, the final LayerNorm and the head. LoRA: its low-rank pairs, the
@@ -54,6 +66,13 @@ class AdapterSites(MethodConfig):
     def locations(self) -> tuple[str, ...]:
         return ("mhsa", "ffn") if self.adapter_config == "houlsby" else (self.location,)
 
+    def site(self, sublayer: nn.Module, module: PETLModule) -> nn.Module:
+        """The wrapper that places ``module`` at ``sublayer``: beside it (parallel).
+
+        A config that offers other placements overrides this (``AdapterConfig``: sequential).
+        """
+        return ParallelSite(sublayer, module)
+
 
 class AdapterConfig(AdapterSites):
     """A single adapter per location."""
@@ -63,6 +82,11 @@ class AdapterConfig(AdapterSites):
     reduction_rate: float = Field(64, gt=0, description="bottleneck r = round(d / reduction_rate)")
     placement: Literal["parallel", "sequential"] = "parallel"
     residual: bool = Field(True, description="sequential only: s + A(s) (True) or A(s) (False)")
+
+    def site(self, sublayer: nn.Module, module: PETLModule) -> nn.Module:
+        if self.placement == "sequential":
+            return SequentialSite(sublayer, module, self.residual)
+        return ParallelSite(sublayer, module)
 
 
 class DenseConfig(AdapterSites):
@@ -92,37 +116,65 @@ class LoRAConfig(MethodConfig):
     targets: tuple[Literal["q", "k", "v", "proj"], ...] = ("q", "v")
 
 
+ModuleBuilder = Callable[[MethodConfig, int], PETLModule]
+"""``(config, dim) -> module``: one PETL module for tokens of width ``dim``."""
+Injection = Callable[..., None]
+"""``(model, config)``, or ``(model, config, module)`` for an injection that places modules."""
+
+
 @dataclass(frozen=True)
 class Method:
+    """One registered method: its config class, where its modules go, how to build one.
+
+    ``inject`` receives ``(model, config)`` and, when ``module`` is given,
+    ``(model, config, module)``. It injects into a frozen model and unfreezes its own parts;
+    ``apply_method`` trains the head.
+    """
+
     config: type[MethodConfig]
-    apply: Callable[[AST, MethodConfig], None]
+    inject: Injection
+    module: ModuleBuilder | None = None
+
+    def apply(self, model: AST, config: MethodConfig) -> None:
+        if self.module is None:
+            self.inject(model, config)
+        else:
+            self.inject(model, config, self.module)
 
 
 METHODS: Registry[Method] = Registry("method", "softmoa.methods")
 
 
-def _adapter_factory(config: MethodConfig, dim: int) -> Callable[[], PETLModule]:
-    r = bottleneck_width(dim, config.reduction_rate)
-    if isinstance(config, SoftConfig):
-        return lambda: SoftMoA(dim, config.experts, config.slots, r, config.normalize, config.init)
-    if isinstance(config, DenseConfig):
-        return lambda: DenseMoA(dim, config.experts, r, config.init)
-    layer = ConvpassAdapter if config.kind == "convpass" else BottleneckAdapter
-    return lambda: layer(dim, r, config.init)
+# ---------------------------------------------------------------- injections
 
-
-def _inject_adapters(model: AST, config: AdapterSites) -> None:
-    """Wrap each block's adapted sub-layers and train the adapters and their LayerNorms."""
-    make = _adapter_factory(config, model.config.dim)
-    sequential = getattr(config, "placement", "parallel") == "sequential"
+def adapter_sites(model: AST, config: AdapterSites, module: ModuleBuilder) -> None:
+    """At each block's ``config.locations()``: wrap the sub-layer around a new ``module(config,
+    dim)`` as ``config.site`` says; train these modules, the LayerNorms that feed them and the
+    final LayerNorm."""
+    dim = model.config.dim
     for block in model.blocks:
         for location in config.locations():
             sublayer, norm = SUBLAYER[location]
-            base = getattr(block, sublayer)
-            site = SequentialSite(base, make(), config.residual) if sequential else ParallelSite(base, make())
-            setattr(block, sublayer, site)
+            setattr(block, sublayer, config.site(getattr(block, sublayer), module(config, dim)))
             getattr(block, norm).requires_grad_(True)
     _train_petl_modules(model)
+
+
+def lora_attention(model: AST, config: LoRAConfig) -> None:
+    """A LoRA pair beside each targeted attention projection; train the pairs and the final LayerNorm."""
+    for block in model.blocks:
+        for target in config.targets:
+            setattr(block.attn, target, LoRALinear(getattr(block.attn, target), config.rank, config.alpha))
+    _train_petl_modules(model)
+
+
+def train_all(model: AST, config: MethodConfig) -> None:
+    """Full fine-tuning: every parameter trains."""
+    model.requires_grad_(True)
+
+
+def head_only(model: AST, config: MethodConfig) -> None:
+    """Linear probe: nothing beyond the head (which ``apply_method`` always trains)."""
 
 
 def _train_petl_modules(model: AST) -> None:
@@ -132,21 +184,44 @@ def _train_petl_modules(model: AST) -> None:
     model.norm.requires_grad_(True)
 
 
-def _inject_lora(model: AST, config: LoRAConfig) -> None:
-    for block in model.blocks:
-        for target in config.targets:
-            setattr(block.attn, target, LoRALinear(getattr(block.attn, target), config.rank, config.alpha))
-    _train_petl_modules(model)
+# ---------------------------------------------------------------- modules of the adapter methods
+
+def single_adapter(config: AdapterConfig, dim: int) -> PETLModule:
+    layer = {"bottleneck": BottleneckAdapter, "convpass": ConvpassAdapter}[config.kind]
+    return layer(dim, bottleneck_width(dim, config.reduction_rate), config.init)
 
 
-def _train_all(model: AST, config: FullConfig) -> None:
-    model.requires_grad_(True)
+def dense_moa(config: DenseConfig, dim: int) -> PETLModule:
+    return DenseMoA(dim, config.experts, bottleneck_width(dim, config.reduction_rate), config.init)
 
 
-for _name, _config, _apply in (("linear", LinearConfig, lambda model, config: None), ("full", FullConfig, _train_all),
-                               ("adapter", AdapterConfig, _inject_adapters), ("dense", DenseConfig, _inject_adapters),
-                               ("soft", SoftConfig, _inject_adapters), ("lora", LoRAConfig, _inject_lora)):
-    METHODS.register(_name, Method(_config, _apply))
+def soft_moa(config: SoftConfig, dim: int) -> PETLModule:
+    return SoftMoA(dim, config.experts, config.slots, bottleneck_width(dim, config.reduction_rate),
+                   config.normalize, config.init)
+
+
+# ---------------------------------------------------------------- registration
+
+def register_method(name: str, config: type[MethodConfig], inject: Injection, module: ModuleBuilder | None = None,
+                    *, builtin: bool = True) -> Method:
+    """Register method ``name``: its config class, its injection and (for ``adapter_sites``)
+    how to build its module. Plugins pass ``builtin=False`` (a taken name is then ignored with
+    a warning). Mistakes raise ``ValueError`` here rather than at training time."""
+    tag = config.model_fields.get("name")
+    if tag is None or tag.default != name:
+        raise ValueError(f"method {name!r}: {config.__name__} needs a field name: Literal[{name!r}] = {name!r}")
+    if inject is adapter_sites and (module is None or not issubclass(config, AdapterSites)):
+        raise ValueError(f"method {name!r}: adapter_sites needs a module builder and a config "
+                         f"subclassing AdapterSites")
+    return METHODS.register(name, Method(config, inject, module), builtin=builtin)
+
+
+register_method("linear", LinearConfig, head_only)
+register_method("full", FullConfig, train_all)
+register_method("adapter", AdapterConfig, adapter_sites, module=single_adapter)
+register_method("dense", DenseConfig, adapter_sites, module=dense_moa)
+register_method("soft", SoftConfig, adapter_sites, module=soft_moa)
+register_method("lora", LoRAConfig, lora_attention)
 
 
 def method_config(name: str, **options) -> MethodConfig:
