@@ -51,3 +51,13 @@ def load_mono_16k(path: str | Path, target_rate: int = SAMPLE_RATE) -> torch.Ten
     """Read a file and return its mono waveform at ``target_rate``: ``[samples]`` float32."""
     wave, rate = read_audio(path)
     return to_mono_16k(wave, rate, target_rate)
+
+
+def clip_seconds(path: str | Path) -> float | None:
+    """A file's duration from its header (no decoding), or None when it cannot be read."""
+    import soundfile as sf
+
+    try:
+        return sf.info(str(path)).duration
+    except Exception:  # unreadable files are reported when the cache is built
+        return None

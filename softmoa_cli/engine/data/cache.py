@@ -337,11 +337,11 @@ def prepare_cache(name_or_path: str | Path, *, max_length: int | None = None, jo
     each chunk. Bad clips are skipped and listed (``cache.bad``); judge them with ``check_bad``.
     """
     spec = resolve(name_or_path, seed)
-    config = FeatureConfig(max_length=max_length or spec.max_length)
     root = _root_of(spec, data, home)
     clips = spec.scan(root)
     if not clips.paths:
         raise SoftmoaError(f"{spec.name}: no clips listed in {root}")
+    config = feature_config(spec, root, clips, max_length, message)
     key = cache_key(root, clips, config)
     folder = cache_dir(spec.name, home)
     final, built = folder / key, False
@@ -352,6 +352,32 @@ def prepare_cache(name_or_path: str | Path, *, max_length: int | None = None, jo
             _publish(spec.name, root, clips, config, key, partial, bad, counts, final)
             built = True
     return load_cache(final), built
+
+
+def feature_config(spec: DatasetSpec, root: Path, clips: Clips, max_length: int | None,
+                   message: Callable[[str], None]) -> FeatureConfig:
+    """The features of a data set: ``max_length`` if given, else the data set's; users' data
+    without one gets it derived from the clip durations and said aloud, and is warned when
+    most clips are heavily padded or cut."""
+    chosen = max_length or spec.max_length
+    if chosen is not None and spec.location is None:
+        return FeatureConfig(max_length=chosen)  # a registered data set: its recipe's length
+    from .audio import clip_seconds
+    from .features import LONGEST, choose_max_length, frames_of, length_warning
+
+    seconds = [s for s in (clip_seconds(root / path) for path in clips.paths) if s is not None]
+    frames = np.array([frames_of(s) for s in seconds] or [LONGEST])
+    if chosen is None:
+        chosen = choose_max_length(frames)
+        covered = float((frames <= chosen).mean())
+        capped = ", capped at the AudioSet AST's 1024" if chosen == LONGEST and covered < 0.95 else ""
+        message(f"{spec.name}: max_length {chosen} frames ({chosen / 100:.2f} s) from the clip durations: it holds "
+                f"{covered:.0%} of {len(seconds)} clips whole (longest {frames.max() / 100:.2f} s){capped}; "
+                "set --max-length to choose another")
+    warning = length_warning(frames, chosen)
+    if warning:
+        message(f"{spec.name}: {warning}")
+    return FeatureConfig(max_length=chosen)
 
 
 def find_cache(name: str, config: FeatureConfig, home: Path | None = None) -> Path | None:
@@ -373,10 +399,10 @@ def open_cache(name_or_path: str | Path, max_length: int | None = None, prepare:
     (remembered with the cache); without it, the share accepted before, at least ``MAX_BAD``.
     """
     spec = resolve(name_or_path, seed)
-    config = FeatureConfig(max_length=max_length or spec.max_length)
     try:
         root = _root_of(spec, None, home)
     except SoftmoaError:
+        config = FeatureConfig(max_length=max_length or spec.max_length)
         fallback = None if spec.location is not None else find_cache(spec.name, config, home)
         if fallback is None:
             raise
@@ -385,13 +411,15 @@ def open_cache(name_or_path: str | Path, max_length: int | None = None, prepare:
     else:
         if prepare:
             started = time.perf_counter()
-            cache, built = prepare_cache(name_or_path, max_length=config.max_length, home=home, seed=seed,
+            cache, built = prepare_cache(name_or_path, max_length=max_length, home=home, seed=seed,
                                          jobs=jobs or min(4, os.cpu_count() or 1), message=message)
             if built:
                 message(f"prepared {spec.name}: {len(cache)} clips in {time.perf_counter() - started:.0f} s "
                         f"-> {cache.path}")
         else:
-            found = cache_dir(spec.name, home) / cache_key(root, spec.scan(root), config)
+            clips = spec.scan(root)
+            config = feature_config(spec, root, clips, max_length, message)
+            found = cache_dir(spec.name, home) / cache_key(root, clips, config)
             if not (found / INDEX).is_file():
                 raise SoftmoaError(f"{spec.name}: no feature cache for max_length {config.max_length}; "
                                    f"run: softmoa prepare {name_or_path} --max-length {config.max_length}")

@@ -22,7 +22,6 @@ from .registry import SPLITS, Clips, DatasetSpec, integer, make_clips, read_tabl
 
 AUDIO = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 HELD_OUT = 0.1  # of each class, for test and for valid each, when no split is given
-MAX_LENGTH = 1024  # AST's AudioSet input (10.24 s); pass --max-length for shorter clips
 ALIASES = {"training": "train", "val": "valid", "validation": "valid", "dev": "valid", "testing": "test"}
 
 
@@ -75,14 +74,15 @@ def scan_manifest(manifest: Path, seed: int = 0) -> Clips:
 
 def custom_spec(path: Path, seed: int = 0) -> DatasetSpec:
     """The spec of a user's folder or manifest; its name joins the folder or file name and a
-    hash of the absolute path, so two data sets never share a cache."""
+    hash of the absolute path, so two data sets never share a cache. Its ``max_length`` is
+    derived from the clip durations (``cache.feature_config``)."""
     path = path.absolute()
     digest = hashlib.sha256(str(path).encode()).hexdigest()[:8]
     name = f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', path.stem)}-{digest}"
     if path.is_dir():
-        return DatasetSpec(name, f"folder {path}", ".", lambda root: scan_folder(root, seed), MAX_LENGTH,
+        return DatasetSpec(name, f"folder {path}", ".", lambda root: scan_folder(root, seed), None,
                            location=path)
     if path.suffix.lower() in (".csv", ".tsv"):
         return DatasetSpec(name, f"manifest {path}", path.name, lambda root: scan_manifest(root / path.name, seed),
-                           MAX_LENGTH, location=path.parent)
+                           None, location=path.parent)
     raise SoftmoaError(f"{path}: not a folder or a .csv/.tsv manifest; give one of those or a data set name")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 AUDIOSET_MEAN = -4.2677393
@@ -62,6 +63,33 @@ def features(wave: torch.Tensor, config: FeatureConfig = FeatureConfig()) -> tor
 
 
 MIN_SAMPLES = 400  # one 25 ms frame at 16 kHz: shorter clips are zero-padded to it
+COVER = 0.95  # a derived max_length covers this share of the clips whole
+LONGEST = 1024  # a derived max_length never exceeds the AudioSet AST's input (10.24 s)
+
+
+def frames_of(seconds: float, config: FeatureConfig = FeatureConfig()) -> int:
+    """Frames of 10 ms the fbank gives for a clip of ``seconds`` (at least one)."""
+    samples = max(round(seconds * config.sample_rate), MIN_SAMPLES)
+    return 1 + (samples - MIN_SAMPLES) // (config.sample_rate // 100)
+
+
+def choose_max_length(frames: np.ndarray) -> int:
+    """A ``max_length`` from the clips' frame counts: the smallest multiple of 10 frames that
+    holds ``COVER`` of the clips whole, at least 16 (one patch), at most ``LONGEST``."""
+    needed = int(np.quantile(frames, COVER, method="inverted_cdf"))  # the longest of the shortest 95 %
+    return int(min(max(16, -(-needed // 10) * 10), LONGEST))
+
+
+def length_warning(frames: np.ndarray, max_length: int) -> str | None:
+    """A warning when most clips are heavily padded (under half a window) or cut, else None."""
+    padded, cut = float((frames < max_length / 2).mean()), float((frames > max_length).mean())
+    if cut > 0.5:
+        return (f"{cut:.0%} of the clips are longer than max_length {max_length} and are scored in several "
+                "windows (training reads their first); a longer max_length may suit them better")
+    if padded > 0.5:
+        return (f"{padded:.0%} of the clips fill less than half of max_length {max_length} (the rest is padding); "
+                f"a max_length near {choose_max_length(frames)} would train faster on the same audio")
+    return None
 
 
 def clip_frames(wave: torch.Tensor, config: FeatureConfig = FeatureConfig()) -> torch.Tensor:

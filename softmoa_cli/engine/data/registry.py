@@ -103,7 +103,7 @@ class DatasetSpec:
     title: str
     marker: str
     scan: Callable[[Path], Clips]
-    max_length: int
+    max_length: int | None  # None: derived from the clips (users' data)
     source: Source | None = None
     obtain: str = ""
     clips: int | None = None
