@@ -16,8 +16,6 @@ from pathlib import Path
 
 import pytest
 
-# Re-exported only for test_method_plugin.py, which still imports it from conftest; drop once it imports helpers.
-from helpers import tiny_ast_config  # noqa: F401
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 FSDD_ENV = "SOFTMOA_FSDD"

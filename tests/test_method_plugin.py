@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from conftest import tiny_ast_config
+from helpers import tiny_ast_config
 from softmoa_cli.engine.petl.build import build_model
 from softmoa_cli.engine.petl.layers import PETLModule, bottleneck_width, init_projections_
 from softmoa_cli.engine.petl.methods import (METHODS, AdapterSites, Method, MethodConfig, SoftConfig, adapter_sites,
