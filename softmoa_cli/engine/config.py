@@ -28,7 +28,7 @@ from .petl.methods import METHODS, SoftConfig
 MethodSection = Annotated[Union[tuple(METHODS.get(name).config for name in METHODS.names())],
                           Field(discriminator="name")]
 
-# Learning rates of the research code's recipe (method.md section 6), used when a preset sets none.
+# Learning rates of the research code's recipe (docs/recipes.md), used when a preset sets none.
 RECIPE_LR = {"linear": 1e-3, "full": 5e-5}
 PETL_LR = 5e-3
 
@@ -57,7 +57,7 @@ class DataConfig(Section):
     @field_validator("max_bad", mode="before")
     @classmethod
     def _share(cls, value):
-        from .data.cache import parse_share
+        from .data.shares import parse_share
 
         try:
             return None if value is None else parse_share(value)

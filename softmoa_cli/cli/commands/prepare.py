@@ -41,7 +41,8 @@ def prepare(
     """
     import time
 
-    from ...engine.data.cache import accept_bad, parse_share, prepare_cache
+    from ...engine.data.cache import accept_bad, prepare_cache
+    from ...engine.data.shares import parse_share
     from ..console import note, out
 
     share = parse_share(max_bad)  # a wrong value fails before the work

@@ -45,6 +45,7 @@ from .download import installed_root
 from .features import FeatureConfig, windows
 from .paths import cache_dir
 from .registry import Clips, DatasetSpec, resolve
+from .shares import format_share
 from .table import BAD, MAX_BAD, FeatureTable
 
 if TYPE_CHECKING:
@@ -273,23 +274,6 @@ def _publish(name: str, root: Path, clips: Clips, config: FeatureConfig, key: st
     os.replace(partial, final)
     (final / "state.json").unlink()
     shutil.rmtree(final / "extra", ignore_errors=True)
-
-
-def parse_share(text: str | float) -> float:
-    """A share of clips as users write it: ``0.05`` or ``5%`` (both mean 5 in 100)."""
-    value = str(text).strip()
-    try:
-        share = float(value[:-1]) / 100 if value.endswith("%") else float(value)
-    except ValueError:
-        share = -1.0
-    if not 0 <= share <= 1:
-        raise SoftmoaError(f"--max-bad {text}: give a share of the clips, such as 0.05 or 5%")
-    return share
-
-
-def format_share(share: float) -> str:
-    """``0.05`` -> ``5%``, ``0.0882`` -> ``8.8%``: the way ``--max-bad`` accepts it back."""
-    return f"{100 * share:.1f}".rstrip("0").rstrip(".") + "%"
 
 
 def check_bad(cache: FeatureTable, max_bad: float | None = None) -> None:

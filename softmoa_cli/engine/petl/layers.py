@@ -7,14 +7,12 @@ never by name, and each reports its analytic forward FLOPs for ``m`` input token
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-Init = Literal["zero_up", "research"]
-
+from .methods import Init
 
 class PETLModule(nn.Module):
     """Base of every trainable PETL module."""

@@ -17,7 +17,7 @@ receiving the registry, which calls ``register_method(..., builtin=False)``). ``
 injects the method's modules into an AST and sets ``requires_grad`` structurally (by module
 type, never by parameter name).
 
-Trainable in every adapter method (method.md section 3): the adapters or mixtures, the
+Trainable in every adapter method (docs/method.md section 3): the adapters or mixtures, the
 LayerNorms that feed them, the final LayerNorm and the head. LoRA: its low-rank pairs, the
 final LayerNorm and the head. Linear probe: the head. Full: everything.
 """
@@ -26,17 +26,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from torch import nn
 
-from ..models.ast import AST
 from ..registry import Registry
-from .layers import BottleneckAdapter, ConvpassAdapter, Init, PETLModule, bottleneck_width
-from .lora import LoRALinear
-from .mixtures import DenseMoA, SoftMoA
-from .sites import SUBLAYER, ParallelSite, SequentialSite
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from ..models.ast import AST
+    from .layers import PETLModule
+
+# This module imports no torch until a model is built: configs (and so every flag and preset)
+# validate in milliseconds. The torch modules are imported inside the functions that use them.
+
+Init = Literal["zero_up", "research"]
 
 
 class MethodConfig(BaseModel):
@@ -71,6 +76,8 @@ class AdapterSites(MethodConfig):
 
         A config that offers other placements overrides this (``AdapterConfig``: sequential).
         """
+        from .sites import ParallelSite
+
         return ParallelSite(sublayer, module)
 
 
@@ -84,6 +91,8 @@ class AdapterConfig(AdapterSites):
     residual: bool = Field(True, description="sequential only: s + A(s) (True) or A(s) (False)")
 
     def site(self, sublayer: nn.Module, module: PETLModule) -> nn.Module:
+        from .sites import ParallelSite, SequentialSite
+
         if self.placement == "sequential":
             return SequentialSite(sublayer, module, self.residual)
         return ParallelSite(sublayer, module)
@@ -116,7 +125,7 @@ class LoRAConfig(MethodConfig):
     targets: tuple[Literal["q", "k", "v", "proj"], ...] = ("q", "v")
 
 
-ModuleBuilder = Callable[[MethodConfig, int], PETLModule]
+ModuleBuilder = Callable[[MethodConfig, int], "PETLModule"]
 """``(config, dim) -> module``: one PETL module for tokens of width ``dim``."""
 Injection = Callable[..., None]
 """``(model, config)``, or ``(model, config, module)`` for an injection that places modules."""
@@ -151,6 +160,8 @@ def adapter_sites(model: AST, config: AdapterSites, module: ModuleBuilder) -> No
     """At each block's ``config.locations()``: wrap the sub-layer around a new ``module(config,
     dim)`` as ``config.site`` says; train these modules, the LayerNorms that feed them and the
     final LayerNorm."""
+    from .sites import SUBLAYER
+
     dim = model.config.dim
     for block in model.blocks:
         for location in config.locations():
@@ -162,6 +173,8 @@ def adapter_sites(model: AST, config: AdapterSites, module: ModuleBuilder) -> No
 
 def lora_attention(model: AST, config: LoRAConfig) -> None:
     """A LoRA pair beside each targeted attention projection; train the pairs and the final LayerNorm."""
+    from .lora import LoRALinear
+
     for block in model.blocks:
         for target in config.targets:
             setattr(block.attn, target, LoRALinear(getattr(block.attn, target), config.rank, config.alpha))
@@ -178,6 +191,8 @@ def head_only(model: AST, config: MethodConfig) -> None:
 
 
 def _train_petl_modules(model: AST) -> None:
+    from .layers import PETLModule
+
     for module in model.modules():
         if isinstance(module, PETLModule):
             module.requires_grad_(True)
@@ -187,15 +202,23 @@ def _train_petl_modules(model: AST) -> None:
 # ---------------------------------------------------------------- modules of the adapter methods
 
 def single_adapter(config: AdapterConfig, dim: int) -> PETLModule:
+    from .layers import BottleneckAdapter, ConvpassAdapter, bottleneck_width
+
     layer = {"bottleneck": BottleneckAdapter, "convpass": ConvpassAdapter}[config.kind]
     return layer(dim, bottleneck_width(dim, config.reduction_rate), config.init)
 
 
 def dense_moa(config: DenseConfig, dim: int) -> PETLModule:
+    from .layers import bottleneck_width
+    from .mixtures import DenseMoA
+
     return DenseMoA(dim, config.experts, bottleneck_width(dim, config.reduction_rate), config.init)
 
 
 def soft_moa(config: SoftConfig, dim: int) -> PETLModule:
+    from .layers import bottleneck_width
+    from .mixtures import SoftMoA
+
     return SoftMoA(dim, config.experts, config.slots, bottleneck_width(dim, config.reduction_rate),
                    config.normalize, config.init)
 
@@ -243,4 +266,6 @@ def apply_method(model: AST, config: MethodConfig) -> AST:
 
 def petl_modules(model: nn.Module) -> list[tuple[str, PETLModule]]:
     """The PETL modules of a model, by qualified name."""
+    from .layers import PETLModule
+
     return [(name, module) for name, module in model.named_modules() if isinstance(module, PETLModule)]

@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import ExpertBank, Init, PETLModule
+from .layers import ExpertBank, PETLModule
+from .methods import Init
 
 
 class DenseMoA(PETLModule):
