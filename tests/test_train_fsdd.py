@@ -58,7 +58,7 @@ def test_short_run_is_well_above_chance_and_evaluate_and_predict_agree(fsdd, tmp
     model, labels, feature_config = load_run(run)
     predictor = Predictor(model, labels, feature_config=feature_config)
     test = np.flatnonzero(table.split == "test")
-    assert (table.windows[test] > 1).sum() >= 5  # some test clips are longer than one window
+    assert (table.windows[test] > 1).sum() >= 1  # test clips longer than one window (2 at 100 frames)
     predicted = [predictor.predict_file(files[j], top_k=1)[0][0] for j in test]
     correct = sum(p == str(table.labels[j]) for p, j in zip(predicted, test))
     assert correct == round(result["accuracy"] * len(test))
