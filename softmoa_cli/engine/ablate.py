@@ -207,7 +207,8 @@ def run_study(study: Study, base: RunConfig, out: str | Path, values: tuple | No
             result = PointResult(value, seed, metrics["summary"]["accuracy_mean"], **measure(config, run_dir))
             atomic_write_json(run_dir / POINT_FILE, asdict(result))
         results.append(result)
-    return write_results(study, results, out, describe_base(study, base))
+    return write_results(study, results, out, describe_base(study, base),
+                         **plot_facts(point_dir(out, values[0], 0)))
 
 
 def _finetune(config: RunConfig, run_dir: Path) -> dict:
@@ -269,9 +270,33 @@ def describe_base(study: Study, base: RunConfig) -> str:
     return f"{base.data.dataset}, {base.training.epochs} epochs, {reference}{method['name']}" + (f": {shared}" if shared else "")
 
 
-def write_results(study: Study, results: list[PointResult], out: Path, context: str = "") -> list[dict]:
+def plot_facts(run_dir: Path) -> dict:
+    """What a finished run says about its test split, for the plot: ``classes`` (the number of its
+    labels, from ``adapter.json``) and ``clips`` (test clips of its smallest fold, from
+    ``metrics.json``); a figure the folder does not hold is left out."""
+    from .petl.adapter_files import ADAPTER_CONFIG
+    from .train.rundir import METRICS_FILE
+
+    facts = {}
+    for adapter in [run_dir / ADAPTER_CONFIG, *sorted(run_dir.glob(f"fold-*/{ADAPTER_CONFIG}"))]:
+        try:
+            facts["classes"] = len(json.loads(adapter.read_text())["labels"])
+            break
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    try:
+        folds = json.loads((run_dir / METRICS_FILE).read_text())["folds"].values()
+        facts["clips"] = min(int(fold["test"]["clips"]) for fold in folds)
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return facts
+
+
+def write_results(study: Study, results: list[PointResult], out: Path, context: str = "",
+                  classes: int | None = None, clips: int | None = None) -> list[dict]:
     """``results.csv`` (one row per value), ``results.md`` and ``plot.png`` in ``out``;
-    ``context`` (e.g. ``describe_base``) heads the Markdown and the plot."""
+    ``context`` (e.g. ``describe_base``) heads the Markdown and the plot; ``classes`` and
+    ``clips`` (``plot_facts``) give the plot its chance line and the worth of one test clip."""
     rows = summarize(results)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, list(rows[0]), lineterminator="\n")
@@ -279,7 +304,7 @@ def write_results(study: Study, results: list[PointResult], out: Path, context: 
     writer.writerows(rows)
     atomic_write_text(out / "results.csv", buffer.getvalue())
     atomic_write_text(out / "results.md", results_markdown(study, rows, context))
-    plot_results(study, rows, out / "plot.png", context)
+    plot_results(study, rows, out / "plot.png", context, classes, clips)
     return rows
 
 
@@ -290,33 +315,96 @@ def results_markdown(study: Study, rows: list[dict], context: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_results(study: Study, rows: list[dict], path: Path, context: str = "") -> Path:
-    """Test accuracy against the swept value (error bars: std over seeds); trainable parameters
-    as bars on a second axis (log scale when they span more than 50x)."""
-    import matplotlib
+def accuracy_range(lows: list[float], highs: list[float], chance: float | None = None, min_span: float = 10.0,
+                   top: float = 100.0) -> tuple[float, float]:
+    """A y-range (accuracy in %) that shows differences at their true size: from chance (when
+    known) or the lowest error bar, to the highest, with a margin, never narrower than
+    ``min_span`` points (so one test clip cannot fill the axis), inside ``[0, top]``."""
+    low = min([*lows, *([chance] if chance is not None else [])])
+    high = max(highs)
+    margin = max(2.0, 0.08 * (high - low))
+    low, high = low - margin, high + margin
+    if high - low < min_span:
+        pad = (min_span - (high - low)) / 2
+        low, high = low - pad, high + pad
+    if low < 0:
+        low, high = 0.0, min(top, high - low)
+    if high > top:
+        low, high = max(0.0, low - (high - top)), top
+    return low, high
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+
+def results_figure(study: Study, rows: list[dict], context: str = "", classes: int | None = None,
+                   clips: int | None = None):
+    """The ablation figure (a matplotlib Figure): test accuracy against the swept value, mean with
+    error bars of one std over seeds, chance (1 / ``classes``) dashed, on an honest y-range
+    (``accuracy_range``); trainable parameters as pale bars on a second axis (log scale when they
+    span more than 50x). ``clips``: test clips per fold, to say what one clip is worth."""
+    import textwrap
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
 
     x = list(range(len(rows)))
+    means = [100 * row["accuracy_mean"] for row in rows]
+    stds = [100 * row["accuracy_std"] for row in rows]
     params = [row["trainable_params"] for row in rows]
-    fig, ax = plt.subplots(figsize=(max(4.5, 1.1 * len(rows) + 2), 3.6))
+    seeds = max(row["seeds"] for row in rows)
+    chance = 100 / classes if classes else None
+
+    fig = Figure(figsize=(max(6.4, 1.2 * len(rows) + 3), 4.8), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
     twin = ax.twinx()
-    twin.bar(x, params, width=0.35, alpha=0.25, color="tab:orange")
-    twin.set_ylabel("trainable parameters", color="tab:orange")
-    if max(params) > 50 * max(1, min(params)):
+    twin.bar(x, params, width=0.4, alpha=0.25, color="tab:orange")
+    twin.set_ylabel("trainable parameters (bars)", color="tab:orange")
+    twin.tick_params(axis="y", colors="tab:orange")
+    if max(params) > 50 * max(1, min(params)):  # the bars in the lower half, clear of most accuracy labels
         twin.set_yscale("log")
-    ax.errorbar(x, [100 * row["accuracy_mean"] for row in rows], yerr=[100 * row["accuracy_std"] for row in rows],
-                marker="o", capsize=4, color="tab:blue")
+        floor = max(1, min(params)) / 2
+        twin.set_ylim(floor, max(params) ** 2 / floor)
+        twin.set_yticks([tick for tick in twin.get_yticks() if floor <= tick <= 10 * max(params)])
+        twin.minorticks_off()
+    else:
+        twin.set_ylim(0, 2 * max(params))
+        twin.set_yticks([tick for tick in twin.get_yticks() if tick <= 1.2 * max(params)])
+    handles = []
+    if seeds > 1:
+        handles.append(ax.errorbar(x, means, yerr=stds, marker="o", capsize=5, color="tab:blue",
+                                   label=f"mean ± 1 std over {seeds} seeds"))
+    else:
+        handles += ax.plot(x, means, marker="o", color="tab:blue", label="1 seed: no spread to show")
+    for xi, mean, std in zip(x, means, stds):
+        text = f"{mean:.1f}" + (f" ± {std:.1f}" if seeds > 1 else "")
+        ax.annotate(text, (xi, mean + std), xytext=(0, 5), textcoords="offset points", ha="center",
+                    fontsize=8, color="tab:blue")
+    if chance is not None:
+        ax.axhline(chance, linestyle="--", color="0.35", linewidth=1.2)
+        handles.append(Line2D([], [], linestyle="--", color="0.35", label=f"chance: 1/{classes} = {chance:.1f}%"))
+    if clips:
+        handles.append(Line2D([], [], linestyle="none",
+                              label=f"one test clip = {100 / clips:.2f} points ({clips} clips)"))
+    ax.set_ylim(*accuracy_range([m - s for m, s in zip(means, stds)], [m + s for m, s in zip(means, stds)], chance))
     ax.set_xticks(x, [str(row["value"]) for row in rows])
+    ax.set_xlim(-0.6, len(rows) - 0.4)
     ax.set_xlabel(study.key if study.key != "name" else "method")
     ax.set_ylabel("test accuracy (%)", color="tab:blue")
+    ax.tick_params(axis="y", colors="tab:blue")
     ax.set_zorder(twin.get_zorder() + 1)  # the accuracy line above the bars
     ax.patch.set_visible(False)
-    seeds = max(row["seeds"] for row in rows)
-    ax.set_title(f"{study.description}, {seeds} seed{'s' * (seeds > 1)}\n{context}", fontsize=8, wrap=True)
-    fig.tight_layout()
+    ax.grid(axis="y", alpha=0.3)
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(3, len(handles)), fontsize=8, frameon=False)
+    head = f"Ablation {study.name}: {study.description}, {seeds} seed{'s' * (seeds > 1)} per point"
+    body = textwrap.fill(context, width=int(fig.get_figwidth() * 11)) if context else ""
+    ax.set_title(head + (f"\n{body}" if body else ""), fontsize=10)
+    return fig
+
+
+def plot_results(study: Study, rows: list[dict], path: Path, context: str = "", classes: int | None = None,
+                 clips: int | None = None) -> Path:
+    """``results_figure`` saved as a PNG at ``path``."""
+    fig = results_figure(study, rows, context, classes, clips)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path

@@ -75,37 +75,50 @@ def expert_contributions(model: nn.Module, batches: Iterable[torch.Tensor], devi
     return Contributions(kind, [name for name, _ in mixtures], shares)
 
 
-def plot_contributions(contributions: Contributions, path: str | Path) -> Path:
-    """Heatmap of shares (layers x experts) beside the per-layer balance figures, as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def contributions_figure(contributions: Contributions):
+    """The expert-contribution figure (a matplotlib Figure): a heatmap of shares (layers x
+    experts) beside the per-layer balance panel (labelled ``"balance"``), layers in the same
+    order, top to bottom, on both."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     shares = contributions.shares
     layers, experts = shares.shape
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 0.35 * layers + 2.5), width_ratios=[3, 2])
+    names = [name.replace(".adapter", "") for name in contributions.layers]
+    font = 9 if layers <= 24 else 7
+    fig = Figure(figsize=(12, 0.35 * layers + 2.8), layout="constrained")
+    FigureCanvasAgg(fig)
+    left, right = fig.subplots(1, 2, width_ratios=[3, 2])
     image = left.imshow(shares, aspect="auto", cmap="viridis", vmin=0)
     left.set_xticks(range(experts))
-    left.set_yticks(range(layers), [name.replace(".adapter", "") for name in contributions.layers], fontsize=7)
+    left.set_yticks(range(layers), names, fontsize=font)
     left.set_xlabel("expert")
+    left.set_ylabel("layer")
+    left.set_title("share of each expert, per layer", fontsize=10)
     label = "combine-weight share" if contributions.kind == "soft" else "mean router weight"
     fig.colorbar(image, ax=left, label=label)
-    left.axvline(-0.5, color="none")
     y = np.arange(layers)
+    right.set_label("balance")
     right.barh(y - 0.2, contributions.normalized_entropy, height=0.4, label="normalised entropy")
     right.barh(y + 0.2, contributions.min_max_ratio, height=0.4, label="min / max share")
-    right.set_yticks(y, [])
-    right.invert_yaxis()
-    right.set_xlim(0, 1.05)
-    right.legend(loc="lower right", fontsize=7)
-    right.set_title("balance (1 = uniform)")
-    fig.suptitle(f"Expert contributions ({contributions.kind} mixture, uniform = {1 / experts:.3f})")
-    fig.tight_layout()
+    right.set_yticks(y, names, fontsize=font)
+    right.set_ylim(layers - 0.5, -0.5)  # top to bottom, as the heatmap
+    right.set_xlim(0, 1.0)
+    right.axvline(1.0, color="0.3", linewidth=0.8)
+    right.set_xlabel("balance (1 = uniform)")
+    right.set_title("balance per layer", fontsize=10)
+    fig.legend(*right.get_legend_handles_labels(), loc="outside lower right", ncol=2, fontsize=9, frameon=False)
+    fig.suptitle(f"Expert contributions ({contributions.kind} mixture, {experts} experts, "
+                 f"uniform share = 1/{experts} = {1 / experts:.3f})")
+    return fig
+
+
+def plot_contributions(contributions: Contributions, path: str | Path) -> Path:
+    """``contributions_figure`` as a PNG at ``path``."""
+    fig = contributions_figure(contributions)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
 
 

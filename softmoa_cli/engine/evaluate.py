@@ -72,32 +72,47 @@ def _label_mismatch(run_dir: Path, labels: list[str], table: FeatureTable) -> st
             f"{table.name} ({detail}); evaluate it on the data it was trained on")
 
 
-def save_confusion_png(confusion: list[list[int]], labels: list[str], path: str | Path, title: str = "") -> Path:
-    """Row-normalised confusion matrix (true label down, predicted across) as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def confusion_figure(confusion: list[list[int]], labels: list[str], title: str = ""):
+    """The confusion-matrix figure (a matplotlib Figure): rates normalised per true class (true
+    down, predicted across), counts in the cells up to 20 labels, the accuracy (and the clips it
+    counts) in the title; x labels upright while every label is at most 4 characters."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     counts = torch.tensor(confusion, dtype=torch.float64)
     rates = counts / counts.sum(dim=1, keepdim=True).clamp(min=1)
-    size = min(4 + 0.3 * len(labels), 24)
-    figure, axes = plt.subplots(figsize=(size, size))
+    n, longest = len(labels), max((len(str(label)) for label in labels), default=0)
+    correct, total = int(counts.diag().sum()), int(counts.sum())
+    score = f"accuracy {correct / total:.1%} ({correct} / {total} clips)" if total else "no clips"
+    size = min(4 + 0.3 * n, 24)
+    extra = 0.0 if longest <= 4 else min(0.07 * longest, 2.0)  # room for long labels, both axes
+    figure = Figure(figsize=(size + 1.2 + extra, size + extra), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
     image = axes.imshow(rates.numpy(), cmap="Blues", vmin=0, vmax=1)
-    axes.set_xticks(range(len(labels)), labels, rotation=90, fontsize=8)
-    axes.set_yticks(range(len(labels)), labels, fontsize=8)
+    font = 10 if n <= 12 else 8 if n <= 30 else 6
+    if longest <= 4:
+        axes.set_xticks(range(n), labels, fontsize=font)
+    elif n <= 30:
+        axes.set_xticks(range(n), labels, fontsize=font, rotation=45, ha="right", rotation_mode="anchor")
+    else:
+        axes.set_xticks(range(n), labels, fontsize=font, rotation=90)
+    axes.set_yticks(range(n), labels, fontsize=font)
     axes.set_xlabel("predicted")
     axes.set_ylabel("true")
-    axes.set_title(title)
-    if len(labels) <= 20:
-        for (i, j), value in zip(((i, j) for i in range(len(labels)) for j in range(len(labels))), counts.flatten()):
+    axes.set_title(" · ".join(part for part in (title, score) if part), fontsize=11)
+    if n <= 20:
+        for (i, j), value in zip(((i, j) for i in range(n) for j in range(n)), counts.flatten()):
             if value:
-                axes.text(j, i, int(value), ha="center", va="center", fontsize=7,
+                axes.text(j, i, int(value), ha="center", va="center", fontsize=font - 1,
                           color="white" if rates[i, j] > 0.5 else "black")
-    figure.colorbar(image, fraction=0.046, pad=0.04, label="share of the true class")
-    figure.tight_layout()
+    figure.colorbar(image, ax=axes, fraction=0.046, pad=0.03, label="share of the true class")
+    return figure
+
+
+def save_confusion_png(confusion: list[list[int]], labels: list[str], path: str | Path, title: str = "") -> Path:
+    """``confusion_figure`` as a PNG at ``path``."""
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=120)
-    plt.close(figure)
+    confusion_figure(confusion, labels, title).savefig(buffer, format="png", dpi=120)
     atomic_write_bytes(path, buffer.getvalue())
     return Path(path)
