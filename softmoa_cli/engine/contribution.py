@@ -127,14 +127,13 @@ def analyze_run(run_dir: str | Path, split: str = "test", fold: int | None = Non
     """Expert contributions of a finished run's best model over one split of its own plan
     (``fold``: which fold of a k-fold run; None: the first). ``table``: the run's features
     (a FeatureTable) when they are not a registered data set's cache."""
-    from .config import read_config
-    from .train.rundir import load_run
+    from .train.rundir import load_run, read_run_config
     from .data.cache import open_dataset
     from .data.splits import plan_splits
 
     if split not in ("test", "valid", "train"):
         raise SoftmoaError(f"--split {split}: choose test, valid or train")
-    config = read_config(Path(run_dir) / "config.yaml")
+    config = read_run_config(run_dir)
     table = table or open_dataset(config.data, message or (lambda text: None))
     plans = plan_splits(table, config.data)
     plan = plans[0] if fold is None else next((p for p in plans if p.fold == fold), None)

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import torch
 
-from .config import read_config
 from .errors import SoftmoaError
 from .fsutil import atomic_write_bytes
-from .train.rundir import load_run
+from .train.rundir import load_run, read_run_config
 from .data.splits import plan_splits
 from .data.table import FeatureTable
 from .train.distributed import World, resolve_device
@@ -32,7 +31,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", table: FeatureTable |
     if split not in ("test", "valid"):
         raise SoftmoaError(f"--split {split}: choose test or valid")
     run_dir = Path(run_dir)
-    config = read_config(run_dir / "config.yaml")
+    config = read_run_config(run_dir)
     if table is None:
         from .data.cache import open_dataset
 

@@ -17,7 +17,7 @@ from ..config import ModelConfig
 from ..data.features import FeatureConfig
 from ..errors import SoftmoaError
 from ..models.ast import AST, ASTConfig
-from ..models.pretrained import AUDIOSET_HUB_ID, Pretrained, load_pretrained, save_model
+from ..models.pretrained import AUDIOSET_HUB_ID, OWN_CONFIG, Pretrained, load_pretrained, save_model
 from .rundir import load_backbone
 
 RANDOM_DIR = "backbone"
@@ -42,14 +42,15 @@ def cached_audioset() -> Path | None:
         return None
 
 
-def resolve_backbone(model: ModelConfig, run_dir: Path, features: FeatureConfig, seed: int,
-                     main: bool = True, callback=None) -> Backbone:
+def resolve_backbone(model: ModelConfig, features: FeatureConfig, seed: int, callback=None,
+                     run_dir: Path | None = None) -> Backbone:
     """Load (or create) the run's backbone.
 
     ``checkpoint``: a path, hub id or run folder; ``embedded``: the tool's own pretrained AST;
-    ``random``: the preset's randomly initialised AST (created in the run folder by the main
-    process); unset: the AudioSet AST when it is in the local Hugging Face cache, else the
-    embedded one, saying so and how to get the AudioSet AST.
+    ``random``: the preset's randomly initialised AST (seeded, so every process creates the
+    same one; a resumed run loads it from ``run_dir``; ``save_random_backbone`` writes it);
+    unset: the AudioSet AST when it is in the local Hugging Face cache, else the embedded one,
+    saying so and how to get the AudioSet AST.
     """
     checkpoint = model.checkpoint
     if checkpoint not in (None, "random", "embedded"):
@@ -62,7 +63,7 @@ def resolve_backbone(model: ModelConfig, run_dir: Path, features: FeatureConfig,
         pretrained = load_pretrained(cached)
         return Backbone(pretrained, AUDIOSET_HUB_ID, f"backbone: {AUDIOSET_HUB_ID} from the local cache")
     if checkpoint == "random":
-        return _random_backbone(model, run_dir, features, seed, main)
+        return _random_backbone(model, run_dir, features, seed)
     from .embedded_backbone import describe, embedded_backbone
 
     path = embedded_backbone(callback=callback)
@@ -72,20 +73,27 @@ def resolve_backbone(model: ModelConfig, run_dir: Path, features: FeatureConfig,
     return Backbone(load_pretrained(path), str(path), f"backbone: {describe(path)}{why}")
 
 
-def _random_backbone(model: ModelConfig, run_dir: Path, features: FeatureConfig, seed: int, main: bool) -> Backbone:
+def _random_backbone(model: ModelConfig, run_dir: Path | None, features: FeatureConfig, seed: int) -> Backbone:
     if model.random is None:
         raise SoftmoaError("checkpoint 'random': the preset has no model.random section with the AST dims")
-    directory = run_dir / RANDOM_DIR
-    if main and not (directory / "softmoa.json").is_file():
+    saved = None if run_dir is None else run_dir / RANDOM_DIR
+    if saved is not None and (saved / OWN_CONFIG).is_file():
+        pretrained = load_pretrained(saved)
+    else:
         r = model.random
         config = ASTConfig(dim=r.dim, depth=r.depth, heads=r.heads, mlp_dim=r.mlp_dim, fstride=r.fstride,
                            tstride=r.tstride, num_mel_bins=features.num_mel_bins, max_length=features.max_length,
                            eps=1e-6)
         torch.manual_seed(seed)
-        save_model(Pretrained(AST(config), [], False, "random", {"has_head": False}), directory)
-    pretrained = load_pretrained(directory)
+        pretrained = Pretrained(AST(config), [], False, "random", {"has_head": False})
     return Backbone(pretrained, RANDOM_DIR, f"backbone: randomly initialised AST ({_dims(pretrained.model)}, "
                                             f"seed {seed})")
+
+
+def save_random_backbone(backbone: Backbone, run_dir: Path) -> None:
+    """Keep a random backbone in its run folder (``RANDOM_DIR``), where the run's adapters find it."""
+    if backbone.reference == RANDOM_DIR and not (run_dir / RANDOM_DIR / OWN_CONFIG).is_file():
+        save_model(backbone.pretrained, run_dir / RANDOM_DIR)
 
 
 def _dims(model: AST) -> str:
@@ -109,7 +117,6 @@ def backbone_dim(model: ModelConfig) -> int:
 
 def _checkpoint_dim(reference: str) -> int:
     """d from a softmoa model folder, a Hugging Face folder or cached hub id, or a run folder."""
-    from ..models.pretrained import OWN_CONFIG
     from .rundir import RUN_FILE
 
     path = Path(reference).expanduser()

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from ..config import RunConfig
-from .backbone import RANDOM_DIR, resolve_backbone
+from .backbone import RANDOM_DIR, resolve_backbone, save_random_backbone
 from ..petl.adapter_files import ADAPTER_WEIGHTS
 from ..data.splits import plan_splits
 from ..data.table import FeatureTable
@@ -34,19 +34,22 @@ def finetune(config: RunConfig, run_dir: str | Path | None = None, callback: Cal
     if training.threads:
         torch.set_num_threads(training.threads)
     world = World(device=resolve_device(training.device)) if alone else setup(training.device)
-    run_dir = Path(_agree(world, str(run_dir or default_run_dir(config))))
+    given = None if run_dir is None else Path(run_dir)
     if table is None:
         from ..data.cache import open_dataset
 
         table = _main_first(world, lambda: open_dataset(config.data, callback.message))
-    folder = RunFolder(run_dir)
     # On first use rank 0 pretrains the embedded backbone here, alone, while the others wait at
     # the barrier (within the group's timeout: 30 min by default with gloo, 10 with NCCL).
-    backbone = _main_first(world, lambda: resolve_backbone(config.model, run_dir, table.feature_config,
-                                                          training.seed, world.main, callback))
+    backbone = _main_first(world, lambda: resolve_backbone(config.model, table.feature_config, training.seed,
+                                                          callback, given))
+    # The folder is named for the time the run starts: once its data and backbone are ready.
+    run_dir = Path(_agree(world, str(given or default_run_dir(config))))
+    folder = RunFolder(run_dir)
     splits = plan_splits(table, config.data)
     if world.main:
         folder.start(config, [s.fold for s in splits], backbone.reference)
+        save_random_backbone(backbone, run_dir)
         callback.message(backbone.description)
     for split in splits:
         directory = folder.fold_dir(split.fold)

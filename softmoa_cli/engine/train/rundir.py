@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from ... import __version__
-from ..config import RunConfig, dump_config
+from ..config import RunConfig, dump_config, read_config
 from ..errors import SoftmoaError
 from ..fsutil import atomic_write_json, atomic_write_text
 from ..data.features import FeatureConfig
@@ -138,15 +138,30 @@ def load_backbone(reference: str, base: Path | None = None) -> Pretrained:
     return load_pretrained(path if path.exists() else reference)
 
 
+def read_run(run_dir: str | Path) -> dict:
+    """A run folder's ``run.json``; a SoftmoaError says when the folder is missing or not a run."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise SoftmoaError(f"{run_dir}: no such run folder; give a folder made by `softmoa finetune` (under runs/)")
+    try:
+        return json.loads((run_dir / RUN_FILE).read_text())
+    except (OSError, json.JSONDecodeError):
+        raise SoftmoaError(f"{run_dir}: not a softmoa run folder (no readable {RUN_FILE}); give a folder made by "
+                           "`softmoa finetune`") from None
+
+
+def read_run_config(run_dir: str | Path) -> RunConfig:
+    """The effective config a run was trained with (its ``config.yaml``), once the folder is
+    known to be a run."""
+    read_run(run_dir)
+    return read_config(Path(run_dir) / CONFIG_FILE)
+
+
 def fold_directory(run_dir: str | Path, fold: int | None = None) -> Path:
     """Where a fold's checkpoint lives: the run folder itself, or ``fold-K/`` of a k-fold run
     (``fold`` None: the first fold)."""
     run_dir = Path(run_dir)
-    try:
-        run = json.loads((run_dir / RUN_FILE).read_text())
-    except (OSError, json.JSONDecodeError):
-        raise SoftmoaError(f"{run_dir}: not a softmoa run folder (no readable {RUN_FILE})") from None
-    folds = run.get("folds") or [None]
+    folds = read_run(run_dir).get("folds") or [None]
     if fold is not None and fold not in folds:
         raise SoftmoaError(f"{run_dir}: no fold {fold}; the run has folds {folds}")
     chosen = folds[0] if fold is None else fold
