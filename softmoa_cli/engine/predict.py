@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -23,6 +23,7 @@ class FilePrediction:
     file: str
     predictions: list[tuple[str, float]] | None = None
     error: str | None = None
+    exception: BaseException | None = field(default=None, repr=False)  # for a traceback on request
 
     def to_dict(self) -> dict:
         return {"file": self.file, "predictions": [{"label": l, "score": s} for l, s in self.predictions or []]}
@@ -62,7 +63,7 @@ class Predictor:
             try:
                 yield FilePrediction(str(path), self.predict_file(path, top_k))
             except AudioError as error:
-                yield FilePrediction(str(path), error=error.reason)
+                yield FilePrediction(str(path), error=error.reason, exception=error)
 
 
 def predictor_for(checkpoint: str | None = None, run: str | Path | None = None, runs_root: str | Path = "runs",

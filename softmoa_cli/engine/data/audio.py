@@ -29,7 +29,7 @@ def read_audio(path: str | Path) -> tuple[torch.Tensor, int]:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as error:  # soundfile raises several types; all mean "not audio"
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise AudioError(path, f"not a readable audio file ({reason}); use WAV, FLAC or OGG") from None
+        raise AudioError(path, f"not a readable audio file ({reason}); use WAV, FLAC or OGG") from error
     if data.shape[0] == 0:
         raise AudioError(path, "audio has zero samples; re-export or remove it")
     if not np.isfinite(data).all():
