@@ -1,14 +1,31 @@
-"""Shared option definitions (``Annotated`` aliases) for the commands."""
+"""Shared option definitions (``Annotated`` aliases) for the commands, and the flags that set
+run-config keys."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-Device = Annotated[str, typer.Option(help="auto (cuda if present), cpu, cuda, cuda:1, ...")]
+TRAINING = "Training"  # help panel of the training flags
+DEFAULT_DATASET = "synth"  # the offline default: embedded synth data and backbone
+
+Device = Annotated[str, typer.Option(help="cpu, cuda, cuda:1, ...")]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout instead of tables.")]
+Threads = Annotated[int | None, typer.Option(help="CPU threads for torch (default: torch's choice).",
+                                             show_default=False)]
+
+
+def _frames(value: int | None) -> int | None:
+    """``--max-length`` is at least 16 frames (one patch), as the run config requires."""
+    if value is not None and value < 16:
+        raise typer.BadParameter(f"{value} is below 16 frames")
+    return value
+
+
+MaxLength = Annotated[int | None, typer.Option(callback=_frames, help="Input frames of 10 ms each, 16 or more (default: "
+                                               "the data set's, unless a preset sets it).", show_default=False)]
 Checkpoint = Annotated[str | None, typer.Option(
     "--checkpoint", "-c", help="Backbone: an AST checkpoint folder or .pth, a hub id such as "
                                "MIT/ast-finetuned-audioset-10-10-0.4593, a run folder of a full fine-tune, "
@@ -19,3 +36,65 @@ RunDir = Annotated[Path | None, typer.Argument(help="A run folder (default: the 
 Home = Annotated[Path | None, typer.Option(
     "--home", envvar="SOFTMOA_HOME", help="Data sets and feature caches live here (default ~/.softmoa).",
     show_default=False)]
+
+# Options of the commands that train (finetune, ablate); each sets the run-config key of CONFIG_FLAGS.
+Dataset = Annotated[str | None, typer.Option(
+    "--dataset", "-d", help="esc50, us8k, speechcommands, fsc, fsdd, synth, a registered data set, a folder of "
+                            f"class folders or a CSV/TSV manifest (default: the preset's, else {DEFAULT_DATASET}).")]
+Preset = Annotated[str | None, typer.Option("--preset", "-p", help="YAML preset file or a name from presets/ "
+                                                                   "(default: the preset named after the data set).")]
+Epochs = Annotated[int | None, typer.Option(rich_help_panel=TRAINING)]
+BatchSize = Annotated[int | None, typer.Option(help="Global batch.", rich_help_panel=TRAINING)]
+Lr = Annotated[float | None, typer.Option(help="Peak learning rate.", rich_help_panel=TRAINING)]
+TrainingDevice = Annotated[str | None, typer.Option(help="auto (cuda if present), cpu, cuda, cuda:1, ...",
+                                                    rich_help_panel=TRAINING)]
+
+# The flags that set a run-config key: (dotted key, flag). Config errors name the flag.
+CONFIG_FLAGS = (
+    ("data.dataset", "--dataset"), ("data.max_length", "--max-length"), ("data.fold", "--fold"),
+    ("data.max_bad", "--max-bad"), ("model.checkpoint", "--checkpoint"),
+    ("method.name", "--method"), ("method.experts", "--experts"), ("method.slots", "--slots"),
+    ("method.reduction_rate", "--reduction-rate"), ("method.location", "--location"),
+    ("method.adapter_config", "--adapter-config"), ("method.init", "--init"), ("method.kind", "--kind"),
+    ("method.placement", "--placement"), ("method.normalize", "--normalize"), ("method.rank", "--rank"),
+    ("method.alpha", "--alpha"),
+    ("training.epochs", "--epochs"), ("training.batch_size", "--batch-size"), ("training.lr", "--lr"),
+    ("training.seed", "--seed"), ("training.device", "--device"), ("training.precision", "--precision"),
+    ("training.compile", "--compile"), ("training.threads", "--threads"),
+)
+
+
+def config_overrides(**values: Any) -> tuple[dict[str, Any], dict[str, str]]:
+    """A command's config flags, passed by parameter name (``max_length=...``): the overrides
+    (dotted key -> value, the flags given) and the flags (dotted key -> flag) of the command,
+    both in CONFIG_FLAGS order."""
+    names = {flag[2:].replace("-", "_"): (key, flag) for key, flag in CONFIG_FLAGS}
+    unknown = set(values) - set(names)
+    if unknown:
+        raise TypeError(f"not a config flag: {', '.join(sorted(unknown))}")
+    chosen = [(key, flag, values[name]) for name, (key, flag) in names.items() if name in values]
+    overrides = {key: value for key, _, value in chosen if value is not None}
+    return overrides, {key: flag for key, flag, _ in chosen}
+
+
+def parse_fold(value: str | None) -> int | None | str:
+    """``--fold``: 'all' (every fold) is the default; otherwise a fold number."""
+    if value is None or value == "all":
+        return None
+    if value.isdigit():
+        return int(value)
+    return value  # the config rejects it with the key, the value and what is allowed
+
+
+def preset_file(preset: str | None, dataset: str | None) -> Path | None:
+    """``--preset`` as a file (a path, or a name in presets/); without it, the preset named after
+    the data set (default synth) if there is one, with a note saying which."""
+    from ..config import default_preset, find_preset
+    from .console import note
+
+    if preset:
+        return find_preset(preset)
+    path = default_preset(dataset or DEFAULT_DATASET)
+    if path is not None:
+        note(f"preset: {path}")
+    return path

@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from ..options import Checkpoint
+from ..options import (DEFAULT_DATASET, BatchSize, Checkpoint, Dataset, Epochs, Lr, MaxLength, Preset, Threads,
+                       TrainingDevice, config_overrides, preset_file)
 
-DEFAULT_DATASET = "synth"
 STUDY_HELP = ("slots, experts, reduction-rate, location, adapter-config, init, or methods "
               "(linear, adapter, lora, dense, soft, full at the Soft-MoA's budget).")
 
@@ -18,21 +18,19 @@ def ablate(
     study: Annotated[str, typer.Argument(help=STUDY_HELP, show_default=False)],
     values: Annotated[str | None, typer.Option(help="Comma-separated grid instead of the study's default, "
                                                     "e.g. 1,2,4.")] = None,
-    dataset: Annotated[str | None, typer.Option("--dataset", "-d", help=f"Data set (default: the preset's, else "
-                                                                        f"{DEFAULT_DATASET}).")] = None,
-    preset: Annotated[str | None, typer.Option("--preset", "-p", help="YAML preset file or a name from presets/ "
-                                                                      "(default: the preset named after the data set).")] = None,
+    dataset: Dataset = None,
+    preset: Preset = None,
     checkpoint: Checkpoint = None,
-    epochs: Annotated[int | None, typer.Option()] = None,
+    epochs: Epochs = None,
     seeds: Annotated[int, typer.Option(help="Runs per value (seeds 0..N-1 added to the preset's); "
                                             "error bars need 2 or more.")] = 1,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Study folder (default ablations/<study>-<dataset>); "
                                                                  "rerun the same command to continue it.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Global batch.")] = None,
-    lr: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
-    device: Annotated[str | None, typer.Option(help="auto (cuda if present), cpu, cuda, cuda:1, ...")] = None,
-    threads: Annotated[int | None, typer.Option(help="CPU threads.")] = None,
-    max_length: Annotated[int | None, typer.Option(help="Input frames (10 ms each).")] = None,
+    batch_size: BatchSize = None,
+    lr: Lr = None,
+    device: TrainingDevice = None,
+    threads: Threads = None,
+    max_length: MaxLength = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Any other config key, dotted, e.g. "
                                                                  "training.weight_decay=0 (repeatable).")] = None,
 ) -> None:
@@ -44,30 +42,19 @@ def ablate(
       softmoa ablate experts --dataset fsdd --seeds 3
       softmoa ablate methods --dataset fsdd --epochs 5 --set training.weight_decay=0
     """
-    from ...config import default_preset, find_preset
-    from ...engine.config import read_preset
     from ...engine.ablate import get_study, parse_values, run_study, study_config
-    from ..console import note
+    from ...engine.train.jobs import base_preset, study_dir
 
     chosen = get_study(study)
     grid = parse_values(chosen, values)
-    given = {
-        ("data.dataset", "--dataset"): dataset, ("data.max_length", "--max-length"): max_length,
-        ("model.checkpoint", "--checkpoint"): checkpoint, ("training.epochs", "--epochs"): epochs,
-        ("training.batch_size", "--batch-size"): batch_size, ("training.lr", "--lr"): lr,
-        ("training.device", "--device"): device, ("training.threads", "--threads"): threads,
-    }
+    overrides, flags = config_overrides(dataset=dataset, max_length=max_length, checkpoint=checkpoint, epochs=epochs,
+                                        batch_size=batch_size, lr=lr, device=device, threads=threads)
     settings = parse_settings(set_ or [])
-    overrides = settings | {key: value for (key, _), value in given.items() if value is not None}
-    flags = {key: f"--set {key}" for key in settings} | {key: flag for key, flag in given}
-    path = find_preset(preset) if preset else default_preset(dataset or DEFAULT_DATASET)
-    raw = read_preset(path) if path else {}
-    if dataset is None and "dataset" not in (raw.get("data") or {}):
-        overrides["data.dataset"] = DEFAULT_DATASET
-    if path is not None and not preset:
-        note(f"preset: {path}")
-    base = study_config(chosen, raw, overrides, str(path) if path else "defaults", flags)
-    folder = out or Path("ablations") / f"{chosen.name}-{Path(base.data.dataset).name}"
+    overrides = settings | overrides
+    flags = {key: f"--set {key}" for key in settings} | flags
+    raw, source = base_preset(preset_file(preset, dataset), DEFAULT_DATASET)
+    base = study_config(chosen, raw, overrides, source, flags)
+    folder = out or study_dir(chosen.name, base)
     rows = run_study(chosen, base, folder, grid, seeds, train=_train_with_progress, on_point=_announce)
     show_results(chosen, base, rows, folder)
 
@@ -99,9 +86,9 @@ def _announce(index: int, total: int, label: str, reused: bool) -> None:
 
 def _train_with_progress(config, run_dir: Path) -> dict:
     from ...engine.train import finetune
-    from .finetune import RichProgress
+    from ..progress import TrainingProgress
 
-    with RichProgress() as progress:
+    with TrainingProgress() as progress:
         return finetune(config, run_dir, progress)[1]
 
 

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from ..options import Device
+
 
 def analyze(
     run: Annotated[Path, typer.Argument(help="A finished Soft-MoA or Dense-MoA run folder.", show_default=False)],
@@ -14,7 +16,7 @@ def analyze(
     fold: Annotated[int | None, typer.Option(help="K-fold runs: which fold's model (default: the first).")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Folder for experts.png and experts.json "
                                                                  "(default: the run folder).")] = None,
-    device: Annotated[str, typer.Option(help="cpu, cuda, ...")] = "cpu",
+    device: Device = "cpu",
 ) -> None:
     """Expert contributions per layer: the share of Soft-MoA combine-weight mass (or Dense-MoA
     mean router weight) each expert receives, with balance figures and a heatmap.

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from ..options import Device, Threads
+
 DEFAULT_METHODS = ("linear,adapter:reduction_rate=64,dense:experts=7,reduction_rate=128,"
                    "soft:experts=7,slots=1,reduction_rate=128,lora,full")
 
@@ -20,15 +22,14 @@ def bench(
     mlp_dim: Annotated[int, typer.Option(help="MLP hidden width.")] = 3072,
     frames: Annotated[int, typer.Option(help="Input frames (max_length).")] = 400,
     batch: Annotated[int, typer.Option(help="Examples per step.")] = 4,
-    threads: Annotated[int | None, typer.Option(help="torch threads (default: torch's choice).",
-                                                show_default=False)] = None,
+    threads: Threads = None,
     warmup: Annotated[int, typer.Option(help="Untimed rounds first.")] = 1,
     repeats: Annotated[int, typer.Option(help="Timed rounds; each times every method once.")] = 5,
     reference: Annotated[str, typer.Option(help="Spec or method name the ratios divide by.")] = "adapter",
     compare_transformers: Annotated[bool, typer.Option(
         "--compare-transformers", help="Also time transformers' ASTModel forward at the same dims "
                                        "(adds linear, the bare engine AST, when missing).")] = False,
-    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, ...")] = "cpu",
+    device: Device = "cpu",
     json_file: Annotated[Path | None, typer.Option("--json", help="Write the full results (every sample) "
                                                                   "to this JSON file.", show_default=False)] = None,
 ) -> None:

@@ -31,6 +31,7 @@ def download(
     from ...engine.data.download import CHECKPOINTS, install, install_checkpoint
     from ...engine.data.registry import datasets
     from ..console import out
+    from ..progress import ByteProgress
 
     if name is None:
         show_datasets(home)
@@ -69,29 +70,3 @@ def show_datasets(home: Path | None) -> None:
                       "yes" if present else "no")
     out.print(table)
 
-
-class ByteProgress:
-    """Rich progress bars for the engine's ``progress(phase, done, total)`` byte callback."""
-
-    def __enter__(self):
-        from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
-                                   TransferSpeedColumn)
-
-        from ..console import err
-
-        self.bars = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                             TimeRemainingColumn(), console=err, transient=True)
-        self.tasks: dict[str, int] = {}
-        return self
-
-    def __call__(self, phase: str, done: int, total: int | None) -> None:
-        if not self.tasks:
-            self.bars.start()  # only once there is something to show
-        if phase not in self.tasks:
-            self.tasks[phase] = self.bars.add_task(phase, total=total)
-        self.bars.update(self.tasks[phase], completed=done, total=total)
-
-    def __exit__(self, *exc):
-        if self.tasks:
-            self.bars.stop()
-        return False

@@ -2,59 +2,60 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ..options import Checkpoint
+from ..options import (DEFAULT_DATASET, TRAINING, BatchSize, Checkpoint, Dataset, Epochs, Lr, MaxLength, Preset,
+                       Threads, TrainingDevice, config_overrides, parse_fold, preset_file)
 
-DEFAULT_PRESET = "synth"
+if TYPE_CHECKING:
+    from ...engine.train.jobs import Job
+
 METHOD = "Method options"
-TRAIN = "Training"
+
+
+def _method(help: str):
+    """A method option: help text, in the method panel."""
+    return typer.Option(help=help, rich_help_panel=METHOD)
+
+
+Method = Annotated[str | None, typer.Option("--method", "-m", help="linear, full, adapter, dense, soft or lora.")]
+Experts = Annotated[int | None, _method("Experts of a mixture (dense, soft).")]
+Slots = Annotated[int | None, _method("Slots per expert (soft).")]
+ReductionRate = Annotated[float | None, _method("Bottleneck r = round(d / rate).")]
+Location = Annotated[str | None, _method("mhsa or ffn (Pfeiffer).")]
+AdapterConfig = Annotated[str | None, _method("pfeiffer or houlsby.")]
+Init = Annotated[str | None, _method("zero_up or research.")]
+Kind = Annotated[str | None, _method("bottleneck or convpass (adapter).")]
+Placement = Annotated[str | None, _method("parallel or sequential (adapter).")]
+Normalize = Annotated[bool | None, typer.Option("--normalize/--no-normalize", help="Soft-MoE L2 normalisation (soft).",
+                                                rich_help_panel=METHOD, show_default=False)]
+Rank = Annotated[int | None, _method("LoRA rank.")]
+Alpha = Annotated[float | None, _method("LoRA alpha.")]
+Fold = Annotated[str | None, typer.Option(help="K-fold data sets: one test fold K, or 'all' (default).")]
+MaxBad = Annotated[str | None, typer.Option(help="Share of bad clips to accept, as 0.05 or 5% (default: what prepare "
+                                                 "accepted, else 1%).", show_default=False)]
+Seed = Annotated[int | None, typer.Option(rich_help_panel=TRAINING)]
+Precision = Annotated[str | None, typer.Option(help="fp32 or bf16 (autocast); default bf16 on CUDA.",
+                                               rich_help_panel=TRAINING)]
+Compile = Annotated[bool | None, typer.Option("--compile/--no-compile", help="torch.compile the model.",
+                                              rich_help_panel=TRAINING, show_default=False)]
+Out = Annotated[Path | None, typer.Option("--out", "-o", help="Run folder (default runs/<dataset>-<method>-<time>).")]
+Resume = Annotated[Path | None, typer.Option(help="Continue an interrupted run folder with its saved config.")]
+PrintConfig = Annotated[bool, typer.Option("--print-config", help="Print the effective config and exit.")]
 
 
 def finetune(
-    dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="esc50, us8k, speechcommands, fsc, fsdd, "
-                                                                        "synth, a registered data set, a folder of class "
-                                                                        "folders or a CSV/TSV manifest (default: synth).")] = None,
-    preset: Annotated[str | None, typer.Option("--preset", "-p", help="YAML preset file or a name from presets/ "
-                                                                      "(default: the preset named after the data set).")] = None,
-    method: Annotated[str | None, typer.Option("--method", "-m", help="linear, full, adapter, dense, soft or lora.")] = None,
-    checkpoint: Checkpoint = None,
-    experts: Annotated[int | None, typer.Option(help="Experts of a mixture (dense, soft).", rich_help_panel=METHOD)] = None,
-    slots: Annotated[int | None, typer.Option(help="Slots per expert (soft).", rich_help_panel=METHOD)] = None,
-    reduction_rate: Annotated[float | None, typer.Option(help="Bottleneck r = round(d / rate).",
-                                                         rich_help_panel=METHOD)] = None,
-    location: Annotated[str | None, typer.Option(help="mhsa or ffn (Pfeiffer).", rich_help_panel=METHOD)] = None,
-    adapter_config: Annotated[str | None, typer.Option(help="pfeiffer or houlsby.", rich_help_panel=METHOD)] = None,
-    init: Annotated[str | None, typer.Option(help="zero_up or research.", rich_help_panel=METHOD)] = None,
-    kind: Annotated[str | None, typer.Option(help="bottleneck or convpass (adapter).", rich_help_panel=METHOD)] = None,
-    placement: Annotated[str | None, typer.Option(help="parallel or sequential (adapter).",
-                                                  rich_help_panel=METHOD)] = None,
-    normalize: Annotated[bool | None, typer.Option("--normalize/--no-normalize", help="Soft-MoE L2 normalisation (soft).",
-                                                   rich_help_panel=METHOD, show_default=False)] = None,
-    rank: Annotated[int | None, typer.Option(help="LoRA rank.", rich_help_panel=METHOD)] = None,
-    alpha: Annotated[float | None, typer.Option(help="LoRA alpha.", rich_help_panel=METHOD)] = None,
-    max_length: Annotated[int | None, typer.Option(help="Input frames (10 ms each).")] = None,
-    fold: Annotated[str | None, typer.Option(help="K-fold data sets: one test fold K, or 'all' (default).")] = None,
-    max_bad: Annotated[str | None, typer.Option(help="Share of bad clips to accept, as 0.05 or 5% (default: what "
-                                                      "prepare accepted, else 1%).", show_default=False)] = None,
-    epochs: Annotated[int | None, typer.Option(rich_help_panel=TRAIN)] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Global batch.", rich_help_panel=TRAIN)] = None,
-    lr: Annotated[float | None, typer.Option(help="Peak learning rate.", rich_help_panel=TRAIN)] = None,
-    seed: Annotated[int | None, typer.Option(rich_help_panel=TRAIN)] = None,
-    device: Annotated[str | None, typer.Option(help="auto (cuda if present), cpu, cuda, cuda:1, ...",
-                                                                rich_help_panel=TRAIN)] = None,
-    precision: Annotated[str | None, typer.Option(help="fp32 or bf16 (autocast); default bf16 on CUDA.",
-                                                  rich_help_panel=TRAIN)] = None,
-    compile: Annotated[bool | None, typer.Option("--compile/--no-compile", help="torch.compile the model.",
-                                                 rich_help_panel=TRAIN, show_default=False)] = None,
-    threads: Annotated[int | None, typer.Option(help="CPU threads.", rich_help_panel=TRAIN)] = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder (default runs/<dataset>-<method>-<time>).")] = None,
-    resume: Annotated[Path | None, typer.Option(help="Continue an interrupted run folder with its saved config.")] = None,
-    print_config: Annotated[bool, typer.Option("--print-config", help="Print the effective config and exit.")] = False,
+    dataset: Dataset = None, preset: Preset = None, method: Method = None, checkpoint: Checkpoint = None,
+    experts: Experts = None, slots: Slots = None, reduction_rate: ReductionRate = None, location: Location = None,
+    adapter_config: AdapterConfig = None, init: Init = None, kind: Kind = None, placement: Placement = None,
+    normalize: Normalize = None, rank: Rank = None, alpha: Alpha = None,
+    max_length: MaxLength = None, fold: Fold = None, max_bad: MaxBad = None,
+    epochs: Epochs = None, batch_size: BatchSize = None, lr: Lr = None, seed: Seed = None,
+    device: TrainingDevice = None, precision: Precision = None, compile: Compile = None, threads: Threads = None,
+    out: Out = None, resume: Resume = None, print_config: PrintConfig = False,
 ) -> None:
     """Fine-tune an AST with a PETL method; validate every epoch, test the best epoch.
 
@@ -67,67 +68,46 @@ def finetune(
       softmoa finetune --dataset fsdd --preset presets/fsdd-cpu.yaml --method adapter
       softmoa finetune --resume runs/fsdd-soft-20250101-120000
     """
-    from ...config import default_preset, find_preset
-    from ...engine.config import ConfigError, build_config, dump_config, read_preset
-    from ..console import note, out as stdout
+    from ...engine.train.jobs import Job, resume_config
 
-    given = {
-        ("data.dataset", "--dataset"): dataset, ("data.max_length", "--max-length"): max_length,
-        ("data.fold", "--fold"): _fold(fold), ("data.max_bad", "--max-bad"): max_bad, ("model.checkpoint", "--checkpoint"): checkpoint,
-        ("method.name", "--method"): method, ("method.experts", "--experts"): experts,
-        ("method.slots", "--slots"): slots, ("method.reduction_rate", "--reduction-rate"): reduction_rate,
-        ("method.location", "--location"): location, ("method.adapter_config", "--adapter-config"): adapter_config,
-        ("method.init", "--init"): init, ("method.kind", "--kind"): kind, ("method.placement", "--placement"): placement,
-        ("method.normalize", "--normalize"): normalize, ("method.rank", "--rank"): rank, ("method.alpha", "--alpha"): alpha,
-        ("training.epochs", "--epochs"): epochs, ("training.batch_size", "--batch-size"): batch_size,
-        ("training.lr", "--lr"): lr, ("training.seed", "--seed"): seed, ("training.device", "--device"): device,
-        ("training.precision", "--precision"): precision, ("training.compile", "--compile"): compile,
-        ("training.threads", "--threads"): threads,
-    }
-    overrides = {key: value for (key, _), value in given.items() if value is not None}
-    flags = {key: flag for key, flag in given}
-    default_job = False
+    overrides, flags = config_overrides(
+        dataset=dataset, max_length=max_length, fold=parse_fold(fold), max_bad=max_bad, checkpoint=checkpoint,
+        method=method, experts=experts, slots=slots, reduction_rate=reduction_rate, location=location,
+        adapter_config=adapter_config, init=init, kind=kind, placement=placement, normalize=normalize, rank=rank,
+        alpha=alpha, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device, precision=precision,
+        compile=compile, threads=threads)
     if resume is not None:
-        extra = [flag for (key, flag), value in given.items() if value is not None] + (["--preset"] if preset else [])
-        if extra or out is not None:
-            raise ConfigError(f"--resume takes the config saved in {resume}/config.yaml; drop "
-                              f"{', '.join(extra + (['--out'] if out else []))}")
-        path = resume / "config.yaml"
-        if not path.is_file():
-            raise ConfigError(f"--resume {resume}: not a run folder (no config.yaml)")
-        config = build_config(read_preset(path), source=str(path))
-        out = resume
+        given = [flags[key] for key in overrides] + (["--preset"] if preset else []) + (["--out"] if out else [])
+        jobs = [Job(resume_config(resume, given), resume)]
     else:
-        default_job = dataset is None and preset is None
-        if default_job:
-            preset = DEFAULT_PRESET
-            note(f"no --dataset: the offline default (preset {DEFAULT_PRESET}: embedded data and backbone)")
-        path = find_preset(preset) if preset else default_preset(dataset)
-        if path is not None and not preset:
-            note(f"preset: {path}")
-        config = build_config(read_preset(path) if path else {}, overrides, str(path) if path else "defaults", flags)
-    jobs = [(config, out)]
-    if default_job and method is None:
-        # The default job: the single adapter of the same width first, then Soft-MoA (the latest run).
-        from ...engine.petl.methods import AdapterConfig
-
-        shared = {k: v for k, v in overrides.items()
-                  if not k.startswith("method.") or k.split(".", 1)[1] in AdapterConfig.model_fields}
-        width = {"method.name": "adapter", "method.reduction_rate": config.method.reduction_rate}
-        adapter = build_config(read_preset(path), shared | width, str(path), flags)
-        jobs = [(adapter, out and out / "adapter"), (config, out and out / config.method.name)]
+        jobs = plan(dataset, preset, overrides, flags, out)
     if print_config:
-        for job, _ in jobs:
-            stdout.print(dump_config(job), end="", highlight=False, markup=False)
-        return
+        show_configs(jobs)
+    else:
+        train(jobs)
 
-    from ...engine.train import finetune as train
 
-    main = int(os.environ.get("RANK", "0")) == 0
-    finished = []
-    with RichProgress() if main else _Quiet() as progress:
-        for job, job_out in jobs:
-            finished.append(train(job, job_out, progress))
+def plan(dataset: str | None, preset: str | None, overrides: dict, flags: dict, out: Path | None) -> list[Job]:
+    """The engine's jobs for a new run; no data set or preset chosen: the offline default job."""
+    from ...engine.train.jobs import plan_jobs
+    from ..console import note
+
+    default_job = dataset is None and preset is None
+    if default_job:
+        note(f"no --dataset: the offline default (preset {DEFAULT_DATASET}: embedded data and backbone)")
+    path = preset_file(DEFAULT_DATASET if default_job else preset, dataset)
+    return plan_jobs(path, overrides, flags, out, default_job=default_job)
+
+
+def train(jobs: list[Job]) -> None:
+    """Train each job with live progress; show each result, and the comparison of several."""
+    from ...engine.train import finetune as train_job
+    from ...engine.train.jobs import is_main_process
+    from ..progress import training_progress
+
+    main = is_main_process()
+    with training_progress(main) as progress:
+        finished = [train_job(job.config, job.out, progress) for job in jobs]
     if main:
         for run_dir, metrics in finished:
             show_results(run_dir, metrics)
@@ -135,13 +115,12 @@ def finetune(
             show_comparison(finished)
 
 
-def _fold(value: str | None) -> int | None | str:
-    """``--fold``: 'all' (every fold) is the default; otherwise a fold number."""
-    if value is None or value == "all":
-        return None
-    if value.isdigit():
-        return int(value)
-    return value  # the config rejects it with the key, the value and what is allowed
+def show_configs(jobs: list[Job]) -> None:
+    from ...engine.config import dump_config
+    from ..console import out
+
+    for job in jobs:
+        out.print(dump_config(job.config), end="", highlight=False, markup=False)
 
 
 def show_results(run_dir: Path, metrics: dict) -> None:
@@ -181,67 +160,3 @@ def show_comparison(finished: list[tuple[Path, dict]]) -> None:
     out.print(table)
     out.print(f"next: softmoa predict YOUR.wav (uses {finished[-1][0]}), softmoa evaluate, softmoa analyze "
               f"{finished[-1][0]}")
-
-
-class _Quiet:
-    """The callback of ranks other than 0: nothing to show."""
-
-    def __enter__(self):
-        from ...engine.train import Callback
-
-        return Callback()
-
-    def __exit__(self, *exc):
-        return False
-
-
-class RichProgress:
-    """Rich live progress for the engine's callback: epoch, step, loss, accuracy, samples/s, ETA."""
-
-    def __enter__(self):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        from ...engine.train import Callback
-        from ..console import err, note
-
-        progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), console=err, transient=False)
-        self.progress = progress
-
-        class View(Callback):
-            task = None
-
-            def fold_start(self, fold, folds, epochs, steps):
-                name = "train" if fold is None else f"fold {fold}/{folds}"
-                self.task = progress.add_task(name, total=epochs * steps, stats="")
-
-            def step(self, info):
-                done = (info.epoch - 1) * info.steps + info.step
-                progress.update(self.task, completed=done, stats=(
-                    f"epoch {info.epoch}/{info.epochs} · loss {info.loss:.4f} · acc {info.accuracy:.3f} · "
-                    f"{info.samples_per_s:.0f} samples/s · ETA {_duration(info.eta_s)}"))
-
-            def epoch_end(self, fold, record):
-                progress.console.print(f"  epoch {record['epoch']}: train loss {record['train_loss']:.4f} "
-                                       f"acc {record['train_accuracy']:.4f} · valid loss {record['valid_loss']:.4f} "
-                                       f"acc {record['valid_accuracy']:.4f}", highlight=False)
-
-            def fold_end(self, fold, result):
-                progress.console.print(f"  best epoch {result['best_epoch']} (valid {result['valid_accuracy']:.4f}) "
-                                       f"→ test accuracy {result['accuracy']:.4f}", highlight=False)
-
-            def message(self, text):
-                note(text)
-
-        progress.start()
-        return View()
-
-    def __exit__(self, *exc):
-        self.progress.stop()
-        return False
-
-
-def _duration(seconds: float) -> str:
-    minutes, seconds = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"

@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from ..options import Device, Json
+
 
 def predict(
     audio: Annotated[list[Path], typer.Argument(help="Audio files (WAV, FLAC, OGG; any rate and channels).",
@@ -18,8 +20,8 @@ def predict(
     run: Annotated[Path | None, typer.Option(help="A finetune run folder: its best model and labels.")] = None,
     runs_root: Annotated[Path, typer.Option(help="Where to look for the most recent run.")] = Path("runs"),
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Labels shown per file.")] = 5,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout instead of tables.")] = False,
-    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, ...")] = "cpu",
+    as_json: Json = False,
+    device: Device = "cpu",
 ) -> None:
     """Score audio files with a finetune run or an AST classifier (long files: windows averaged).
     Without --checkpoint or --run, the most recent finished run is used.

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ..options import Home
+from ..options import Home, MaxLength
 
 SHOWN_BAD = 5
 
@@ -17,8 +17,7 @@ def prepare(
     name: Annotated[str, typer.Argument(help="A data set (esc50, us8k, speechcommands, fsc, fsdd, ...), a folder "
                                              "with one sub-folder per class, or a CSV/TSV manifest (path,label"
                                              "[,split][,fold]).", show_default=False)],
-    max_length: Annotated[int | None, typer.Option(min=16, help="Input frames of 10 ms (default: the data set's).",
-                                                   show_default=False)] = None,
+    max_length: MaxLength = None,
     jobs: Annotated[int | None, typer.Option("--jobs", "-j", min=1, help="Worker processes (default: the CPU "
                                                                           "cores, at most 8).", show_default=False)] = None,
     max_bad: Annotated[str, typer.Option(help="Largest share of bad clips that still exits 0, as 0.05 or 5%; "
@@ -44,6 +43,7 @@ def prepare(
     from ...engine.data.cache import accept_bad, prepare_cache
     from ...engine.data.shares import parse_share
     from ..console import note, out
+    from ..progress import ClipProgress
 
     share = parse_share(max_bad)  # a wrong value fails before the work
     started = time.perf_counter()
@@ -61,36 +61,3 @@ def prepare(
               f"{cache.path}", highlight=False, soft_wrap=True)
     accept_bad(cache, share)
 
-
-class ClipProgress:
-    """A rich progress bar for the engine's ``progress(done, total)`` clip callback."""
-
-    def __init__(self, name: str):
-        self.name = name
-
-    def __enter__(self):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        from ..console import err
-
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
-                            console=err, transient=True)
-        self.task = self.bar.add_task(f"prepare {Path(self.name).name}", total=None, rate="")
-        self.first: tuple[int, float] | None = None
-        return self
-
-    def __call__(self, done: int, total: int) -> None:
-        import time
-
-        now = time.perf_counter()
-        if self.first is None:
-            self.bar.start()  # only once there is work to show
-        self.first = self.first or (done, now)  # a resumed run starts part-way: count only new clips
-        rate = (done - self.first[0]) / (now - self.first[1]) if now > self.first[1] else 0.0
-        self.bar.update(self.task, completed=done, total=total, rate=f"{rate:.0f} clips/s" if rate else "")
-
-    def __exit__(self, *exc):
-        if self.first is not None:
-            self.bar.stop()
-        return False
