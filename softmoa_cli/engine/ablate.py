@@ -357,28 +357,8 @@ def results_figure(study: Study, rows: list[dict], context: str = "", classes: i
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     twin = ax.twinx()
-    twin.bar(x, params, width=0.4, alpha=0.25, color="tab:orange")
-    twin.set_ylabel("trainable parameters (bars)", color="tab:orange")
-    twin.tick_params(axis="y", colors="tab:orange")
-    if max(params) > 50 * max(1, min(params)):  # the bars in the lower half, clear of most accuracy labels
-        twin.set_yscale("log")
-        floor = max(1, min(params)) / 2
-        twin.set_ylim(floor, max(params) ** 2 / floor)
-        twin.set_yticks([tick for tick in twin.get_yticks() if floor <= tick <= 10 * max(params)])
-        twin.minorticks_off()
-    else:
-        twin.set_ylim(0, 2 * max(params))
-        twin.set_yticks([tick for tick in twin.get_yticks() if tick <= 1.2 * max(params)])
-    handles = []
-    if seeds > 1:
-        handles.append(ax.errorbar(x, means, yerr=stds, marker="o", capsize=5, color="tab:blue",
-                                   label=f"mean ± 1 std over {seeds} seeds"))
-    else:
-        handles += ax.plot(x, means, marker="o", color="tab:blue", label="1 seed: no spread to show")
-    for xi, mean, std in zip(x, means, stds):
-        text = f"{mean:.1f}" + (f" ± {std:.1f}" if seeds > 1 else "")
-        ax.annotate(text, (xi, mean + std), xytext=(0, 5), textcoords="offset points", ha="center",
-                    fontsize=8, color="tab:blue")
+    _parameter_bars(twin, x, params)
+    handles = _accuracy_points(ax, x, means, stds, seeds)
     if chance is not None:
         ax.axhline(chance, linestyle="--", color="0.35", linewidth=1.2)
         handles.append(Line2D([], [], linestyle="--", color="0.35", label=f"chance: 1/{classes} = {chance:.1f}%"))
@@ -399,6 +379,36 @@ def results_figure(study: Study, rows: list[dict], context: str = "", classes: i
     body = textwrap.fill(context, width=int(fig.get_figwidth() * 11)) if context else ""
     ax.set_title(head + (f"\n{body}" if body else ""), fontsize=10)
     return fig
+
+
+def _parameter_bars(twin, x: list[int], params: list[int]) -> None:
+    """Trainable parameters as pale bars in the lower half of the axes (log scale past 50x)."""
+    twin.bar(x, params, width=0.4, alpha=0.25, color="tab:orange")
+    twin.set_ylabel("trainable parameters (bars)", color="tab:orange")
+    twin.tick_params(axis="y", colors="tab:orange")
+    if max(params) > 50 * max(1, min(params)):  # the bars in the lower half, clear of most accuracy labels
+        twin.set_yscale("log")
+        floor = max(1, min(params)) / 2
+        twin.set_ylim(floor, max(params) ** 2 / floor)
+        twin.set_yticks([tick for tick in twin.get_yticks() if floor <= tick <= 10 * max(params)])
+        twin.minorticks_off()
+    else:
+        twin.set_ylim(0, 2 * max(params))
+        twin.set_yticks([tick for tick in twin.get_yticks() if tick <= 1.2 * max(params)])
+
+
+def _accuracy_points(ax, x: list[int], means: list[float], stds: list[float], seeds: int) -> list:
+    """Mean accuracy per point (error bars of one std over seeds), each labelled; the legend handles."""
+    if seeds > 1:
+        handles = [ax.errorbar(x, means, yerr=stds, marker="o", capsize=5, color="tab:blue",
+                               label=f"mean ± 1 std over {seeds} seeds")]
+    else:
+        handles = ax.plot(x, means, marker="o", color="tab:blue", label="1 seed: no spread to show")
+    for xi, mean, std in zip(x, means, stds):
+        text = f"{mean:.1f}" + (f" ± {std:.1f}" if seeds > 1 else "")
+        ax.annotate(text, (xi, mean + std), xytext=(0, 5), textcoords="offset points", ha="center",
+                    fontsize=8, color="tab:blue")
+    return list(handles)
 
 
 def plot_results(study: Study, rows: list[dict], path: Path, context: str = "", classes: int | None = None,
