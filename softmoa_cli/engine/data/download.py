@@ -296,18 +296,7 @@ def install(spec: DatasetSpec, source: Path | None = None, *, force: bool = Fals
             raise SoftmoaError(f"--from {source}: no such file or folder")
         elif sha256 is not None and source.is_file() and sha256_of(source) != sha256:
             raise SoftmoaError(f"--from {source}: its SHA-256 differs from --sha256 {sha256}; check the file")
-        if archive.is_dir():
-            found = spec.find_root(archive)
-            if found is None:
-                raise SoftmoaError(f"--from {source}: no {spec.marker} in it or its sub-folders; "
-                                   f"is this a copy of {spec.title}?")
-            _copy_folder(found, staging, progress)
-            root = staging
-        else:
-            extract(archive, staging, progress=progress)
-            root = spec.find_root(staging)
-            if root is None:
-                raise SoftmoaError(f"{archive}: no {spec.marker} inside; is this an archive of {spec.title}?")
+        root = _unpack(spec, archive, staging, progress)
         clips = spec.verify(root)
         (root / INSTALLED).write_text(json.dumps({"name": spec.name, "source": str(source or spec.source.url),
                                                   "clips": len(clips.paths)}) + "\n")
@@ -320,6 +309,22 @@ def install(spec: DatasetSpec, source: Path | None = None, *, force: bool = Fals
         return Installed(spec.name, target, len(clips.paths), already=False)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _unpack(spec: DatasetSpec, archive: Path, staging: Path, progress: Progress) -> Path:
+    """Copy a folder's data set root, or extract an archive, into ``staging``; the root found there."""
+    if archive.is_dir():
+        found = spec.find_root(archive)
+        if found is None:
+            raise SoftmoaError(f"--from {archive}: no {spec.marker} in it or its sub-folders; "
+                               f"is this a copy of {spec.title}?")
+        _copy_folder(found, staging, progress)
+        return staging
+    extract(archive, staging, progress=progress)
+    root = spec.find_root(staging)
+    if root is None:
+        raise SoftmoaError(f"{archive}: no {spec.marker} inside; is this an archive of {spec.title}?")
+    return root
 
 
 def _generated(spec: DatasetSpec, target: Path) -> Installed:
