@@ -51,6 +51,9 @@ class DataConfig(Section):
     valid_fraction: float = Field(0.1, gt=0, lt=1, description="share of the training clips held out for "
                                                                "validation when the data set has no validation split")
     spec_augment: SpecAugment = SpecAugment()
+    task: Literal["auto", "multilabel"] = Field("auto", description="auto: multi-label when the data has label "
+                                                                    "sets, else single-label; multilabel: always "
+                                                                    "(sigmoid outputs, BCE, mAP)")
     max_bad: float | None = Field(None, description="share of bad clips to accept, 0.05 or '5%'; unset: the share "
                                                     "accepted when the cache was prepared (default 1%)")
 

@@ -75,7 +75,13 @@ def load_cache(folder: str | Path) -> FeatureTable:
                        else np.zeros((0, *window), np.float16)
                        for name, rows in ((FEATURES, len(counts)), (EXTRA, int((counts - 1).sum()))))
     accepted = json.loads((folder / ACCEPTED).read_text())["max_bad"] if (folder / ACCEPTED).is_file() else MAX_BAD
-    return FeatureTable(index["name"], features, np.array(index["labels"], dtype=np.int64), index["label_names"],
+    if index.get("multi_label"):  # label sets -> multi-hot rows [n, classes]
+        labels = np.zeros((len(index["labels"]), len(index["label_names"])), dtype=np.uint8)
+        for row, ids in enumerate(index["labels"]):
+            labels[row, ids] = 1
+    else:
+        labels = np.array(index["labels"], dtype=np.int64)
+    return FeatureTable(index["name"], features, labels, index["label_names"],
                         np.array(index["split"], dtype="<U5"), np.array(index["fold"], dtype=np.int64), config,
                         counts, extra, folder, index["paths"], [tuple(row) for row in index["bad"]], index["listed"],
                         accepted)
@@ -171,13 +177,13 @@ def settings_of(config: FeatureConfig) -> dict:
 def cache_key(root: Path, clips: Clips, config: FeatureConfig) -> str:
     """``L<max_length>-<settings hash>-<sources hash>`` (sources: each clip's metadata, size, mtime)."""
     sources = []
-    for path, label, split, fold in zip(clips.paths, clips.labels.tolist(), clips.split.tolist(), clips.fold.tolist()):
+    for row, (path, split, fold) in enumerate(zip(clips.paths, clips.split.tolist(), clips.fold.tolist())):
         try:
             info = (root / path).stat()
             size, mtime = info.st_size, info.st_mtime_ns
         except OSError:
             size, mtime = -1, 0
-        sources.append((path, clips.label_names[label], split, fold, size, mtime))
+        sources.append((path, clips.label_text(row), split, fold, size, mtime))
     return f"L{config.max_length}-{_digest(settings_of(config))}-{_digest(sources)}"
 
 
@@ -257,23 +263,37 @@ def _publish(name: str, root: Path, clips: Clips, config: FeatureConfig, key: st
         atomic_write_json(state_path, {**state, "compacted": True})
     if compact_path.exists():
         os.replace(compact_path, partial / FEATURES)
-    chunk_files = sorted((partial / "extra").glob("*.npy"), key=lambda path: int(path.stem))
-    if chunk_files:  # the long clips are never bad, so every saved window is kept, in row order
-        with open(partial / f"{EXTRA}.tmp", "wb") as handle:
-            for path in chunk_files:
-                handle.write(np.load(path).tobytes())
-        os.replace(partial / f"{EXTRA}.tmp", partial / EXTRA)
+    _gather_extra(partial, counts, set(bad))
     report = [(clips.paths[i], reason) for i, reason in sorted(bad.items())]
     atomic_write_text(partial / BAD, "path\treason\n" + "".join(f"{p}\t{r}\n" for p, r in report))
     atomic_write_json(partial / INDEX, {
         "format": FORMAT, "name": name, "key": key, "root": str(root), "settings": settings_of(config),
         "label_names": clips.label_names, "listed": len(clips.paths), "bad": report,
-        "paths": [clips.paths[i] for i in keep], "labels": clips.labels[keep].tolist(),
+        "multi_label": clips.multi_label, "paths": [clips.paths[i] for i in keep],
+        "labels": [np.flatnonzero(row).tolist() for row in clips.labels[keep]] if clips.multi_label
+        else clips.labels[keep].tolist(),
         "split": clips.split[keep].tolist(), "fold": clips.fold[keep].tolist(),
         "windows": [counts.get(int(i), 1) for i in keep]})
     os.replace(partial, final)
     (final / "state.json").unlink()
     shutil.rmtree(final / "extra", ignore_errors=True)
+
+
+def _gather_extra(partial: Path, counts: dict[int, int], bad: set[int]) -> None:
+    """The further windows of the kept long clips, in row order, from the per-chunk files into
+    ``extra.f16`` (a chunk file holds its long clips' windows one clip after another)."""
+    chunk_files = sorted((partial / "extra").glob("*.npy"), key=lambda path: int(path.stem))
+    if not chunk_files:
+        return
+    starts = [int(path.stem) for path in chunk_files] + [max(counts) + 1]
+    with open(partial / f"{EXTRA}.tmp", "wb") as handle:
+        for path, start, end in zip(chunk_files, starts, starts[1:]):
+            windows, offset = np.load(path), 0
+            for row in sorted(r for r in counts if start <= r < end):
+                if row not in bad:
+                    handle.write(windows[offset:offset + counts[row] - 1].tobytes())
+                offset += counts[row] - 1
+    os.replace(partial / f"{EXTRA}.tmp", partial / EXTRA)
 
 
 def check_bad(cache: FeatureTable, max_bad: float | None = None) -> None:
@@ -333,6 +353,9 @@ def prepare_cache(name_or_path: str | Path, *, max_length: int | None = None, jo
         if not (final / INDEX).is_file():
             partial = folder / f".{key}.partial"
             bad, counts = _build(root, clips, config, partial, jobs, chunk, progress)
+            if clips.multi_label:  # a clip without a label set cannot be learned from or scored
+                bad |= {int(row): "no labels: give it at least one label in the labels column, or remove it"
+                        for row in np.flatnonzero(clips.labels.sum(axis=1) == 0)}
             _publish(spec.name, root, clips, config, key, partial, bad, counts, final)
             built = True
     return load_cache(final), built
@@ -416,5 +439,7 @@ def open_cache(name_or_path: str | Path, max_length: int | None = None, prepare:
 
 
 def open_dataset(data: DataConfig, message: Callable[[str], None] = lambda text: None) -> FeatureTable:
-    """The feature table of a run's ``data`` section, prepared first when missing."""
-    return open_cache(data.dataset, max_length=data.max_length, message=message, max_bad=data.max_bad)
+    """The feature table of a run's ``data`` section, prepared first when missing (as a multi-label
+    table when the section says ``task: multilabel``)."""
+    table = open_cache(data.dataset, max_length=data.max_length, message=message, max_bad=data.max_bad)
+    return table.as_multi_label() if data.task == "multilabel" else table

@@ -3,7 +3,8 @@
 Folder: ``root/<class>/**/<clip>.{wav,flac,ogg,mp3,aiff}``; classes are the sub-folder names.
 Manifest: a header with ``path`` and ``label`` columns, optional ``split`` (train / valid /
 test) and ``fold`` (1..k); ``path`` relative to the manifest's folder, or absolute; ``.tsv``
-files are tab-separated. With folds and no split every clip is 'train' (a k-fold set). With
+files are tab-separated. A ``labels`` column instead of ``label`` holds label sets separated
+by ``;`` (``clips/a.wav,dog;rain,train``): a multi-label data set. With folds and no split every clip is 'train' (a k-fold set). With
 neither, the split is drawn per class with ``seed``: 10 % test, 10 % valid (one of each when
 a class has 3 clips or more), the same on every run.
 """
@@ -57,18 +58,25 @@ def _split_value(row: dict[str, str], path: Path) -> str:
 
 
 def scan_manifest(manifest: Path, seed: int = 0) -> Clips:
-    table = read_table(manifest, ["path", "label"], "\t" if manifest.suffix.lower() == ".tsv" else ",")
+    delimiter = "\t" if manifest.suffix.lower() == ".tsv" else ","
+    multi = "labels" in read_table(manifest, [], delimiter, header_only=True)
+    table = read_table(manifest, ["path", "labels" if multi else "label"], delimiter)
     if not table:
         raise SoftmoaError(f"{manifest}: no rows; list one clip per line as path,label")
     columns = table[0].keys()
-    paths, labels = [row["path"].strip() for row in table], [row["label"].strip() for row in table]
+    paths = [row["path"].strip() for row in table]
+    if multi:  # label sets; the split draws by each clip's first label
+        labels = [tuple(sorted({name.strip() for name in row["labels"].split(";") if name.strip()})) for row in table]
+        firsts = [names[0] if names else "" for names in labels]
+    else:
+        labels = firsts = [row["label"].strip() for row in table]
     folds = [integer(row, "fold", manifest) for row in table] if "fold" in columns else [0] * len(table)
     if "split" in columns:
         split = [_split_value(row, manifest) for row in table]
     elif "fold" in columns:
         split = ["train"] * len(table)
     else:
-        split = seeded_split(paths, labels, seed)
+        split = seeded_split(paths, firsts, seed)
     return make_clips(list(zip(paths, labels, split, folds)))
 
 

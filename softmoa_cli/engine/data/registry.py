@@ -33,9 +33,11 @@ SEARCH_DEPTH = 3  # how deep an extracted archive may nest the data set root
 class Clips:
     """The clips of a data set in a fixed order, as its metadata lists them.
 
-    ``paths`` are POSIX paths relative to the data set root; ``labels [n]`` int64 ids into
-    ``label_names``; ``split [n]`` 'train' / 'valid' / 'test' (k-fold sets: all 'train', the
-    fold decides); ``fold [n]`` int64, 1..k, or 0 for a set without folds.
+    ``paths`` are POSIX paths relative to the data set root; ``labels`` ids into
+    ``label_names``: ``[n]`` int64 (single-label), or ``[n, classes]`` uint8 multi-hot rows of
+    label sets (multi-label; a row may be empty: such a clip is reported as bad); ``split [n]``
+    'train' / 'valid' / 'test' (k-fold sets: all 'train', the fold decides); ``fold [n]`` int64,
+    1..k, or 0 for a set without folds.
     """
 
     paths: list[str]
@@ -44,23 +46,45 @@ class Clips:
     split: np.ndarray
     fold: np.ndarray
 
+    @property
+    def multi_label(self) -> bool:
+        return self.labels.ndim == 2
 
-def make_clips(rows: Sequence[tuple[str, str, str, int]], label_names: Sequence[str] | None = None) -> Clips:
-    """``(path, label name, split, fold)`` rows -> Clips; labels default to the sorted names."""
-    names = list(label_names) if label_names is not None else sorted({row[1] for row in rows})
+    def label_text(self, row: int) -> str:
+        """The label (or ``;``-joined label set) of clip ``row``, as a manifest writes it."""
+        if self.multi_label:
+            return ";".join(self.label_names[i] for i in np.flatnonzero(self.labels[row]))
+        return self.label_names[self.labels[row]]
+
+
+def make_clips(rows: Sequence[tuple[str, str | tuple[str, ...], str, int]],
+               label_names: Sequence[str] | None = None) -> Clips:
+    """``(path, label, split, fold)`` rows -> Clips; labels default to the sorted names. A label
+    given as a tuple of names is a label set: then every row is one, and the clips are
+    multi-label (multi-hot rows)."""
+    multi = any(isinstance(row[1], tuple) for row in rows)
+    sets = [row[1] if isinstance(row[1], tuple) else (row[1],) for row in rows]
+    names = list(label_names) if label_names is not None else sorted({name for names in sets for name in names})
     ids = {name: i for i, name in enumerate(names)}
-    return Clips(paths=[row[0] for row in rows],
-                 labels=np.array([ids[row[1]] for row in rows], dtype=np.int64),
-                 label_names=names,
+    if multi:
+        labels = np.zeros((len(rows), len(names)), dtype=np.uint8)
+        for row, names_of in enumerate(sets):
+            labels[row, [ids[name] for name in names_of]] = 1
+    else:
+        labels = np.array([ids[row[1]] for row in rows], dtype=np.int64)
+    return Clips(paths=[row[0] for row in rows], labels=labels, label_names=names,
                  split=np.array([row[2] for row in rows], dtype="<U5"),
                  fold=np.array([row[3] for row in rows], dtype=np.int64))
 
 
-def read_table(path: Path, required: Sequence[str], delimiter: str = ",") -> list[dict[str, str]]:
-    """Rows of a CSV/TSV file with a header; a SoftmoaError names the file and any missing column."""
+def read_table(path: Path, required: Sequence[str], delimiter: str = ",", header_only: bool = False):
+    """Rows of a CSV/TSV file with a header (``header_only``: its column names); a SoftmoaError
+    names the file and any missing column."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle, delimiter=delimiter)
+            if header_only:
+                return list(reader.fieldnames or [])
             missing = [column for column in required if column not in (reader.fieldnames or [])]
             if missing:
                 raise SoftmoaError(f"{path}: missing column(s) {', '.join(missing)} (found: "

@@ -51,7 +51,10 @@ def plan_splits(table: FeatureTable, data: DataConfig) -> list[Split]:
 
 
 def _hold_out(indices: np.ndarray, labels: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:
-    """Stratified split of ``indices`` into (kept, held out): ``fraction`` of each class, at least one."""
+    """Stratified split of ``indices`` into (kept, held out): ``fraction`` of each class, at least
+    one (multi-label rows: stratified by each clip's first label)."""
+    if labels.ndim == 2:
+        labels = labels.argmax(axis=1)
     rng = np.random.default_rng(0)
     held = []
     for label in np.unique(labels):

@@ -7,7 +7,7 @@ own arrays). Reads are whole batches with one sorted index into the memory map.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +24,8 @@ class FeatureTable:
     """Every clip of a data set, in a fixed order.
 
     ``features [n, max_length, mel_bins]`` float16 (usually memory-mapped): each clip's first
-    window (``features.window_starts``); ``labels [n]`` int64 ids into ``label_names``; ``split
+    window (``features.window_starts``); ``labels`` ids into ``label_names``: ``[n]`` int64
+    (single-label) or ``[n, classes]`` uint8 multi-hot label sets (multi-label); ``split
     [n]`` 'train' / 'valid' / 'test' (k-fold sets: all 'train'); ``fold [n]`` int64, 1..k or 0
     when the set has no folds. Clips longer than one window: ``windows [n]`` windows per clip
     and ``extra [sum(windows - 1), max_length, mel_bins]`` their further windows, clip after
@@ -54,6 +55,19 @@ class FeatureTable:
         return len(self.labels)
 
     @property
+    def multi_label(self) -> bool:
+        """Several labels per clip (sigmoid outputs, mAP) rather than one (softmax, accuracy)."""
+        return self.labels.ndim == 2
+
+    def as_multi_label(self) -> "FeatureTable":
+        """The same clips with their labels as multi-hot rows (a preset's ``task: multilabel``)."""
+        if self.multi_label:
+            return self
+        rows = np.zeros((len(self), len(self.label_names)), dtype=np.uint8)
+        rows[np.arange(len(self)), self.labels] = 1
+        return replace(self, labels=rows)
+
+    @property
     def report(self) -> Path | None:
         """The bad clip report ``bad.tsv`` of a cache."""
         return None if self.path is None else self.path / BAD
@@ -65,11 +79,13 @@ class FeatureTable:
         return values if len(values) >= 3 and not (self.split == "test").any() else []
 
     def batch(self, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """Features ``[b, frames, bins]`` float32 and labels ``[b]`` of these clips."""
+        """Features ``[b, frames, bins]`` float32 and the targets of these clips: class ids ``[b]``
+        int64, or multi-hot rows ``[b, classes]`` float32 for a multi-label table."""
         order = np.argsort(indices, kind="stable")  # sorted reads are faster on a memory map
         rows = np.empty((len(indices), *self.features.shape[1:]), dtype=np.float32)
         rows[order] = self.features[indices[order]]
-        return torch.from_numpy(rows), torch.from_numpy(np.asarray(self.labels[indices], dtype=np.int64))
+        targets = np.asarray(self.labels[indices], dtype=np.float32 if self.multi_label else np.int64)
+        return torch.from_numpy(rows), torch.from_numpy(targets)
 
     def clip_windows(self, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """Every window of these clips by the window rule: features ``[w, frames, bins]`` float32
