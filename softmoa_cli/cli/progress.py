@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from rich.text import Text
+
 from .console import err, note
 
 
@@ -21,48 +23,81 @@ def training_progress(show: bool):
 
 
 class TrainingProgress:
-    """Rich live progress for the engine's callback: epoch, step, loss, accuracy, samples/s, ETA."""
+    """Training progress on stderr for the engine's callback: one line per epoch (fold, epoch k/N,
+    train and valid loss and accuracy, lr, samples/s, elapsed) and one per finished fold. In a
+    terminal a live bar of the current fold (step, loss, accuracy, samples/s, ETA) sits below
+    them and is removed when its fold ends; elsewhere (a pipe, a file, a CI log) there is no bar."""
 
     def __enter__(self):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
         from ..engine.train import Callback
 
-        progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), console=err, transient=False)
+        progress = None
+        if err.is_terminal:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+            from rich.table import Column
+
+            # One line at any width: the counts and times whole, the stats (last, taking what is left) end in "…".
+            whole = Column(no_wrap=True)
+            progress = Progress(TextColumn("{task.description}", table_column=whole), BarColumn(bar_width=16),
+                                MofNCompleteColumn(table_column=whole), TimeElapsedColumn(table_column=whole),
+                                TextColumn("{task.fields[eta]}", table_column=whole),
+                                TextColumn("{task.fields[stats]}",
+                                           table_column=Column(no_wrap=True, overflow="ellipsis", ratio=1)),
+                                console=err, transient=True, expand=True)
         self.progress = progress
 
         class View(Callback):
             task = None
+            where = ""  # "fold k/N · " for k-fold runs
+            epochs = 0
+            started = 0.0
+            last = None  # the fold's latest StepInfo
 
             def fold_start(self, fold, folds, epochs, steps):
-                name = "train" if fold is None else f"fold {fold}/{folds}"
-                self.task = progress.add_task(name, total=epochs * steps, stats="")
+                self.where = "" if fold is None else f"fold {fold}/{folds} · "
+                self.epochs, self.started, self.last = epochs, time.perf_counter(), None
+                if progress is not None:
+                    self.task = progress.add_task(self.where.removesuffix(" · ") or "train", total=epochs * steps,
+                                                  eta="", stats="")
 
             def step(self, info):
-                done = (info.epoch - 1) * info.steps + info.step
-                progress.update(self.task, completed=done, stats=(
-                    f"epoch {info.epoch}/{info.epochs} · loss {info.loss:.4f} · acc {info.accuracy:.3f} · "
-                    f"{info.samples_per_s:.0f} samples/s · ETA {duration(info.eta_s)}"))
+                self.last = info
+                if progress is not None and self.task is not None:
+                    done = (info.epoch - 1) * info.steps + info.step
+                    progress.update(self.task, completed=done, eta=f"ETA {duration(info.eta_s)}", stats=(
+                        f"epoch {info.epoch}/{info.epochs} · loss {info.loss:.4f} · acc {info.accuracy:.3f} · "
+                        f"{info.samples_per_s:.0f} samples/s"))
 
             def epoch_end(self, fold, record):
-                progress.console.print(f"  epoch {record['epoch']}: train loss {record['train_loss']:.4f} "
-                                       f"acc {record['train_accuracy']:.4f} · valid loss {record['valid_loss']:.4f} "
-                                       f"acc {record['valid_accuracy']:.4f}", highlight=False)
+                rate = f" · {self.last.samples_per_s:.0f} samples/s" if self.last is not None else ""
+                plain(f"  {self.where}epoch {record['epoch']}/{self.epochs} · train loss {record['train_loss']:.4f} "
+                      f"acc {record['train_accuracy']:.4f} · valid loss {record['valid_loss']:.4f} "
+                      f"acc {record['valid_accuracy']:.4f} · lr {record['lr']:.2e}{rate} · "
+                      f"elapsed {duration(time.perf_counter() - self.started)}")
 
             def fold_end(self, fold, result):
-                progress.console.print(f"  best epoch {result['best_epoch']} (valid {result['valid_accuracy']:.4f}) "
-                                       f"→ test accuracy {result['accuracy']:.4f}", highlight=False)
+                if progress is not None and self.task is not None:
+                    progress.remove_task(self.task)
+                    self.task = None
+                plain(f"  {self.where}best epoch {result['best_epoch']} (valid {result['valid_accuracy']:.4f}) "
+                      f"→ test accuracy {result['accuracy']:.4f}")
 
             def message(self, text):
                 note(text)
 
-        progress.start()
+        if progress is not None:
+            progress.start()
         return View()
 
     def __exit__(self, *exc):
-        self.progress.stop()
+        if self.progress is not None:
+            self.progress.stop()
         return False
+
+
+def plain(text: str) -> None:
+    """One line on stderr, never wrapped: a log keeps one line per event."""
+    err.print(Text(text), highlight=False, soft_wrap=True)
 
 
 def duration(seconds: float) -> str:
@@ -73,14 +108,15 @@ def duration(seconds: float) -> str:
 
 
 class ByteProgress:
-    """Rich progress bars for the engine's ``progress(phase, done, total)`` byte callback."""
+    """Rich progress bars for the engine's ``progress(phase, done, total)`` byte callback (in a terminal only)."""
 
     def __enter__(self):
         from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
                                    TransferSpeedColumn)
 
         self.bars = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                             TimeRemainingColumn(), console=err, transient=True)
+                             TimeRemainingColumn(), console=err, transient=True,
+                             disable=not err.is_terminal)  # a pipe or a log gets no bar fragments
         self.tasks: dict[str, int] = {}
         return self
 
@@ -98,7 +134,7 @@ class ByteProgress:
 
 
 class ClipProgress:
-    """A rich progress bar for the engine's ``progress(done, total)`` clip callback."""
+    """A rich progress bar for the engine's ``progress(done, total)`` clip callback (in a terminal only)."""
 
     def __init__(self, name: str):
         self.name = name
@@ -108,7 +144,7 @@ class ClipProgress:
 
         self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                             TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
-                            console=err, transient=True)
+                            console=err, transient=True, disable=not err.is_terminal)
         self.task = self.bar.add_task(f"prepare {Path(self.name).name}", total=None, rate="")
         self.first: tuple[int, float] | None = None
         return self

@@ -93,16 +93,13 @@ def _train_with_progress(config, run_dir: Path) -> dict:
 
 
 def show_results(study, base, rows: list[dict], folder: Path) -> None:
-    from rich.table import Table
-
     from ...engine.ablate import COLUMNS, describe_base, format_row
-    from ..console import note, out
+    from ..console import Column, line, note, show_table
 
-    table = Table(title=f"ablate {study.name}: {study.description}", caption=describe_base(study, base),
-                  show_edge=False)
-    for name, title in COLUMNS.items():
-        table.add_column(title, justify="left" if name == "value" else "right")
-    for row in rows:
-        table.add_row(*format_row(row).values())
-    out.print(table)
+    # The values and their "mean ± std" stay whole; narrow, the cost figures follow the table.
+    columns = [Column(title, "left" if name == "value" else "right", whole=name in ("value", "accuracy"),
+                      optional=name in ("flops", "epoch_seconds", "peak_memory_mib"))
+               for name, title in COLUMNS.items()]
+    show_table(columns, [list(format_row(row).values()) for row in rows], f"ablate {study.name}: {study.description}")
+    line(describe_base(study, base))
     note(f"wrote {folder / 'results.csv'}, {folder / 'results.md'} and {folder / 'plot.png'}")

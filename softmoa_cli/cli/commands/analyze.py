@@ -23,25 +23,19 @@ def analyze(
 
     Example: softmoa analyze runs/fsdd-soft-20261128-120000 --split test
     """
-    from rich.table import Table
-
     from ...engine.contribution import analyze_run, plot_contributions
     from ...engine.fsutil import atomic_write_json
-    from ..console import note, out as stdout
+    from ..console import Column, note, show_table
 
     result = analyze_run(run, split, fold, device=device, message=note)
     folder = out or run
     png = plot_contributions(result, folder / "experts.png")
     atomic_write_json(folder / "experts.json", {"kind": result.kind, "split": split, "layers": result.rows()})
     experts = result.shares.shape[1]
-    table = Table(title=f"expert shares ({result.kind} mixture, uniform = {1 / experts:.3f})", show_edge=False)
-    table.add_column("layer")
-    for i in range(experts):
-        table.add_column(f"e{i}", justify="right")
-    table.add_column("entropy", justify="right")
-    table.add_column("min/max", justify="right")
-    for row in result.rows():
-        table.add_row(row["layer"].replace(".adapter", ""), *(f"{s:.3f}" for s in row["shares"]),
-                      f"{row['normalized_entropy']:.3f}", f"{row['min_max_ratio']:.3f}")
-    stdout.print(table)
+    # Layer names and every expert's share stay in the table; narrow, the balance figures follow it.
+    columns = [Column("layer", "left", whole=True), *(Column(f"e{i}") for i in range(experts)),
+               Column("entropy", optional=True), Column("min/max", optional=True)]
+    rows = [[row["layer"].replace(".adapter", ""), *(f"{s:.3f}" for s in row["shares"]),
+             f"{row['normalized_entropy']:.3f}", f"{row['min_max_ratio']:.3f}"] for row in result.rows()]
+    show_table(columns, rows, f"expert shares ({result.kind} mixture, uniform = {1 / experts:.3f})")
     note(f"wrote {png} and {folder / 'experts.json'}")

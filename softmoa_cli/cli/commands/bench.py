@@ -42,16 +42,16 @@ def bench(
 
     from ...engine.bench import BenchSettings, run_bench, split_specs
     from ...engine.fsutil import atomic_write_json
-    from ..console import err, note, out
+    from ..console import err, note
 
     settings = BenchSettings(dim=dim, depth=depth, heads=heads, mlp_dim=mlp_dim, frames=frames, batch=batch,
                              warmup=warmup, repeats=repeats, threads=threads, device=device)
     specs = split_specs(methods)
-    with Progress(console=err, transient=True) as bar:
+    with Progress(console=err, transient=True, disable=not err.is_terminal) as bar:  # no bar in a pipe or log
         task = bar.add_task("bench", total=repeats)
         result = run_bench(specs, settings, reference, transformers_ast if compare_transformers else None,
                            lambda done, total, text: bar.update(task, completed=done, description=text))
-    out.print(_table(result))
+    _table(result)
     if result.engine_over_transformers is not None:
         note(f"engine forward / transformers ASTModel forward: {result.engine_over_transformers:.3f}")
     note(f"peak memory: {result.memory_measure}")
@@ -61,25 +61,27 @@ def bench(
 
 
 def _table(result):
-    from rich.table import Table
+    """The results table on stdout. The method labels stay whole; a narrow terminal or a log loses
+    the secondary columns (forward time, step/forward, FLOPs) to lines below it, or stacks it."""
+    from ..console import Column, show_table
 
     s = result.settings
-    table = Table(title=f"training-step cost: d={s.dim}, depth {s.depth}, {s.frames} frames, batch {s.batch}, "
-                        f"{result.environment['threads']} threads, {result.environment['device']}; "
-                        f"medians of {s.repeats}, ratios to {result.reference}", show_edge=False)
-    table.add_column("method", overflow="fold")
-    for name in ("step ms", "fwd ms", "step/fwd", "step/ref", "peak MiB", "peak/ref", "trainable", "GFLOPs/ex"):
-        table.add_column(name, justify="right", no_wrap=True)
+    title = (f"training-step cost: d={s.dim}, depth {s.depth}, {s.frames} frames, batch {s.batch}, "
+             f"{result.environment['threads']} threads, {result.environment['device']}; "
+             f"medians of {s.repeats}, ratios to {result.reference}")
+    secondary = ("fwd ms", "step/fwd", "GFLOPs/ex")
+    columns = [Column("method", "left", whole=True)] + [
+        Column(name, optional=name in secondary)
+        for name in ("step ms", "fwd ms", "step/fwd", "step/ref", "peak MiB", "peak/ref", "trainable", "GFLOPs/ex")]
 
     def number(value, spec):
         return "-" if value is None else format(value, spec)
 
-    for row in result.rows:
-        table.add_row(row.label, number(row.step_ms, ".1f"), f"{row.forward_ms:.1f}", number(row.step_over_forward, ".2f"),
-                      number(row.step_ratio, ".3f"), number(row.peak_bytes and row.peak_bytes / 2**20, ".0f"),
-                      number(row.peak_ratio, ".3f"), number(row.trainable_params, ","),
-                      number(row.flops and row.flops / 1e9, ".2f"))
-    return table
+    rows = [[row.label, number(row.step_ms, ".1f"), f"{row.forward_ms:.1f}", number(row.step_over_forward, ".2f"),
+             number(row.step_ratio, ".3f"), number(row.peak_bytes and row.peak_bytes / 2**20, ".0f"),
+             number(row.peak_ratio, ".3f"), number(row.trainable_params, ","),
+             number(row.flops and row.flops / 1e9, ".2f")] for row in result.rows]
+    show_table(columns, rows, title)
 
 
 def transformers_ast(settings):

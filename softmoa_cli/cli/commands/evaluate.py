@@ -23,7 +23,7 @@ def evaluate(
     from ...engine.errors import SoftmoaError
     from ...engine.evaluate import evaluate_run, save_confusion_png
     from ...engine.train import latest_run
-    from ..console import err, note, out
+    from ..console import err, note
 
     if run_dir is None:
         run_dir = latest_run()
@@ -37,23 +37,17 @@ def evaluate(
     if as_json:
         print(json.dumps(report | {"confusion_png": str(png)}, indent=2))
         return
-    from rich.table import Table
+    from ..console import Column, line, show_table
 
-    classes = Table(title=f"per class · {split}", show_edge=False)
-    for column in ("label", "precision", "recall", "F1", "clips"):
-        classes.add_column(column, justify="left" if column == "label" else "right")
-    for row in report["per_class"]:
-        classes.add_row(row["label"], f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}",
-                        str(row["support"]))
-    out.print(classes)
+    show_table([Column("label", "left", whole=True), Column("precision"), Column("recall"), Column("F1"),
+                Column("clips")],
+               [[row["label"], f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}",
+                 str(row["support"])] for row in report["per_class"]], f"per class · {split}")
     if len(report["folds"]) > 1:
-        folds = Table(title="per fold", show_edge=False)
-        for column in ("fold", "accuracy", "macro-F1", "clips"):
-            folds.add_column(column, justify="right")
-        for fold in report["folds"]:
-            folds.add_row(str(fold["fold"]), f"{fold['accuracy']:.4f}", f"{fold['macro_f1']:.4f}", str(fold["clips"]))
-        out.print(folds)
+        show_table([Column("fold", whole=True)] + [Column(name) for name in ("accuracy", "macro-F1", "clips")],
+                   [[str(fold["fold"]), f"{fold['accuracy']:.4f}", f"{fold['macro_f1']:.4f}", str(fold["clips"])]
+                    for fold in report["folds"]], "per fold")
     s = report["summary"]
     spread = lambda name: f"{s[name + '_mean']:.4f}" + (f" ± {s[name + '_std']:.4f}" if len(report["folds"]) > 1 else "")
-    out.print(f"{split} accuracy {spread('accuracy')} · macro-F1 {spread('macro_f1')}", highlight=False)
-    out.print(f"confusion matrix: {png}", highlight=False)
+    line(f"{split} accuracy {spread('accuracy')} · macro-F1 {spread('macro_f1')}")
+    line(f"confusion matrix: {png}")

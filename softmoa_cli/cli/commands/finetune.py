@@ -120,43 +120,43 @@ def show_configs(jobs: list[Job]) -> None:
     from ..console import out
 
     for job in jobs:
-        out.print(dump_config(job.config), end="", highlight=False, markup=False)
+        out.print(dump_config(job.config), end="", highlight=False, markup=False, soft_wrap=True)  # YAML unwrapped
 
 
 def show_results(run_dir: Path, metrics: dict) -> None:
-    from rich.table import Table
+    from ..console import Column, line, show_table
 
-    from ..console import out
-
-    table = Table(title=f"{metrics['dataset']} · {metrics['method']}", show_edge=False)
-    for column in ("fold", "best epoch", "valid acc", "test acc", "macro-F1", "trainable", "checkpoint", "time"):
-        table.add_column(column, justify="right")
+    columns = [Column("fold", whole=True)] + [Column(name, whole=name in ("checkpoint", "time")) for name in (
+        "best epoch", "valid acc", "test acc", "macro-F1", "trainable", "checkpoint", "time")]
+    rows = []
     for key, fold in metrics["folds"].items():
         result = fold["test"]
-        table.add_row(key, str(result["best_epoch"]), f"{result['valid_accuracy']:.4f}", f"{result['accuracy']:.4f}",
-                      f"{result['macro_f1']:.4f}", f"{result['trainable_params']:,}",
-                      f"{result['checkpoint_bytes'] / 1024:.1f} KiB", f"{result['train_seconds']:.0f} s")
-    out.print(table)
+        rows.append([key, str(result["best_epoch"]), f"{result['valid_accuracy']:.4f}", f"{result['accuracy']:.4f}",
+                     f"{result['macro_f1']:.4f}", f"{result['trainable_params']:,}",
+                     f"{result['checkpoint_bytes'] / 1024:.1f} KiB", f"{result['train_seconds']:.0f} s"])
+    show_table(columns, rows, f"{metrics['dataset']} · {metrics['method']}")
     summary = metrics["summary"]
     if summary.get("folds", 0) > 1:
-        out.print(f"test accuracy over {summary['folds']} folds: {summary['accuracy_mean']:.4f} ± "
-                  f"{summary['accuracy_std']:.4f} (macro-F1 {summary['macro_f1_mean']:.4f} ± {summary['macro_f1_std']:.4f})")
-    out.print(f"run: {run_dir}")
+        line(f"test accuracy over {summary['folds']} folds: {summary['accuracy_mean']:.4f} ± "
+             f"{summary['accuracy_std']:.4f} (macro-F1 {summary['macro_f1_mean']:.4f} ± "
+             f"{summary['macro_f1_std']:.4f})")
+    line(f"run: {run_dir}")
 
 
 def show_comparison(finished: list[tuple[Path, dict]]) -> None:
-    """The default job's summary: each method's test accuracy, trainable parameters and time."""
-    from rich.table import Table
+    """The default job's summary: each method's test accuracy, trainable parameters and time; the
+    run folders as lines below (whole, to be copied)."""
+    from ..console import Column, line, show_table
 
-    from ..console import out
-
-    table = Table(title="offline default: Soft-MoA against a single adapter", show_edge=False)
-    for column in ("method", "test accuracy", "trainable params", "training time", "run"):
-        table.add_column(column, justify="left" if column in ("method", "run") else "right")
+    columns = [Column("method", "left", whole=True), Column("test accuracy"), Column("trainable params"),
+               Column("training time", whole=True)]
+    rows = []
     for run_dir, metrics in finished:
         result = metrics["folds"]["all"]["test"]
-        table.add_row(metrics["method"], f"{result['accuracy']:.4f}", f"{result['trainable_params']:,}",
-                      f"{result['train_seconds']:.0f} s", str(run_dir))
-    out.print(table)
-    out.print(f"next: softmoa predict YOUR.wav (uses {finished[-1][0]}), softmoa evaluate, softmoa analyze "
-              f"{finished[-1][0]}")
+        rows.append([metrics["method"], f"{result['accuracy']:.4f}", f"{result['trainable_params']:,}",
+                     f"{result['train_seconds']:.0f} s"])
+    show_table(columns, rows, "offline default: Soft-MoA against a single adapter")
+    for run_dir, metrics in finished:
+        line(f"run ({metrics['method']}): {run_dir}")
+    line(f"next: softmoa predict YOUR.wav (uses {finished[-1][0]}), softmoa evaluate, softmoa analyze "
+         f"{finished[-1][0]}")

@@ -45,16 +45,13 @@ def predict(
     if as_json:
         print(json.dumps([r.to_dict() for r in good], indent=2))
     else:
-        from rich.table import Table
         from rich.text import Text
+
+        from ..console import Column, show_table
 
         for result in good:
             out.print(Text(result.file, style="bold"), soft_wrap=True)
-            table = Table(show_edge=False)
-            table.add_column("label")
-            table.add_column("score", justify="right")
-            for label, score in result.predictions:
-                table.add_row(label, f"{score:.4f}")
-            out.print(table)
+            show_table([Column("label", "left", whole=True), Column("score")],
+                       [[label, f"{score:.4f}"] for label, score in result.predictions])
     if len(good) < len(results):
         raise typer.Exit(1)

@@ -42,7 +42,7 @@ def prepare(
 
     from ...engine.data.cache import accept_bad, prepare_cache
     from ...engine.data.shares import parse_share
-    from ..console import note, out
+    from ..console import line, note
     from ..progress import ClipProgress
 
     share = parse_share(max_bad)  # a wrong value fails before the work
@@ -57,7 +57,7 @@ def prepare(
         note(f"... and {len(cache.bad) - SHOWN_BAD} more in {cache.report}")
     rate = f" in {seconds:.1f} s ({cache.listed / seconds:.0f} clips/s)" if built else " (already prepared)"
     bad = f", {len(cache.bad)} bad skipped (see {cache.report})" if cache.bad else ", 0 bad"
-    out.print(f"{cache.name}: {len(cache):,} clips cached{bad}{rate}; max_length {cache.feature_config.max_length}; "
-              f"{cache.path}", highlight=False, soft_wrap=True)
+    line(f"{cache.name}: {len(cache):,} clips cached{bad}{rate}; max_length {cache.feature_config.max_length}; "
+         f"{cache.path}")
     accept_bad(cache, share)
 
