@@ -3,15 +3,39 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 from collections.abc import Callable
+from typing import Annotated
 
 import typer
 
+from .. import __version__
 from .plugins import load_commands
 
 HELP = ("Fine-tune Audio Spectrogram Transformers with Soft Mixtures of Adapters "
         "and the baselines they must beat.")
+
+
+def _show_help(ctx: typer.Context, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        typer.echo(ctx.get_help(), color=ctx.color)
+        raise typer.Exit()
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"softmoa {__version__}")
+        raise typer.Exit()
+
+
+# Typer's own --help shows a type (<bool>) beside it; this one is a plain flag. Every command
+# gets it (see with_help_flag), the app too.
+HelpFlag = Annotated[bool, typer.Option("--help", metavar="", is_eager=True, expose_value=False, callback=_show_help,
+                                        help="Show this message and exit.")]
+VersionFlag = Annotated[bool, typer.Option("--version", metavar="", is_eager=True, expose_value=False,
+                                           callback=_show_version, help="Print the version and exit.")]
+HELP_PARAMETER = "show_help_"
 
 
 def clean_errors(function: Callable) -> Callable:
@@ -34,18 +58,61 @@ def clean_errors(function: Callable) -> Callable:
     return wrapper
 
 
+def with_help_flag(function: Callable) -> Callable:
+    """``function`` with one more parameter for Typer to read, the ``--help`` flag (HelpFlag);
+    the call drops it."""
+    signature = inspect.signature(function, eval_str=True)
+    flag = inspect.Parameter(HELP_PARAMETER, inspect.Parameter.KEYWORD_ONLY, default=False, annotation=HelpFlag)
+    parameters = list(signature.parameters.values())
+    at = next((i for i, p in enumerate(parameters) if p.kind is inspect.Parameter.VAR_KEYWORD), len(parameters))
+    parameters.insert(at, flag)
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        kwargs.pop(HELP_PARAMETER, None)
+        return function(*args, **kwargs)
+
+    wrapper.__signature__ = signature.replace(parameters=parameters)
+    wrapper.__annotations__ = {p.name: p.annotation for p in parameters}  # evaluated, as Typer reads them
+    return wrapper
+
+
 def short_help(function: Callable) -> str | None:
     """The first paragraph of a command's docstring on one line (for the command list)."""
     paragraph = (function.__doc__ or "").strip().split("\n\n")[0]
     return " ".join(paragraph.split()) or None
 
 
+def help_text(function: Callable) -> str | None:
+    """A command's docstring as its help shows it whole at any width: each paragraph of prose on
+    one line (the terminal wraps it), a block whose further lines are indented (``Examples:``)
+    line by line as written."""
+    doc = inspect.getdoc(function)
+    if not doc:
+        return None
+    paragraphs = []
+    for paragraph in doc.split("\n\n"):
+        lines = paragraph.splitlines()
+        block = any(line.startswith(" ") for line in lines[1:])
+        paragraphs.append(paragraph if block else " ".join(line.strip() for line in lines))
+        if block and len(paragraphs) == 2:
+            # Typer's rich help dedents what follows the first paragraph, measured from its second
+            # line on; an empty first line keeps a block's indentation when nothing else follows.
+            paragraphs[1] = "\n" + paragraphs[1]
+    return "\n\n".join(paragraphs)
+
+
+def _root(version: VersionFlag = False, show_help: HelpFlag = False) -> None:
+    pass
+
+
 def build_app() -> typer.Typer:
-    app = typer.Typer(name="softmoa", help=HELP, no_args_is_help=True, add_completion=False,
+    app = typer.Typer(name="softmoa", help=HELP, no_args_is_help=True, add_completion=False, add_help_option=False,
                       pretty_exceptions_enable=False, rich_markup_mode="rich")
-    app.callback()(lambda: None)  # always a group of subcommands, even with one registered
+    app.callback()(_root)  # always a group of subcommands, even with one registered
     for name, function in sorted(load_commands().items()):
-        app.command(name=name, short_help=short_help(function))(clean_errors(function))
+        app.command(name=name, short_help=short_help(function), help=help_text(function),
+                    add_help_option=False)(with_help_flag(clean_errors(function)))
     return app
 
 

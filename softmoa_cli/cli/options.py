@@ -11,9 +11,11 @@ import typer
 TRAINING = "Training"  # help panel of the training flags
 DEFAULT_DATASET = "synth"  # the offline default: embedded synth data and backbone
 
-Device = Annotated[str, typer.Option(help="cpu, cuda, cuda:1, ...")]
-Json = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout instead of tables.")]
-Threads = Annotated[int | None, typer.Option(help="CPU threads for torch (default: torch's choice).",
+# Help shows a metavar (N, PATH, ...) for every value, never Python's type (<int>, <list[str]>);
+# a flag shows none.
+Device = Annotated[str, typer.Option(metavar="DEVICE", help="cpu, cuda, cuda:1, ...")]
+Json = Annotated[bool, typer.Option("--json", metavar="", help="Print one JSON document on stdout instead of tables.")]
+Threads = Annotated[int | None, typer.Option(metavar="N", help="CPU threads for torch (default: torch's choice).",
                                              show_default=False)]
 
 
@@ -24,29 +26,35 @@ def _frames(value: int | None) -> int | None:
     return value
 
 
-MaxLength = Annotated[int | None, typer.Option(callback=_frames, help="Input frames of 10 ms each, 16 or more (default: "
-                                               "the data set's, unless a preset sets it).", show_default=False)]
+MaxLength = Annotated[int | None, typer.Option(callback=_frames, metavar="FRAMES", show_default=False,
+                                               help="Input frames of 10 ms each, 16 or more (default: the data set's, "
+                                                    "unless a preset sets it).")]
 Checkpoint = Annotated[str | None, typer.Option(
-    "--checkpoint", "-c", help="Backbone: an AST checkpoint folder or .pth, a hub id such as "
+    "--checkpoint", "-c", metavar="MODEL", help="Backbone: an AST checkpoint folder or .pth, a hub id such as "
                                "MIT/ast-finetuned-audioset-10-10-0.4593, a run folder of a full fine-tune, "
                                "'embedded' (the tool's own pretrained AST) or 'random' (the preset's random AST). "
-                               "Default: the AudioSet AST if cached, else embedded.")]
-RunDir = Annotated[Path | None, typer.Argument(help="A run folder (default: the most recent finished run under "
-                                                    "runs/).", show_default=False)]
+                               "Default: the preset's, else the AudioSet AST if cached, else embedded.")]
+# Arguments are described in their command's help (Typer would show a Python type beside them).
+RunDir = Annotated[Path | None, typer.Argument(metavar="RUN", hidden=True, show_default=False)]
 Home = Annotated[Path | None, typer.Option(
-    "--home", envvar="SOFTMOA_HOME", help="Data sets and feature caches live here (default ~/.softmoa).",
+    "--home", envvar="SOFTMOA_HOME", metavar="DIR", help="Data sets and feature caches live here (default ~/.softmoa).",
     show_default=False)]
 
 # Options of the commands that train (finetune, ablate); each sets the run-config key of CONFIG_FLAGS.
 Dataset = Annotated[str | None, typer.Option(
-    "--dataset", "-d", help="esc50, us8k, speechcommands, fsc, fsdd, synth, a registered data set, a folder of "
-                            f"class folders or a CSV/TSV manifest (default: the preset's, else {DEFAULT_DATASET}).")]
-Preset = Annotated[str | None, typer.Option("--preset", "-p", help="YAML preset file or a name from presets/ "
-                                                                   "(default: the preset named after the data set).")]
-Epochs = Annotated[int | None, typer.Option(rich_help_panel=TRAINING)]
-BatchSize = Annotated[int | None, typer.Option(help="Global batch.", rich_help_panel=TRAINING)]
-Lr = Annotated[float | None, typer.Option(help="Peak learning rate.", rich_help_panel=TRAINING)]
-TrainingDevice = Annotated[str | None, typer.Option(help="auto (cuda if present), cpu, cuda, cuda:1, ...",
+    "--dataset", "-d", metavar="DATA", help="esc50, us8k, speechcommands, fsc, fsdd, synth, a registered data set, a "
+                                            "folder of class folders or a CSV/TSV manifest (default: the preset's, "
+                                            f"else {DEFAULT_DATASET}).")]
+Preset = Annotated[str | None, typer.Option("--preset", "-p", metavar="PRESET", help="YAML preset file or a name "
+                                            "from presets/ (default: the preset named after the data set).")]
+Epochs = Annotated[int | None, typer.Option(metavar="N", help="Passes over the training clips (default: the "
+                                                              "preset's, else 10).", rich_help_panel=TRAINING)]
+BatchSize = Annotated[int | None, typer.Option(metavar="N", help="Global batch, split over DDP processes (default: "
+                                                                 "the preset's, else 32).", rich_help_panel=TRAINING)]
+Lr = Annotated[float | None, typer.Option(metavar="LR", help="Peak learning rate (default: the preset's, else the "
+                                                             "recipe's for the method).", rich_help_panel=TRAINING)]
+TrainingDevice = Annotated[str | None, typer.Option(metavar="DEVICE", help="auto (cuda if present), cpu, cuda, "
+                                                    "cuda:1, ... (default: the preset's, else auto).",
                                                     rich_help_panel=TRAINING)]
 
 # The flags that set a run-config key: (dotted key, flag). Config errors name the flag.
@@ -84,6 +92,21 @@ def parse_fold(value: str | None) -> int | None | str:
     if value.isdigit():
         return int(value)
     return value  # the config rejects it with the key, the value and what is allowed
+
+
+def chosen_run(run: Path | None) -> Path:
+    """RUN, or without it the most recent finished run under runs/, with a note saying which."""
+    from ..engine.errors import SoftmoaError
+    from ..engine.train import latest_run
+    from .console import note
+
+    if run is not None:
+        return run
+    latest = latest_run()
+    if latest is None:
+        raise SoftmoaError("no finished run under runs/: pass a RUN folder, or train one with `softmoa finetune`")
+    note(f"run: {latest}")
+    return latest
 
 
 def preset_file(preset: str | None, dataset: str | None) -> Path | None:

@@ -22,9 +22,7 @@ from pydantic import ValidationError
 from .config import ModelConfig, RunConfig, build_config, dump_config
 from .errors import SoftmoaError
 from .fsutil import atomic_write_json, atomic_write_text
-from .petl.layers import bottleneck_width
-from .train.backbone import backbone_dim
-from .train.metrics import mean_std
+from .registry import unknown_name
 
 POINT_FILE = "point.json"
 
@@ -72,7 +70,7 @@ STUDIES: dict[str, Study] = {s.name: s for s in [
 
 def get_study(name: str) -> Study:
     if name not in STUDIES:
-        raise SoftmoaError(f"unknown study {name!r}; choose one of: {', '.join(STUDIES)}")
+        raise SoftmoaError(unknown_name("study", name, STUDIES))
     return STUDIES[name]
 
 
@@ -116,6 +114,8 @@ def comparable_method(name: str, soft: dict, dim: int) -> dict:
     adapter of width W at the same sites, Dense-MoA with the same experts, LoRA on q and v of
     rank W x sites / 2 (4 d rank = 2 d W per block) with alpha = rank. Linear and full are as is.
     """
+    from .petl.layers import bottleneck_width  # torch: loaded after the flags are checked
+
     sites = {key: soft[key] for key in ("location", "adapter_config", "init")}
     width = soft["experts"] * bottleneck_width(dim, soft["reduction_rate"])
     if name == "soft":
@@ -194,6 +194,8 @@ def run_study(study: Study, base: RunConfig, out: str | Path, values: tuple | No
         raise SoftmoaError(f"--seeds must be at least 1, not {seeds}")
     train = train or _finetune
     measure = measure or measure_point
+    from .train.backbone import backbone_dim  # torch: loaded after the flags are checked
+
     dim = backbone_dim(base.model) if study.key == "name" else 0
     grid = [(value, seed, point_config(base, study, value, seed, dim)) for value in values for seed in range(seeds)]
     results = []
@@ -237,6 +239,8 @@ def measure_point(config: RunConfig, run_dir: Path) -> dict:
 
 def summarize(results: list[PointResult]) -> list[dict]:
     """One row per value (in grid order): accuracy mean and sample std over seeds, cost figures."""
+    from .train.metrics import mean_std
+
     rows = []
     for value in dict.fromkeys(r.value for r in results):
         points = [r for r in results if r.value == value]

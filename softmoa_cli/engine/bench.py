@@ -8,6 +8,8 @@ The repetitions are interleaved round-robin (method order rotated every round), 
 noise hits all methods alike, and ratios are taken to a reference method measured in the
 same run. Optionally an outside AST's forward (transformers' ASTModel, built by the caller)
 is timed alongside.
+
+torch loads when the measuring starts, after the method specs and settings are checked.
 """
 
 from __future__ import annotations
@@ -18,16 +20,17 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
-import torch
-import torch.nn.functional as F
 from pydantic import ValidationError
 
-from .accounting import cost
-from .petl.build import build_model
 from .errors import SoftmoaError
-from .models.ast import ASTConfig
 from .petl.methods import MethodConfig, method_config
+
+if TYPE_CHECKING:
+    import torch
+
+    from .models.ast import ASTConfig
 
 Progress = Callable[[int, int, str], None]
 """``progress(done, total, text)``: ``done`` of ``total`` timed rounds, and what happens now."""
@@ -74,6 +77,8 @@ class BenchSettings:
             raise SoftmoaError(f"--frames must be at least 16 (one patch), not {self.frames}")
 
     def ast_config(self) -> ASTConfig:
+        from .models.ast import ASTConfig
+
         return ASTConfig(dim=self.dim, depth=self.depth, heads=self.heads, mlp_dim=self.mlp_dim,
                          max_length=self.frames, num_classes=self.num_classes)
 
@@ -122,6 +127,16 @@ class BenchResult:
         if TRANSFORMERS not in labels or "linear" not in labels:
             return None
         return self.row("linear").forward_ms / self.row(TRANSFORMERS).forward_ms
+
+    def notes(self) -> list[str]:
+        """What to keep in mind reading the rows: the head the parameter counts include, and
+        that a single timed round is no measurement."""
+        classes = self.settings.num_classes
+        notes = [f"trainable parameters and FLOPs include a {classes}-class head (--classes {classes})"]
+        if self.settings.repeats == 1:
+            notes.append("warning: one timed round (--repeats 1) is a single sample per method, within the machine's "
+                         "noise; use --repeats 5 or more to compare methods")
+        return notes
 
     def to_dict(self) -> dict:
         return {"settings": asdict(self.settings), "environment": self.environment, "reference": self.reference,
@@ -185,6 +200,8 @@ class _Subject:
 
 def _engine_subject(label: str, config: MethodConfig, settings: BenchSettings, x: torch.Tensor,
                     y: torch.Tensor) -> _Subject:
+    from .petl.build import build_model
+
     model = build_model(settings.ast_config(), config, settings.num_classes).to(settings.device)
     return _training_subject(label, model, x, y, config)
 
@@ -192,6 +209,9 @@ def _engine_subject(label: str, config: MethodConfig, settings: BenchSettings, x
 def _training_subject(label: str, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
                       config: MethodConfig | None = None) -> _Subject:
     """A training step (AdamW on the trainable parameters) and an eval forward of ``model`` on ``x, y``."""
+    import torch
+    import torch.nn.functional as F
+
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=1e-5)
 
@@ -211,6 +231,8 @@ def _training_subject(label: str, model: torch.nn.Module, x: torch.Tensor, y: to
 
 def _forward_subject(label: str, model: torch.nn.Module, x: torch.Tensor) -> _Subject:
     """An outside model taking the same features ``x``, timed forward only."""
+    import torch
+
     model = model.eval()
 
     def forward() -> None:
@@ -221,6 +243,8 @@ def _forward_subject(label: str, model: torch.nn.Module, x: torch.Tensor) -> _Su
 
 
 def _sync(device: torch.device) -> None:
+    import torch
+
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -246,6 +270,8 @@ def _storage_bytes(tensors, seen: set[int]) -> int:
 
 def _cpu_peak_bytes(subject: _Subject) -> int:
     """One training step, then: parameters + gradients + AdamW state + tensors saved for backward."""
+    import torch
+
     saved: list[torch.Tensor] = []
 
     def pack(tensor: torch.Tensor) -> torch.Tensor:
@@ -262,6 +288,8 @@ def _cpu_peak_bytes(subject: _Subject) -> int:
 
 
 def _cuda_peak_bytes(subject: _Subject, device: torch.device) -> int:
+    import torch
+
     _sync(device)
     subject.optimizer.zero_grad(set_to_none=True)  # so the step's gradients count in its peak
     torch.cuda.reset_peak_memory_stats(device)
@@ -279,6 +307,8 @@ def step_peak_memory(model: torch.nn.Module, batch_size: int, frames: int, mel_b
     """Peak bytes of one training step of ``model`` on a random ``[batch_size, frames, mel_bins]``
     batch, measured as the benchmark rows are (``CPU_MEMORY`` / ``CUDA_MEMORY``). The step
     updates the model's trainable weights."""
+    import torch
+
     device = torch.device(device)
     x = torch.randn(batch_size, frames, mel_bins, device=device)
     y = torch.randint(model.head.fc.out_features, (batch_size,), device=device)
@@ -289,6 +319,8 @@ def step_peak_memory(model: torch.nn.Module, batch_size: int, frames: int, mel_b
 def _environment(device: torch.device) -> dict:
     """Versions, threads, processor and the 1/5/15-minute load average at the end of the run
     (other processes on the cores inflate small ops most: they wait for descheduled threads)."""
+    import torch
+
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as handle:
@@ -311,7 +343,7 @@ def _resolve_reference(reference: str, labels: list[str]) -> str:
     raise SoftmoaError(f"reference method {reference!r} is not among the benchmarked methods: {', '.join(labels)}")
 
 
-CompareModel = Callable[[BenchSettings], torch.nn.Module]
+CompareModel = Callable[[BenchSettings], "torch.nn.Module"]
 """Builds an outside AST (e.g. transformers' ASTModel) at the bench's dims, taking features
 ``[b, frames, 128]``; the engine itself never imports such a library."""
 
@@ -334,6 +366,8 @@ def run_bench(specs: list[str], settings: BenchSettings = BenchSettings(), refer
         labels.append("linear")
         configs.append(parse_method("linear"))
     reference = _resolve_reference(reference, labels)
+    import torch
+
     threads = torch.get_num_threads()
     if settings.threads is not None:
         torch.set_num_threads(settings.threads)
@@ -345,6 +379,8 @@ def run_bench(specs: list[str], settings: BenchSettings = BenchSettings(), refer
 
 def _measure(labels: list[str], configs: list[MethodConfig], settings: BenchSettings, reference: str,
              compare: CompareModel | None, progress: Progress | None) -> BenchResult:
+    import torch
+
     report = progress or (lambda done, total, text: None)
     device = torch.device(settings.device)
     torch.manual_seed(settings.seed)
@@ -390,6 +426,8 @@ def _time_rounds(subjects: list[_Subject], settings: BenchSettings, device: torc
 
 def _row(subject: _Subject, device: torch.device) -> MethodBench:
     """Medians of the samples; for a method also peak memory (one more step) and its cost."""
+    from .accounting import cost
+
     forward_ms = statistics.median(subject.forward_samples)
     if subject.step is None:
         total = sum(p.numel() for p in subject.model.parameters())

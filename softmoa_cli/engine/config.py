@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .errors import SoftmoaError
 from .petl.methods import METHODS, SoftConfig
+from .registry import unknown_name
 
 # Every registered method, plugins included (each config has a ``name: Literal[...]`` tag).
 MethodSection = Annotated[Union[tuple(METHODS.get(name).config for name in METHODS.names())],
@@ -205,7 +206,7 @@ def _describe(item: dict, raw: dict, source: str, given: set[str], flags: dict[s
         owner = f"method {raw['method'].get('name')!r}" if loc[:-1] == ["method"] else (".".join(loc[:-1]) or "a preset")
         return f"{origin}: unknown key for {owner}; allowed: {', '.join(allowed)}"
     if kind in ("union_tag_invalid", "union_tag_not_found"):
-        return f"{origin}: unknown method; allowed: {', '.join(METHODS.names())}"
+        return f"{origin}: {unknown_name('method', value, METHODS.names(), 'allowed', show_name=False)}"
     if kind == "missing":
         return f"{source}: {key}: required, not given"
     return f"{origin}: {item['msg'][0].lower()}{item['msg'][1:]}"

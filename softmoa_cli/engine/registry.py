@@ -6,12 +6,27 @@ whose entry points name a callable that registers them. Built-ins win name colli
 
 from __future__ import annotations
 
+import difflib
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from importlib.metadata import entry_points
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+
+
+def unknown_name(kind: str, name: object, choices: Iterable[str], allowed: str = "choose one of",
+                 show_name: bool = True) -> str:
+    """The one-line error for a ``name`` that is not among ``choices``, naming the closest choice
+    when it is a likely typo: ``unknown method 'sofy'; did you mean 'soft'? (choose one of:
+    linear, ...)``. ``allowed`` words the list; ``show_name`` False leaves the name out (the
+    caller's message shows it already)."""
+    choices = list(choices)
+    what = f"unknown {kind} {name!r}" if show_name else f"unknown {kind}"
+    close = difflib.get_close_matches(name, choices, n=1) if isinstance(name, str) else []
+    if close:
+        return f"{what}; did you mean {close[0]!r}? ({allowed}: {', '.join(choices)})"
+    return f"{what}; {allowed}: {', '.join(choices)}"
 
 
 class Registry(Generic[T]):
@@ -45,7 +60,7 @@ class Registry(Generic[T]):
         if name not in self._items:
             from .errors import SoftmoaError
 
-            raise SoftmoaError(f"unknown {self.kind} {name!r}; choose one of: {', '.join(self.names())}")
+            raise SoftmoaError(unknown_name(self.kind, name, self.names()))
         return self._items[name]
 
     def names(self) -> list[str]:

@@ -10,37 +10,37 @@ import typer
 from ..options import (DEFAULT_DATASET, BatchSize, Checkpoint, Dataset, Epochs, Lr, MaxLength, Preset, Threads,
                        TrainingDevice, config_overrides, preset_file)
 
-STUDY_HELP = ("slots, experts, reduction-rate, location, adapter-config, init, or methods "
-              "(linear, adapter, lora, dense, soft, full at the Soft-MoA's budget).")
-
-
 def ablate(
-    study: Annotated[str, typer.Argument(help=STUDY_HELP, show_default=False)],
-    values: Annotated[str | None, typer.Option(help="Comma-separated grid instead of the study's default, "
-                                                    "e.g. 1,2,4.")] = None,
+    study: Annotated[str, typer.Argument(metavar="STUDY", hidden=True, show_default=False)],
+    values: Annotated[str | None, typer.Option(metavar="LIST", help="Comma-separated grid instead of the study's "
+                                                                    "default, e.g. 1,2,4.")] = None,
     dataset: Dataset = None,
     preset: Preset = None,
     checkpoint: Checkpoint = None,
     epochs: Epochs = None,
-    seeds: Annotated[int, typer.Option(help="Runs per value (seeds 0..N-1 added to the preset's); "
+    seeds: Annotated[int, typer.Option(metavar="N", help="Runs per value (seeds 0..N-1 added to the preset's); "
                                             "error bars need 2 or more.")] = 1,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Study folder (default ablations/<study>-<dataset>); "
-                                                                 "rerun the same command to continue it.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", metavar="DIR", help="Study folder (default "
+                                             "ablations/<study>-<dataset>); rerun the same command to continue "
+                                             "it.")] = None,
     batch_size: BatchSize = None,
     lr: Lr = None,
     device: TrainingDevice = None,
     threads: Threads = None,
     max_length: MaxLength = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Any other config key, dotted, e.g. "
-                                                                 "training.weight_decay=0 (repeatable).")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", metavar="KEY=VALUE", help="Any other config key, dotted, "
+                                                   "e.g. training.weight_decay=0 (repeatable).")] = None,
 ) -> None:
     """Run one of the paper's ablations: every grid value (x seeds) is an ordinary fine-tuning
     run; writes results.csv, results.md and plot.png into the study folder.
 
+    STUDY: slots, experts, reduction-rate, location, adapter-config, init, or methods (linear,
+    adapter, lora, dense, soft, full at the Soft-MoA's budget).
+
     Examples:
       softmoa ablate slots
       softmoa ablate experts --dataset fsdd --seeds 3
-      softmoa ablate methods --dataset fsdd --epochs 5 --set training.weight_decay=0
+      softmoa ablate methods -d fsdd --epochs 5 --set training.weight_decay=0
     """
     from ...engine.ablate import get_study, parse_values, run_study, study_config
     from ...engine.train.jobs import base_preset, study_dir

@@ -2,35 +2,49 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from ..options import Device
+from ..options import Device, Json, RunDir, chosen_run
 
 
 def analyze(
-    run: Annotated[Path, typer.Argument(help="A finished Soft-MoA or Dense-MoA run folder.", show_default=False)],
-    split: Annotated[str, typer.Option(help="test, valid or train clips of the run's own split.")] = "test",
-    fold: Annotated[int | None, typer.Option(help="K-fold runs: which fold's model (default: the first).")] = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Folder for experts.png and experts.json "
-                                                                 "(default: the run folder).")] = None,
+    run: RunDir = None,
+    split: Annotated[str, typer.Option(metavar="SPLIT", help="test, valid or train clips of the run's own "
+                                                             "split.")] = "test",
+    fold: Annotated[int | None, typer.Option(metavar="K", help="K-fold runs: which fold's model (default: the "
+                                                               "first).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", metavar="DIR", help="Folder for experts.png and "
+                                             "experts.json (default: the run folder).")] = None,
+    as_json: Json = False,
     device: Device = "cpu",
 ) -> None:
     """Expert contributions per layer: the share of Soft-MoA combine-weight mass (or Dense-MoA
     mean router weight) each expert receives, with balance figures and a heatmap.
 
-    Example: softmoa analyze runs/fsdd-soft-20261128-120000 --split test
+    RUN: a finished Soft-MoA or Dense-MoA run folder; without it, the most recent finished run
+    under runs/.
+
+    Examples:
+      softmoa analyze
+      softmoa analyze runs/fsdd-soft-20261128-120000 --split test --json
     """
     from ...engine.contribution import analyze_run, plot_contributions
     from ...engine.fsutil import atomic_write_json
     from ..console import Column, note, show_table
 
+    run = chosen_run(run)
     result = analyze_run(run, split, fold, device=device, message=note)
     folder = out or run
     png = plot_contributions(result, folder / "experts.png")
-    atomic_write_json(folder / "experts.json", {"kind": result.kind, "split": split, "layers": result.rows()})
+    report = {"kind": result.kind, "split": split, "layers": result.rows()}
+    atomic_write_json(folder / "experts.json", report)
+    if as_json:
+        print(json.dumps(report | {"run": str(run), "experts_png": str(png)}, indent=2))
+        return
     experts = result.shares.shape[1]
     # Layer names and every expert's share stay in the table; narrow, the balance figures follow it.
     columns = [Column("layer", "left", whole=True), *(Column(f"e{i}") for i in range(experts)),

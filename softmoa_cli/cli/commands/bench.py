@@ -9,34 +9,45 @@ import typer
 
 from ..options import Device, Threads
 
-DEFAULT_METHODS = ("linear,adapter:reduction_rate=64,dense:experts=7,reduction_rate=128,"
-                   "soft:experts=7,slots=1,reduction_rate=128,lora,full")
+DEFAULT_SPECS = ("linear", "adapter:reduction_rate=64", "dense:experts=7,reduction_rate=128",
+                 "soft:experts=7,slots=1,reduction_rate=128", "lora", "full")
+DEFAULT_METHODS = ",".join(DEFAULT_SPECS)
+# Shown with a space after each comma (the same methods: an item with = but no : continues the
+# spec before it), so that help wraps it whole at any width.
+SHOWN_METHODS = DEFAULT_METHODS.replace(",", ", ")
 
 
 def bench(
-    methods: Annotated[str, typer.Option(help="Comma-separated method specs, name or name:key=value,...; "
-                                              "a+b gives a list (lora:targets=q+v).")] = DEFAULT_METHODS,
-    dim: Annotated[int, typer.Option(help="Token width d.")] = 768,
-    depth: Annotated[int, typer.Option(help="Transformer blocks.")] = 12,
-    heads: Annotated[int, typer.Option(help="Attention heads.")] = 12,
-    mlp_dim: Annotated[int, typer.Option(help="MLP hidden width.")] = 3072,
-    frames: Annotated[int, typer.Option(help="Input frames (max_length).")] = 400,
-    batch: Annotated[int, typer.Option(help="Examples per step.")] = 4,
+    methods: Annotated[str, typer.Option(metavar="SPECS", help="Comma-separated method specs, name or "
+                                         "name:key=value,...; a+b gives a list (lora:targets=q+v). Default: "
+                                         f"{SHOWN_METHODS}.", show_default=False)] = DEFAULT_METHODS,
+    dim: Annotated[int, typer.Option(metavar="N", help="Token width d.")] = 768,
+    depth: Annotated[int, typer.Option(metavar="N", help="Transformer blocks.")] = 12,
+    heads: Annotated[int, typer.Option(metavar="N", help="Attention heads.")] = 12,
+    mlp_dim: Annotated[int, typer.Option(metavar="N", help="MLP hidden width.")] = 3072,
+    frames: Annotated[int, typer.Option(metavar="N", help="Input frames (max_length).")] = 400,
+    batch: Annotated[int, typer.Option(metavar="N", help="Examples per step.")] = 4,
+    classes: Annotated[int, typer.Option(metavar="N", help="Classes of the head, counted in the trainable "
+                                                           "parameters and FLOPs.")] = 10,
     threads: Threads = None,
-    warmup: Annotated[int, typer.Option(help="Untimed rounds first.")] = 1,
-    repeats: Annotated[int, typer.Option(help="Timed rounds; each times every method once.")] = 5,
-    reference: Annotated[str, typer.Option(help="Spec or method name the ratios divide by.")] = "adapter",
+    warmup: Annotated[int, typer.Option(metavar="N", help="Untimed rounds first.")] = 1,
+    repeats: Annotated[int, typer.Option(metavar="N", help="Timed rounds; each times every method once (1 is "
+                                                           "noise: use 5 or more).")] = 5,
+    reference: Annotated[str, typer.Option(metavar="SPEC", help="Spec or method name the ratios divide "
+                                                                "by.")] = "adapter",
     compare_transformers: Annotated[bool, typer.Option(
-        "--compare-transformers", help="Also time transformers' ASTModel forward at the same dims "
+        "--compare-transformers", metavar="", help="Also time transformers' ASTModel forward at the same dims "
                                        "(adds linear, the bare engine AST, when missing).")] = False,
     device: Device = "cpu",
-    json_file: Annotated[Path | None, typer.Option("--json", help="Write the full results (every sample) "
-                                                                  "to this JSON file.", show_default=False)] = None,
+    json_file: Annotated[Path | None, typer.Option("--json", metavar="FILE", help="Write the full results (every "
+                                                   "sample) to this JSON file.", show_default=False)] = None,
 ) -> None:
     """Median training-step and forward times, peak memory, trainable parameters and FLOPs of
     each PETL method on random weights and data, the methods timed round-robin in one process.
 
-    Example: softmoa bench --threads 2 --repeats 5 --compare-transformers --json bench.json
+    Examples:
+      softmoa bench --threads 2 --repeats 5 --json bench.json
+      softmoa bench --methods adapter,lora:rank=8 --compare-transformers
     """
     from rich.progress import Progress
 
@@ -45,7 +56,7 @@ def bench(
     from ..console import err, note
 
     settings = BenchSettings(dim=dim, depth=depth, heads=heads, mlp_dim=mlp_dim, frames=frames, batch=batch,
-                             warmup=warmup, repeats=repeats, threads=threads, device=device)
+                             num_classes=classes, warmup=warmup, repeats=repeats, threads=threads, device=device)
     specs = split_specs(methods)
     with Progress(console=err, transient=True, disable=not err.is_terminal) as bar:  # no bar in a pipe or log
         task = bar.add_task("bench", total=repeats)
@@ -55,6 +66,8 @@ def bench(
     if result.engine_over_transformers is not None:
         note(f"engine forward / transformers ASTModel forward: {result.engine_over_transformers:.3f}")
     note(f"peak memory: {result.memory_measure}")
+    for text in result.notes():
+        note(text)
     if json_file is not None:
         atomic_write_json(json_file, result.to_dict())
         note(f"wrote {json_file}")

@@ -11,16 +11,20 @@ from ..options import Home
 
 
 def download(
-    name: Annotated[str | None, typer.Argument(help="esc50, us8k, speechcommands, fsc, fsdd, a registered data set, "
-                                                    "or ast-audioset (the checkpoint); omit to list them.",
+    name: Annotated[str | None, typer.Argument(metavar="NAME", hidden=True, show_default=False)] = None,
+    source: Annotated[Path | None, typer.Option("--from", metavar="PATH", show_default=False, help="A local archive "
+                                                "(.zip, .tar.gz, ...) or an extracted folder: the offline "
+                                                "route.")] = None,
+    force: Annotated[bool, typer.Option("--force", metavar="", help="Install again even if it is already "
+                                                                    "there.")] = False,
+    sha256: Annotated[str | None, typer.Option(metavar="HEX", help="Expected SHA-256 of the archive.",
                                                show_default=False)] = None,
-    source: Annotated[Path | None, typer.Option("--from", help="A local archive (.zip, .tar.gz, ...) or an extracted "
-                                                               "folder: the offline route.", show_default=False)] = None,
-    force: Annotated[bool, typer.Option("--force", help="Install again even if it is already there.")] = False,
-    sha256: Annotated[str | None, typer.Option(help="Expected SHA-256 of the archive.", show_default=False)] = None,
     home: Home = None,
 ) -> None:
     """Download and install a data set under $SOFTMOA_HOME/data/NAME (default ~/.softmoa).
+
+    NAME: esc50, us8k, speechcommands, fsc, fsdd, a registered data set, or ast-audioset (the
+    checkpoint); without it, the list of them.
 
     Examples:
       softmoa download fsdd

@@ -7,29 +7,27 @@ from typing import Annotated
 
 import typer
 
-from ..options import Device, Json, RunDir
+from ..options import Device, Json, RunDir, chosen_run
 
 
 def evaluate(
     run_dir: RunDir = None,
-    split: Annotated[str, typer.Option(help="test or valid.")] = "test",
+    split: Annotated[str, typer.Option(metavar="SPLIT", help="test or valid.")] = "test",
     as_json: Json = False,
     device: Device = "cpu",
 ) -> None:
     """Accuracy, macro-F1, a per-class table and a confusion-matrix PNG (k-fold runs: per fold and mean ± std).
 
-    Example: softmoa evaluate runs/fsdd-soft-20250101-120000 --split test
+    RUN: a run folder; without it, the most recent finished run under runs/.
+
+    Examples:
+      softmoa evaluate
+      softmoa evaluate runs/fsdd-soft-20250101-120000 --split test --json
     """
-    from ...engine.errors import SoftmoaError
     from ...engine.evaluate import evaluate_run, save_confusion_png
-    from ...engine.train import latest_run
     from ..console import err, note
 
-    if run_dir is None:
-        run_dir = latest_run()
-        if run_dir is None:
-            raise SoftmoaError("no finished run under runs/: pass a RUN_DIR")
-        note(f"run: {run_dir}")
+    run_dir = chosen_run(run_dir)
     with err.status("evaluating…"):
         report = evaluate_run(run_dir, split, device=device, message=note)
     png = save_confusion_png(report["confusion"], report["labels"], run_dir / f"confusion-{split}.png",

@@ -16,35 +16,41 @@ if TYPE_CHECKING:
 METHOD = "Method options"
 
 
-def _method(help: str):
+def _method(help: str, metavar: str = "NAME"):
     """A method option: help text, in the method panel."""
-    return typer.Option(help=help, rich_help_panel=METHOD)
+    return typer.Option(metavar=metavar, help=help, rich_help_panel=METHOD)
 
 
-Method = Annotated[str | None, typer.Option("--method", "-m", help="linear, full, adapter, dense, soft or lora.")]
-Experts = Annotated[int | None, _method("Experts of a mixture (dense, soft).")]
-Slots = Annotated[int | None, _method("Slots per expert (soft).")]
-ReductionRate = Annotated[float | None, _method("Bottleneck r = round(d / rate).")]
+Method = Annotated[str | None, typer.Option("--method", "-m", metavar="NAME", help="linear, full, adapter, dense, soft "
+                                            "or lora (default: the preset's, else soft).")]
+Experts = Annotated[int | None, _method("Experts of a mixture (dense, soft).", "N")]
+Slots = Annotated[int | None, _method("Slots per expert (soft).", "N")]
+ReductionRate = Annotated[float | None, _method("Bottleneck r = round(d / rate).", "RATE")]
 Location = Annotated[str | None, _method("mhsa or ffn (Pfeiffer).")]
 AdapterConfig = Annotated[str | None, _method("pfeiffer or houlsby.")]
 Init = Annotated[str | None, _method("zero_up or research.")]
 Kind = Annotated[str | None, _method("bottleneck or convpass (adapter).")]
 Placement = Annotated[str | None, _method("parallel or sequential (adapter).")]
-Normalize = Annotated[bool | None, typer.Option("--normalize/--no-normalize", help="Soft-MoE L2 normalisation (soft).",
-                                                rich_help_panel=METHOD, show_default=False)]
-Rank = Annotated[int | None, _method("LoRA rank.")]
-Alpha = Annotated[float | None, _method("LoRA alpha.")]
-Fold = Annotated[str | None, typer.Option(help="K-fold data sets: one test fold K, or 'all' (default).")]
-MaxBad = Annotated[str | None, typer.Option(help="Share of bad clips to accept, as 0.05 or 5% (default: what prepare "
-                                                 "accepted, else 1%).", show_default=False)]
-Seed = Annotated[int | None, typer.Option(rich_help_panel=TRAINING)]
-Precision = Annotated[str | None, typer.Option(help="fp32 or bf16 (autocast); default bf16 on CUDA.",
+Normalize = Annotated[bool | None, typer.Option("--normalize/--no-normalize", metavar="",
+                                                help="Soft-MoE L2 normalisation (soft).", rich_help_panel=METHOD,
+                                                show_default=False)]
+Rank = Annotated[int | None, _method("LoRA rank.", "N")]
+Alpha = Annotated[float | None, _method("LoRA alpha.", "X")]
+Fold = Annotated[str | None, typer.Option(metavar="K", help="K-fold data sets: one test fold K, or 'all' (default).")]
+MaxBad = Annotated[str | None, typer.Option(metavar="SHARE", help="Share of bad clips to accept, as 0.05 or 5% "
+                                            "(default: what prepare accepted, else 1%).", show_default=False)]
+Seed = Annotated[int | None, typer.Option(metavar="N", help="Seed of the weights' initialisation and the data "
+                                          "order (default: the preset's, else 0).", rich_help_panel=TRAINING)]
+Precision = Annotated[str | None, typer.Option(metavar="NAME", help="auto, fp32 or bf16 (autocast) (default: the "
+                                               "preset's, else auto: bf16 on CUDA, fp32 on CPU).",
                                                rich_help_panel=TRAINING)]
-Compile = Annotated[bool | None, typer.Option("--compile/--no-compile", help="torch.compile the model.",
+Compile = Annotated[bool | None, typer.Option("--compile/--no-compile", metavar="", help="torch.compile the model.",
                                               rich_help_panel=TRAINING, show_default=False)]
-Out = Annotated[Path | None, typer.Option("--out", "-o", help="Run folder (default runs/<dataset>-<method>-<time>).")]
-Resume = Annotated[Path | None, typer.Option(help="Continue an interrupted run folder with its saved config.")]
-PrintConfig = Annotated[bool, typer.Option("--print-config", help="Print the effective config and exit.")]
+Out = Annotated[Path | None, typer.Option("--out", "-o", metavar="DIR",
+                                          help="Run folder (default runs/<dataset>-<method>-<time>).")]
+Resume = Annotated[Path | None, typer.Option(metavar="RUN", help="Continue an interrupted run, its folder given, with "
+                                                                 "its saved config.")]
+PrintConfig = Annotated[bool, typer.Option("--print-config", metavar="", help="Print the effective config and exit.")]
 
 
 def finetune(
@@ -65,7 +71,7 @@ def finetune(
     Examples:
       softmoa finetune
       softmoa finetune --dataset fsc --method soft --experts 8 --slots 1
-      softmoa finetune --dataset fsdd --preset presets/fsdd-cpu.yaml --method adapter
+      softmoa finetune --dataset fsdd --preset fsdd-cpu --method adapter
       softmoa finetune --resume runs/fsdd-soft-20250101-120000
     """
     from ...engine.train.jobs import Job, resume_config

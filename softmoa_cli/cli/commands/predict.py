@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -12,23 +13,28 @@ from ..options import Device, Json
 
 
 def predict(
-    audio: Annotated[list[Path], typer.Argument(help="Audio files (WAV, FLAC, OGG; any rate and channels).",
-                                                show_default=False)],
+    audio: Annotated[list[Path], typer.Argument(metavar="AUDIO", hidden=True, show_default=False)],
     checkpoint: Annotated[str | None, typer.Option(
-        "--checkpoint", "-c", help="AST classifier: a directory, an original .pth, or a hub id such as "
-                                   "MIT/ast-finetuned-audioset-10-10-0.4593.")] = None,
-    run: Annotated[Path | None, typer.Option(help="A finetune run folder: its best model and labels.")] = None,
-    runs_root: Annotated[Path, typer.Option(help="Where to look for the most recent run.")] = Path("runs"),
-    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Labels shown per file.")] = 5,
+        "--checkpoint", "-c", metavar="MODEL", help="AST classifier: a directory, an original .pth, or a hub id "
+                                                    "such as MIT/ast-finetuned-audioset-10-10-0.4593.")] = None,
+    run: Annotated[Path | None, typer.Option(metavar="RUN", help="A finetune run folder: its best model and "
+                                                                 "labels.")] = None,
+    runs_root: Annotated[Path, typer.Option(metavar="DIR", help="Where to look for the most recent "
+                                                                "run.")] = Path("runs"),
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, metavar="K", help="Labels shown per file.")] = 5,
     as_json: Json = False,
     device: Device = "cpu",
 ) -> None:
     """Score audio files with a finetune run or an AST classifier (long files: windows averaged).
     Without --checkpoint or --run, the most recent finished run is used.
 
+    AUDIO: audio files (WAV, FLAC, OGG; any rate and channels). A file that cannot be scored is
+    named with the reason (SOFTMOA_DEBUG=1: the traceback too), the others are scored, and the
+    exit code is 1.
+
     Examples:
-      softmoa predict clip.wav
-      softmoa predict clip.wav other.flac -c MIT/ast-finetuned-audioset-10-10-0.4593 -k 3
+      softmoa predict clip.wav other.flac --json
+      softmoa predict clip.wav -k 3 -c MIT/ast-finetuned-audioset-10-10-0.4593
     """
     from ..console import err, fail, note, out
     from ...engine.predict import predictor_for
@@ -40,6 +46,8 @@ def predict(
         for result in predictor.predict_files(audio, top_k):
             if result.error:
                 fail(f"{result.file}: {result.error}")
+                if os.environ.get("SOFTMOA_DEBUG") and result.exception is not None:
+                    show_traceback(result.exception)
             results.append(result)
     good = [r for r in results if not r.error]
     if as_json:
@@ -55,3 +63,12 @@ def predict(
                        [[label, f"{score:.4f}"] for label, score in result.predictions])
     if len(good) < len(results):
         raise typer.Exit(1)
+
+
+def show_traceback(error: BaseException) -> None:
+    """The traceback of a file's error on stderr (``SOFTMOA_DEBUG=1``)."""
+    import traceback
+
+    from ..console import err
+
+    err.print("".join(traceback.format_exception(error)).rstrip(), markup=False, highlight=False, soft_wrap=True)

@@ -14,20 +14,21 @@ SHOWN_BAD = 5
 
 
 def prepare(
-    name: Annotated[str, typer.Argument(help="A data set (esc50, us8k, speechcommands, fsc, fsdd, ...), a folder "
-                                             "with one sub-folder per class, or a CSV/TSV manifest (path,label"
-                                             "[,split][,fold]).", show_default=False)],
+    name: Annotated[str, typer.Argument(metavar="NAME", hidden=True, show_default=False)],
     max_length: MaxLength = None,
-    jobs: Annotated[int | None, typer.Option("--jobs", "-j", min=1, help="Worker processes (default: the CPU "
-                                                                          "cores, at most 8).", show_default=False)] = None,
-    max_bad: Annotated[str, typer.Option(help="Largest share of bad clips that still exits 0, as 0.05 or 5%; "
-                                              "remembered with the cache for finetune and evaluate.")] = "1%",
-    data: Annotated[Path | None, typer.Option(help="A copy of the data set elsewhere than $SOFTMOA_HOME/data/NAME.",
-                                              show_default=False)] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the split of users' data that has none.")] = 0,
+    jobs: Annotated[int | None, typer.Option("--jobs", "-j", min=1, metavar="N", help="Worker processes (default: "
+                                             "the CPU cores, at most 8).", show_default=False)] = None,
+    max_bad: Annotated[str, typer.Option(metavar="SHARE", help="Largest share of bad clips that still exits 0, as "
+                                         "0.05 or 5%; remembered with the cache for finetune and evaluate.")] = "1%",
+    data: Annotated[Path | None, typer.Option(metavar="DIR", help="A copy of the data set elsewhere than "
+                                              "$SOFTMOA_HOME/data/NAME.", show_default=False)] = None,
+    seed: Annotated[int, typer.Option(metavar="N", help="Seed of the split of users' data that has none.")] = 0,
     home: Home = None,
 ) -> None:
     """Compute log-mel features of every clip into a memory-mapped cache for training.
+
+    NAME: a data set (esc50, us8k, speechcommands, fsc, fsdd, ...), a folder with one
+    sub-folder per class, or a CSV/TSV manifest (path,label[,split][,fold]).
 
     Resumes an interrupted run; a finished one returns at once. Unreadable clips are skipped
     and listed in the cache's bad.tsv.
@@ -35,17 +36,19 @@ def prepare(
     Examples:
       softmoa prepare fsdd --jobs 2
       softmoa prepare esc50 --max-length 500
-      softmoa prepare ~/my_sounds            (one sub-folder per class)
+      softmoa prepare ~/my_sounds                (one sub-folder per class)
       softmoa prepare ~/my_sounds/labels.csv --max-length 300
     """
     import time
 
-    from ...engine.data.cache import accept_bad, prepare_cache
     from ...engine.data.shares import parse_share
+
+    share = parse_share(max_bad)  # a wrong value fails before the work (and before torch loads)
+
+    from ...engine.data.cache import accept_bad, prepare_cache
     from ..console import line, note
     from ..progress import ClipProgress
 
-    share = parse_share(max_bad)  # a wrong value fails before the work
     started = time.perf_counter()
     with ClipProgress(name) as progress:
         cache, built = prepare_cache(name, max_length=max_length, jobs=jobs or min(8, os.cpu_count() or 1), home=home,

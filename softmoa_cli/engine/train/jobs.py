@@ -8,13 +8,18 @@ of what follows from them live here.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from ..config import ConfigError, RunConfig, build_config, read_config, read_preset
 from ..petl.methods import METHODS
-from .rundir import CONFIG_FILE
+
+# The run folder's files (rundir.py names them too; it imports torch, and the flags are checked
+# before torch loads).
+CONFIG_FILE = "config.yaml"
+RUN_FILE = "run.json"
 
 
 class Job(NamedTuple):
@@ -48,13 +53,30 @@ def plan_jobs(preset: Path | None, overrides: dict[str, Any], flags: dict[str, s
 
 def resume_config(run_dir: Path, given: list[str]) -> RunConfig:
     """The saved config of the run folder to continue. ``given``: the flags the user typed
-    besides ``--resume``; a resumed run takes none (its config is the one it started with)."""
+    besides ``--resume``; a resumed run takes none (its config is the one it started with).
+    Only an interrupted run continues: a finished one says how to train longer instead."""
     if given:
         raise ConfigError(f"--resume takes the config saved in {run_dir}/{CONFIG_FILE}; drop {', '.join(given)}")
+    if not run_dir.is_dir():
+        raise ConfigError(f"--resume {run_dir}: no such run folder")
     path = run_dir / CONFIG_FILE
     if not path.is_file():
         raise ConfigError(f"--resume {run_dir}: not a run folder (no {CONFIG_FILE})")
-    return read_config(path)
+    config = read_config(path)
+    if _finished(run_dir):
+        epochs = config.training.epochs
+        raise ConfigError(f"--resume {run_dir}: this run is finished ({epochs} epoch{'s' * (epochs != 1)}); to train "
+                          f"longer, start a new run with --epochs {2 * epochs}, e.g. softmoa finetune --preset {path} "
+                          f"--epochs {2 * epochs} (--resume continues interrupted runs only)")
+    return config
+
+
+def _finished(run_dir: Path) -> bool:
+    """Whether the run's description says it finished (an unreadable one: not finished)."""
+    try:
+        return bool(json.loads((run_dir / RUN_FILE).read_text()).get("finished"))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def base_preset(preset: Path | None, default_dataset: str | None = None) -> tuple[dict, str]:
