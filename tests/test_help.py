@@ -151,6 +151,8 @@ def test_the_run_file_names_match_the_run_folder():
     (["ablate", "slotz"], "did you mean 'slots'?"),
     (["bench", "--methods", "sofy"], "did you mean 'soft'?"),
     (["prepare", "fsdd", "--max-bad", "5x"], "--max-bad 5x"),
+    (["prepare", "synht"], "did you mean 'synth'?"),
+    (["finetune", "--dataset", "synht"], "did you mean 'synth'?"),
 ])
 def test_flag_and_preset_errors_come_before_torch_loads(args, message, tmp_path):
     code = ("import sys\nfrom softmoa_cli.cli.app import main\nsys.argv[0] = 'softmoa'\n"

@@ -41,9 +41,11 @@ def prepare(
     """
     import time
 
+    from ...engine.data.registry import resolve
     from ...engine.data.shares import parse_share
 
-    share = parse_share(max_bad)  # a wrong value fails before the work (and before torch loads)
+    share = parse_share(max_bad)  # wrong values fail before the work (and before torch loads)
+    resolve(name, seed)
 
     from ...engine.data.cache import accept_bad, prepare_cache
     from ..console import line, note

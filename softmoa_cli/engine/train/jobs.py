@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 
 from ..config import ConfigError, RunConfig, build_config, read_config, read_preset
 from ..petl.methods import METHODS
+from ..data.registry import resolve
 
 # The run folder's files (rundir.py names them too; it imports torch, and the flags are checked
 # before torch loads).
@@ -41,6 +42,7 @@ def plan_jobs(preset: Path | None, overrides: dict[str, Any], flags: dict[str, s
     """
     raw, source = base_preset(preset)
     config = build_config(raw, overrides, source, flags)
+    resolve(config.data.dataset)  # a mistyped data set fails here, before torch loads
     if not default_job or "method.name" in overrides:
         return [Job(config, out)]
     adapter_fields = METHODS.get("adapter").config.model_fields
