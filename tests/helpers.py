@@ -237,3 +237,34 @@ def make_archive(folder: Path, archive: Path, top: str | None = None) -> Path:
             for path, name in names:
                 handle.add(path, name)
     return archive
+
+
+FSD50K_VOCABULARY = ["Rain", "Bark", "Speech", "Accordion", "Electric_guitar"]  # index order, not sorted
+FSD50K_ROWS = {  # file -> (label set, split in the release: train / val for dev, None for eval)
+    "dev/64760": ("Electric_guitar,Speech", "train"), "dev/1001": ("Bark", "train"),
+    "dev/1002": ("Rain,Bark", "train"), "dev/1003": ("Speech", "val"),
+    "dev/1004": ("Accordion,Rain,Speech", "val"),
+    "eval/37199": ("Bark,Rain", None), "eval/37200": ("Accordion", None), "eval/37201": ("Electric_guitar", None),
+}
+
+
+def make_fsd50k(base: Path) -> Path:
+    """``base/FSD50K``: the extracted release with a 5-label vocabulary (no header, as the real
+    one), 5 dev clips (3 train, 2 val), 3 eval clips, 44.1 kHz mono; dev clip 1002 lasts 12 s
+    (two windows of 1024 frames). Returns the root."""
+    root = base / "FSD50K"
+    truth = root / "FSD50K.ground_truth"
+    truth.mkdir(parents=True)
+    with open(truth / "vocabulary.csv", "w", newline="") as handle:
+        csv.writer(handle).writerows([k, name, f"/m/0{k}x"] for k, name in enumerate(FSD50K_VOCABULARY))
+    mids = {name: f"/m/0{k}x" for k, name in enumerate(FSD50K_VOCABULARY)}
+    tables = {"dev": [], "eval": []}
+    for k, (file, (labels, split)) in enumerate(FSD50K_ROWS.items()):
+        part, fname = file.split("/")
+        write_wav(root / f"FSD50K.{part}_audio" / f"{fname}.wav", seconds=12.0 if fname == "1002" else 0.4,
+                  rate=44_100, seed=k)
+        row = [fname, labels, ",".join(mids[name] for name in labels.split(","))]
+        tables[part].append(row + ([split] if split else []))
+    write_csv(truth / "dev.csv", ["fname", "labels", "mids", "split"], tables["dev"])
+    write_csv(truth / "eval.csv", ["fname", "labels", "mids"], tables["eval"])
+    return root

@@ -24,7 +24,7 @@ from ..errors import SoftmoaError
 from ..registry import Registry
 
 GROUP = "softmoa.datasets"
-BUILTINS = ("esc50", "us8k", "speechcommands", "fsc", "fsdd", "synth_sets")
+BUILTINS = ("esc50", "us8k", "speechcommands", "fsc", "fsdd", "fsd50k", "synth_sets")
 SPLITS = ("train", "valid", "test")
 SEARCH_DEPTH = 3  # how deep an extracted archive may nest the data set root
 

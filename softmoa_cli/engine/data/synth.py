@@ -12,6 +12,12 @@ Layout written by ``generate``::
 
     root/<task>/manifest.csv                      path,label,split
     root/<task>/audio/<class>/<class>_<i>.wav     16 kHz mono PCM-16, 1 s
+
+``generate_mixtures`` writes the multi-label variant: each clip mixes 1-3 distinct events of a
+task, each with its own duration, onset and level, so they partly overlap::
+
+    root/<task>-mixtures/manifest.csv             path,labels,split (labels: names joined by ;)
+    root/<task>-mixtures/audio/mix_<i>.wav        16 kHz mono PCM-16, 1 s
 """
 
 from __future__ import annotations
@@ -38,6 +44,9 @@ SNR_DB = (0.0, 20.0)  # event RMS over background RMS
 GAIN_DBFS = (-24.0, -3.0)  # peak level of the final clip
 FADE_SECONDS = 0.01
 SPLIT_SHARE = 0.15  # of each class, for valid and for test each; the rest is train
+MIX_SIZES = (1, 2, 3)  # events per mixture clip, dealt in turn
+MIX_LEVEL_DB = (-6.0, 0.0)  # each event's level in a mixture
+MIX_SNR_DB = (6.0, 20.0)  # loudest event RMS over background RMS in a mixture
 
 Event = Callable[[np.random.Generator, int], np.ndarray]
 
@@ -272,11 +281,11 @@ def _write_if_changed(path: Path, data: bytes, write: Callable[[Path, bytes], No
         write(path, data)
 
 
-def _manifest_bytes(rows: list[tuple[str, str, str]]) -> bytes:
-    """``(path, label, split)`` rows -> CSV bytes with a header."""
+def _manifest_bytes(rows: list[tuple[str, str, str]], header: tuple[str, ...] = ("path", "label", "split")) -> bytes:
+    """``(path, label, split)`` rows -> CSV bytes with ``header``."""
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(("path", "label", "split"))
+    writer.writerow(header)
     writer.writerows(rows)
     return text.getvalue().encode("utf-8")
 
@@ -309,4 +318,77 @@ def generate(
                 progress(len(rows), total)
     manifest = folder / "manifest.csv"
     _write_if_changed(manifest, _manifest_bytes(rows), atomic_write_bytes)
+    return manifest
+
+
+# --- mixtures (multi-label) --------------------------------------------------------------
+
+
+def mixture_groups(classes: list[str], seed: int, group: int) -> list[tuple[str, ...]]:
+    """The label sets of mixture group ``group``: one shuffle of ``classes`` dealt into clips of
+    ``MIX_SIZES`` events in turn (the order of sizes shuffled too). Every class is in exactly one
+    clip of a group, so label counts are balanced and the events of a clip are distinct."""
+    rng = np.random.default_rng([seed, zlib.crc32(b"mixture-groups"), group])
+    order = [classes[k] for k in rng.permutation(len(classes))]
+    sizes, total = [], 0
+    while total < len(order):
+        size = min(MIX_SIZES[len(sizes) % len(MIX_SIZES)], len(order) - total)
+        sizes.append(size)
+        total += size
+    sizes = [sizes[k] for k in rng.permutation(len(sizes))]
+    starts = np.cumsum([0, *sizes])
+    return [tuple(order[starts[k] : starts[k + 1]]) for k in range(len(sizes))]
+
+
+def synthesize_mixture(events: list[Event], rng: np.random.Generator) -> np.ndarray:
+    """One clip mixing ``events``, each at its own duration, onset and level (``MIX_LEVEL_DB``),
+    over background noise at ``MIX_SNR_DB`` below the loudest. ``[CLIP_SAMPLES]`` float64, peak
+    at a random level in ``GAIN_DBFS``."""
+    clip = np.zeros(CLIP_SAMPLES)
+    levels = []
+    for event in events:
+        length = int(rng.uniform(*EVENT_SECONDS) * SAMPLE_RATE)
+        onset = int(rng.integers(0, CLIP_SAMPLES - length + 1))
+        sound = _fade(event(rng, length))
+        levels.append(rng.uniform(*MIX_LEVEL_DB))
+        clip[onset : onset + length] += sound / np.sqrt(np.mean(sound**2)) * 10 ** (levels[-1] / 20)
+    clip += _background(rng) * 10 ** ((max(levels) - rng.uniform(*MIX_SNR_DB)) / 20)
+    return clip * (10 ** (rng.uniform(*GAIN_DBFS) / 20) / np.abs(clip).max())
+
+
+def generate_mixtures(
+    root: Path,
+    task: str = "downstream",
+    clips: int = 600,
+    seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
+    """Write ``clips`` mixtures of 1-3 events of ``task`` and their manifest under ``root/<task>-mixtures``.
+
+    Clips come in groups (``mixture_groups``); clip ``i`` depends only on ``(task, seed, i)``,
+    not on ``clips``. Whole groups go to a split: the first ~70 % train, then valid, then test. Files
+    already holding the right bytes are left untouched. Returns the path of ``manifest.csv``.
+    """
+    if task not in CLASSES:
+        raise SoftmoaError(f"unknown synth task {task!r}; choose one of {', '.join(CLASSES)}")
+    per_group = len(mixture_groups(TASKS[task], seed, 0))
+    groups = -(-clips // per_group)
+    if groups < 3:
+        raise SoftmoaError(f"synth mixtures need at least {2 * per_group + 1} clips for train/valid/test, got {clips}")
+    folder = Path(root) / f"{task}-mixtures"
+    rows = []
+    for group in range(groups):
+        for position, labels in enumerate(mixture_groups(TASKS[task], seed, group)):
+            index = group * per_group + position
+            if index >= clips:
+                break
+            events = [CLASSES[task][label] for label in labels]
+            rng = np.random.default_rng([seed, zlib.crc32(b"mixture"), index])
+            relative = f"audio/mix_{index}.wav"
+            _write_if_changed(folder / relative, _wav_bytes(synthesize_mixture(events, rng)))
+            rows.append((relative, ";".join(sorted(labels)), split_of(group, groups)))
+            if progress is not None:
+                progress(len(rows), clips)
+    manifest = folder / "manifest.csv"
+    _write_if_changed(manifest, _manifest_bytes(rows, ("path", "labels", "split")), atomic_write_bytes)
     return manifest
