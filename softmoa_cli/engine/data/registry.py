@@ -2,8 +2,8 @@
 
 A data set is a ``DatasetSpec``: its layout (a marker file at its root and a ``scan`` that
 lists the clips from the metadata), its default ``max_length`` and where to get it. Built-ins
-live in one module each (``esc50``, ``us8k``, ``speechcommands``, ``fsc``, ``fsdd``) and
-define ``SPEC``. Outside packages add data sets through the ``softmoa.datasets`` entry-point
+live in one module each (``esc50``, ``us8k``, ``speechcommands``, ``fsc``, ``fsdd``,
+``fsd50k``; ``synth_sets`` defines the procedural sets) and define ``SPEC`` (or ``SPECS``). Outside packages add data sets through the ``softmoa.datasets`` entry-point
 group: the entry point names a callable ``register(registry)`` that calls
 ``registry.register(name, spec, builtin=False)``. A path (a folder of class sub-folders or a
 CSV/TSV manifest) resolves to a user's data set (``custom``).
