@@ -1,6 +1,7 @@
-"""Evaluating a finished run on its test (or validation) clips: accuracy, macro-F1, a
-per-class table, a confusion-matrix PNG and, for k-fold runs, the per-fold table with mean
-and standard deviation."""
+"""Evaluating a finished run on its test (or validation) clips. Single-label: accuracy,
+macro-F1, a per-class table and a confusion-matrix PNG; multi-label: mAP, micro- and macro-F1
+at the run's tuned thresholds, d-prime and per-class AP. K-fold runs: the per-fold table with
+mean and standard deviation."""
 
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ import torch
 
 from .errors import SoftmoaError
 from .fsutil import atomic_write_bytes
-from .train.rundir import load_run, read_run_config
+from .petl.adapter_files import adapter_task
+from .train.rundir import fold_directory, load_run, read_run_config, summarize
 from .data.splits import plan_splits
 from .data.table import FeatureTable
 from .train.distributed import World, resolve_device
-from .train.evaluation import Precision, evaluate_indices
-from .train.metrics import accuracy, macro_f1, mean_std, per_class
+from .train.evaluation import Precision, score_indices
+from .train.metrics import per_class
 
 
 def evaluate_run(run_dir: str | Path, split: str = "test", table: FeatureTable | None = None,
@@ -24,9 +26,14 @@ def evaluate_run(run_dir: str | Path, split: str = "test", table: FeatureTable |
     """Score every fold's best model on ``split`` ('test' or 'valid') of the run's own plan,
     each clip by the window rule (``data/features.py``), as ``predict`` scores a file.
 
-    Returns ``{"split", "labels", "folds": [{fold, accuracy, macro_f1, clips}], "summary":
-    {accuracy_mean, accuracy_std, macro_f1_mean, macro_f1_std}, "per_class": [...],
-    "confusion": [[...]]}`` with per-class rows and the confusion matrix summed over folds.
+    Returns ``{"run", "split", "task", "labels", "folds", "summary", "per_class"}`` and, for a
+    single-label run, ``"confusion"``. ``task`` "singlelabel": folds ``[{fold, accuracy,
+    macro_f1, loss, clips}]``, summary ``{accuracy_mean, accuracy_std, macro_f1_mean,
+    macro_f1_std}``, per-class rows (precision, recall, F1, support) and the confusion matrix
+    summed over folds. ``task`` "multilabel": folds ``[{fold, mAP, micro_f1, macro_f1, d_prime,
+    loss, clips}]`` (F1 at each fold's tuned thresholds), summary ``{mAP_mean, mAP_std, ...}``,
+    per-class rows ``{label, ap, f1, support}``: AP and F1 averaged over the folds where the
+    label has positives (None where it has none), positive clips summed.
     """
     if split not in ("test", "valid"):
         raise SoftmoaError(f"--split {split}: choose test or valid")
@@ -36,26 +43,43 @@ def evaluate_run(run_dir: str | Path, split: str = "test", table: FeatureTable |
         from .data.cache import open_dataset
 
         table = open_dataset(config.data, message or (lambda text: None))
+    elif config.data.task == "multilabel":
+        table = table.as_multi_label()
     world = World(device=resolve_device(device))
     precision = Precision("fp32", world.device)
-    total = None
-    folds = []
+    folds, class_rows, confusion = [], [], None
     for plan in plan_splits(table, config.data):
         model, labels, _ = load_run(run_dir, plan.fold)
         if list(labels) != list(table.label_names):
             raise SoftmoaError(_label_mismatch(run_dir, labels, table))
-        confusion, loss = evaluate_indices(model.to(world.device), table, getattr(plan, split), batch_size, world,
-                                           precision)
-        total = confusion if total is None else total + confusion
-        folds.append({"fold": plan.fold, "accuracy": accuracy(confusion), "macro_f1": macro_f1(confusion),
-                      "loss": loss, "clips": int(confusion.sum())})
-    summary = {}
-    for name in ("accuracy", "macro_f1"):
-        mean, std = mean_std([f[name] for f in folds])
-        summary |= {f"{name}_mean": mean, f"{name}_std": std}
-    rows = [{"label": label, **row} for label, row in zip(table.label_names, per_class(total))]
-    return {"run": str(run_dir), "split": split, "labels": table.label_names, "folds": folds, "summary": summary,
-            "per_class": rows, "confusion": total.tolist()}
+        multi, thresholds = adapter_task(fold_directory(run_dir, plan.fold))
+        if multi != table.multi_label:
+            raise SoftmoaError(f"{run_dir}: a {'multi' if multi else 'single'}-label run cannot be evaluated on the "
+                               f"{'multi' if table.multi_label else 'single'}-label data set {table.name}")
+        scored = score_indices(model.to(world.device), table, getattr(plan, split), batch_size, world, precision)
+        found = scored.metrics(thresholds, per_class=multi)
+        class_rows.append(found.pop("per_class", None))
+        folds.append({"fold": plan.fold, **found})
+        if not multi:
+            confusion = scored.confusion if confusion is None else confusion + scored.confusion
+    summary = {key: value for key, value in summarize(folds).items() if key != "folds"}
+    report = {"run": str(run_dir), "split": split, "task": "multilabel" if table.multi_label else "singlelabel",
+              "labels": table.label_names, "folds": folds, "summary": summary}
+    if table.multi_label:
+        return report | {"per_class": [{"label": label, **_mean_rows([rows[c] for rows in class_rows])}
+                                       for c, label in enumerate(table.label_names)]}
+    rows = [{"label": label, **row} for label, row in zip(table.label_names, per_class(confusion))]
+    return report | {"per_class": rows, "confusion": confusion.tolist()}
+
+
+def _mean_rows(rows: list[dict]) -> dict:
+    """One label's multi-label rows of every fold as one: AP and F1 averaged over the folds where
+    they exist (None where none has), support summed."""
+    merged = {"support": sum(row["support"] for row in rows)}
+    for name in ("ap", "f1"):
+        values = [row[name] for row in rows if row[name] is not None]
+        merged[name] = sum(values) / len(values) if values else None
+    return {"ap": merged["ap"], "f1": merged["f1"], "support": merged["support"]}
 
 
 def _label_mismatch(run_dir: Path, labels: list[str], table: FeatureTable) -> str:

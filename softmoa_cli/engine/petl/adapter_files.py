@@ -1,6 +1,7 @@
 """An adapter on disk: only the trained tensors (``adapter.safetensors``) plus a JSON that says
 how to rebuild the model around them (``adapter.json``: backbone reference, method config,
-labels, features, tool version), as PEFT stores adapters.
+labels, features, task, a multi-label adapter's decision thresholds, tool version), as PEFT
+stores adapters.
 
 A full fine-tune's "adapter" is the whole model. Loading needs the backbone: the caller
 resolves ``backbone_reference`` (see ``train/rundir.py: load_backbone``) and hands it in.
@@ -47,15 +48,17 @@ def load_tensors_(model: nn.Module, tensors: dict[str, torch.Tensor], source: st
 
 
 def save_adapter(directory: Path, tensors: dict[str, torch.Tensor], backbone: str, method, labels: list[str],
-                 features: FeatureConfig) -> int:
+                 features: FeatureConfig, thresholds: list[float] | None = None) -> int:
     """Write ``adapter.safetensors`` and ``adapter.json``; return the weights' size in bytes.
 
-    ``backbone``: hub id, absolute path, or a path relative to ``directory``.
+    ``backbone``: hub id, absolute path, or a path relative to ``directory``. ``thresholds``: a
+    multi-label adapter's decision threshold per label (None: a single-label adapter).
     """
     atomic_save_tensors(directory / ADAPTER_WEIGHTS, tensors)
+    task = {"task": "singlelabel"} if thresholds is None else {"task": "multilabel", "thresholds": list(thresholds)}
     atomic_write_json(directory / ADAPTER_CONFIG, {
         "format": "softmoa-adapter", "version": __version__, "backbone": backbone,
-        "method": method.model_dump(mode="json"), "labels": list(labels), "features": asdict(features),
+        "method": method.model_dump(mode="json"), "labels": list(labels), "features": asdict(features), **task,
         "tensors": len(tensors), "parameters": sum(t.numel() for t in tensors.values())})
     return (directory / ADAPTER_WEIGHTS).stat().st_size
 
@@ -63,6 +66,14 @@ def save_adapter(directory: Path, tensors: dict[str, torch.Tensor], backbone: st
 def backbone_reference(directory: str | Path) -> str:
     """The backbone an adapter was trained on, as ``adapter.json`` stores it."""
     return _read_config(Path(directory))["backbone"]
+
+
+def adapter_task(directory: str | Path) -> tuple[bool, list[float] | None]:
+    """``(multi_label, thresholds)`` of an adapter: sigmoid outputs and a decision threshold per
+    label, or softmax outputs and None (also for adapters saved before multi-label training)."""
+    meta = _read_config(Path(directory))
+    multi = meta.get("task") == "multilabel"
+    return multi, meta.get("thresholds") if multi else None
 
 
 def load_adapter(directory: str | Path, backbone: Pretrained) -> tuple[AST, list[str], FeatureConfig]:

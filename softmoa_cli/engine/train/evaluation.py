@@ -1,7 +1,8 @@
 """Scoring clips: the precision context, window probabilities in bounded batches, a clip's
-scores as the mean over its windows (the window rule of ``data/features.py``), and the
-confusion matrix and loss of a set of clips. Training, ``evaluate`` and ``predict`` all score
-through these functions, so a clip gets one score whichever command asks.
+scores as the mean over its windows (the window rule of ``data/features.py``), and a set of
+clips scored (``score_indices``: probabilities, targets, loss) with the metrics of either
+task. Training, ``evaluate`` and ``predict`` all score through these functions, so a clip
+gets one score whichever command asks.
 
 Every result leaves here on the CPU: metrics never mix the model's device with the labels'.
 Scores are computed in fp32 whatever precision the model trained in (``Precision("fp32")``),
@@ -11,6 +12,7 @@ so a run's own validation and test, ``evaluate`` and ``predict`` agree on every 
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -18,7 +20,8 @@ from torch import nn
 
 from ..data.table import FeatureTable
 from .distributed import World
-from .metrics import confusion_matrix
+from .metrics import accuracy, confusion_matrix, macro_f1, multi_label_metrics
+from .metrics import per_class as class_rows
 
 
 class Precision:
@@ -60,23 +63,80 @@ def clip_log_probabilities(window_log_probs: torch.Tensor, owner: torch.Tensor, 
     return (totals / counts[:, None]).log()
 
 
+@dataclass
+class Evaluation:
+    """A set of clips scored by the window rule: ``probabilities [n, classes]`` (float64, CPU;
+    softmax or sigmoid, averaged over each clip's windows; every rank holds every row), the
+    ``targets`` (class ids ``[n]`` int64, or multi-hot rows ``[n, classes]``) and ``loss``, the
+    mean over clips of the cross-entropy (single-label) or of the binary cross-entropy averaged
+    over classes (multi-label) of the clip probabilities."""
+
+    probabilities: torch.Tensor
+    targets: torch.Tensor
+    loss: float
+
+    @property
+    def multi_label(self) -> bool:
+        return self.targets.ndim == 2
+
+    @property
+    def confusion(self) -> torch.Tensor:
+        """Single-label: counts ``[classes, classes]`` (int64; rows true, columns predicted)."""
+        return confusion_matrix(self.probabilities.argmax(-1), self.targets, self.probabilities.shape[1])
+
+    @property
+    def score(self) -> float:
+        """The task's selection metric: accuracy (single-label) or mAP (multi-label)."""
+        return self.metrics()["mAP" if self.multi_label else "accuracy"]
+
+    def metrics(self, thresholds: list[float] | None = None, per_class: bool = False) -> dict:
+        """Single-label: ``accuracy, macro_f1, loss, clips``; multi-label: ``mAP, micro_f1,
+        macro_f1`` (labels at or above ``thresholds``, default 0.5 each), ``d_prime, loss, clips``.
+        ``per_class``: also the rows per class (``metrics.per_class`` or ``ap, f1, support``)."""
+        clips = len(self.targets)
+        if not self.multi_label:
+            confusion = self.confusion
+            result = {"accuracy": accuracy(confusion), "macro_f1": macro_f1(confusion), "loss": self.loss,
+                      "clips": clips}
+            return result | ({"per_class": class_rows(confusion)} if per_class else {})
+        found = multi_label_metrics(self.probabilities, self.targets,
+                                    None if thresholds is None else torch.tensor(thresholds, dtype=torch.float64))
+        rows = found.pop("per_class")
+        return found | {"loss": self.loss, "clips": clips} | ({"per_class": rows} if per_class else {})
+
+
 @torch.no_grad()
+def score_indices(model: nn.Module, table: FeatureTable, indices: np.ndarray, batch_size: int, world: World,
+                  precision: Precision) -> Evaluation:
+    """Score the clips ``indices`` of ``table`` (each process its share, gathered on every
+    rank): sigmoid outputs for a multi-label table, softmax otherwise."""
+    model.eval()
+    multi = table.multi_label
+    probabilities = torch.zeros(len(indices), len(table.label_names), dtype=torch.float64)
+    positions = world.shard(np.arange(len(indices)))  # this rank's rows
+    for start in range(0, len(positions), batch_size):
+        rows = positions[start:start + batch_size]
+        windows, owner = table.clip_windows(indices[rows])  # [w, frames, bins], [w]
+        log_probs = window_log_probabilities(model, windows, batch_size, world.device, precision, multi)
+        probabilities[torch.from_numpy(rows)] = clip_log_probabilities(log_probs, owner, len(rows)).exp()
+    probabilities = world.sum(probabilities)  # [n, classes]: each row written by one rank, zeros elsewhere
+    targets = _targets(table, indices)
+    if not len(indices):
+        return Evaluation(probabilities, targets, 0.0)
+    if multi:
+        loss = nn.functional.binary_cross_entropy(probabilities, targets.double())
+    else:
+        loss = -probabilities.gather(1, targets[:, None]).log().mean()
+    return Evaluation(probabilities, targets, float(loss))
+
+
+def _targets(table: FeatureTable, indices: np.ndarray) -> torch.Tensor:
+    """Class ids ``[n]`` int64 or multi-hot rows ``[n, classes]`` float32 of these clips."""
+    return torch.from_numpy(np.asarray(table.labels[indices], dtype=np.float32 if table.multi_label else np.int64))
+
+
 def evaluate_indices(model: nn.Module, table: FeatureTable, indices: np.ndarray, batch_size: int,
                      world: World, precision: Precision) -> tuple[torch.Tensor, float]:
-    """Confusion matrix ``[classes, classes]`` (CPU, int64) and mean cross-entropy of the clip
-    scores over ``indices``, each process scoring its share of the clips."""
-    model.eval()
-    classes = len(table.label_names)
-    confusion = torch.zeros(classes, classes, dtype=torch.int64)
-    loss = torch.zeros((), dtype=torch.float64)
-    mine = world.shard(indices)
-    for start in range(0, len(mine), batch_size):
-        clips = mine[start:start + batch_size]
-        windows, owner = table.clip_windows(clips)  # [w, frames, bins], [w]
-        log_probs = clip_log_probabilities(window_log_probabilities(model, windows, batch_size, world.device, precision),
-                                           owner, len(clips))  # [clips, classes]
-        labels = torch.from_numpy(np.asarray(table.labels[clips], dtype=np.int64))
-        loss -= log_probs.gather(1, labels[:, None]).sum()
-        confusion += confusion_matrix(log_probs.argmax(-1), labels, classes)
-    confusion, loss = world.sum(confusion), world.sum(loss)
-    return confusion, float(loss) / max(int(confusion.sum()), 1)
+    """Single-label shorthand of ``score_indices``: (confusion matrix, mean cross-entropy)."""
+    scored = score_indices(model, table, indices, batch_size, world, precision)
+    return scored.confusion, scored.loss

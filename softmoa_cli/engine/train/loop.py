@@ -2,6 +2,11 @@
 epoch, the best epoch kept as a true copy, tested, and saved as an adapter; resumable at any
 step (``resume_state.py``).
 
+The task follows the table: single-label (cross-entropy, softmax, the best epoch by validation
+accuracy) or multi-label (binary cross-entropy with logits, sigmoid, the best epoch by
+validation mAP, and per-class decision thresholds tuned on the validation clips for F1 and
+saved with the adapter).
+
 ``FoldTrainer.run``: for each epoch, ``train_step`` over the epoch's shuffled batches, then
 ``end_epoch`` (validate, keep the best, save the resume state); finally ``test_and_save``.
 """
@@ -28,8 +33,8 @@ from ..models.pretrained import Pretrained
 from ..petl.adapter_files import load_tensors_, save_adapter, trainable_tensors
 from ..petl.build import build_model
 from .distributed import World
-from .evaluation import Precision, evaluate_indices
-from .metrics import accuracy, macro_f1
+from .evaluation import Precision, score_indices
+from .metrics import tune_thresholds
 from .optim import make_optimizer, make_scheduler
 from .progress import Callback, StepInfo
 from .resume_state import clear_state, load_state, save_state
@@ -55,7 +60,8 @@ class FoldJob:
 
 @dataclass
 class Running:
-    """Sums over the epoch so far, all ranks: training loss, correct predictions, clips."""
+    """Sums over the epoch so far, all ranks: training loss, correct predictions, clips. A
+    multi-label clip counts as correct when its top-scored label is one of its labels."""
 
     loss: float = 0.0
     correct: float = 0.0
@@ -75,11 +81,13 @@ class Running:
 
 @dataclass
 class Best:
-    """The epoch with the best validation accuracy and a copy of its trained tensors."""
+    """The epoch with the best validation score (accuracy, or mAP for multi-label), a copy of its
+    trained tensors and, multi-label, the thresholds tuned on its validation scores."""
 
     epoch: int = 0
-    valid_accuracy: float = -1.0
+    score: float = -1.0
     tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+    thresholds: list[float] | None = None
 
 
 @dataclass
@@ -101,8 +109,11 @@ class FoldState:
 
     @classmethod
     def from_dict(cls, saved: dict) -> "FoldState":
+        best = dict(saved["best"])
+        if "valid_accuracy" in best:  # a state saved before multi-label training
+            best["score"] = best.pop("valid_accuracy")
         return cls(saved["epoch"], saved["step"], Running(*saved["running"]), saved["history"], saved["seconds"],
-                   Best(**saved["best"]))
+                   Best(**best))
 
 
 class FoldTrainer:
@@ -110,11 +121,13 @@ class FoldTrainer:
 
     def __init__(self, job: FoldJob):
         self.job, self.t, self.world = job, job.config.training, job.world
+        self.table = job.table.as_multi_label() if job.config.data.task == "multilabel" else job.table
+        self.metric = "mAP" if self.table.multi_label else "accuracy"  # the validation score that picks the best epoch
         self.fold = job.split.fold or 0
         self.steps = math.ceil(len(job.split.train) / self.t.batch_size)  # per epoch
         torch.manual_seed(step_seed(self.t.seed, self.fold, 1 << 30))  # head and adapter init
-        self.model = build_model(copy.deepcopy(job.backbone), job.config.method, len(job.table.label_names),
-                                 job.table.feature_config.max_length).to(self.world.device)
+        self.model = build_model(copy.deepcopy(job.backbone), job.config.method, len(self.table.label_names),
+                                 self.table.feature_config.max_length).to(self.world.device)
         self.optimizer = make_optimizer(self.model, self.t, self.t.learning_rate(job.config.method.name))
         self.scheduler = make_scheduler(self.optimizer, self.steps * self.t.epochs)
         self.state = self._restore()
@@ -178,7 +191,7 @@ class FoldTrainer:
         t, world, masks = self.t, self.world, self.job.config.data.spec_augment
         self.net.train()
         torch.manual_seed(step_seed(t.seed, self.fold, epoch, step))
-        x, y = self.job.table.batch(batch)  # [b, frames, bins] float32, [b] int64 (CPU)
+        x, y = self.table.batch(batch)  # [b, frames, bins] float32, [b] int64 or [b, classes] multi-hot (CPU)
         if masks.freq_mask or masks.time_mask:
             generator = torch.Generator().manual_seed(step_seed(t.seed, self.fold, epoch, step, 1))
             x = spec_augment(x, masks.freq_mask, masks.time_mask, generator)
@@ -186,14 +199,19 @@ class FoldTrainer:
         y = y[world.rank::world.size].to(world.device)
         with self.precision():
             logits = self.net(x).float()  # [b / world, classes]
-        losses = F.cross_entropy(logits, y, reduction="none")
+        if self.table.multi_label:  # per clip: binary cross-entropy averaged over classes
+            losses = F.binary_cross_entropy_with_logits(logits, y, reduction="none").mean(-1)
+            correct = y.gather(1, logits.detach().argmax(-1, keepdim=True)).sum()  # top label among the clip's
+        else:
+            losses = F.cross_entropy(logits, y, reduction="none")
+            correct = (logits.detach().argmax(-1) == y).sum()
         # Sum over this rank's share / global batch * world: DDP's average then equals the global mean.
         (losses.sum() * world.size / len(batch)).backward()
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         # One device-to-host copy a step for the three sums.
-        sums = torch.stack([losses.detach().sum().double(), (logits.detach().argmax(-1) == y).sum().double(),
+        sums = torch.stack([losses.detach().sum().double(), correct.double(),
                             torch.tensor(float(len(y)), dtype=torch.float64, device=y.device)])
         return world.sum(sums).tolist()
 
@@ -206,34 +224,34 @@ class FoldTrainer:
 
     def end_epoch(self, epoch: int, epoch_start: float) -> dict:
         """Validate, keep the best epoch's tensors, start the next epoch's sums, save the resume state."""
-        job, state = self.job, self.state
-        confusion, valid_loss = evaluate_indices(self.compiled, job.table, job.split.valid, self._eval_batch,
-                                                 self.world, self.scoring)
+        state = self.state
+        valid = score_indices(self.compiled, self.table, self.job.split.valid, self._eval_batch, self.world,
+                              self.scoring)
         entry = {"epoch": epoch + 1, "train_loss": state.running.mean_loss, "train_accuracy": state.running.accuracy,
-                 "valid_loss": valid_loss, "valid_accuracy": accuracy(confusion),
+                 "valid_loss": valid.loss, f"valid_{self.metric}": valid.score,
                  "lr": self.scheduler.get_last_lr()[0], "seconds": time.perf_counter() - epoch_start}
         state.history.append(entry)
-        if entry["valid_accuracy"] > state.best.valid_accuracy:
-            state.best = Best(epoch + 1, entry["valid_accuracy"], trainable_tensors(self.model))
+        if entry[f"valid_{self.metric}"] > state.best.score:
+            thresholds = tune_thresholds(valid.probabilities, valid.targets) if valid.multi_label else None
+            state.best = Best(epoch + 1, entry[f"valid_{self.metric}"], trainable_tensors(self.model), thresholds)
         state.epoch, state.step, state.running = epoch + 1, 0, Running()
         self.save()
         return entry
 
     def test_and_save(self, callback: Callback, record) -> dict:
-        """Test the best epoch's copy, save it as the fold's adapter, drop the resume state."""
+        """Test the best epoch's copy (multi-label: F1 at its tuned thresholds), save it as the
+        fold's adapter, drop the resume state."""
         job, best = self.job, self.state.best
         load_tensors_(self.model, best.tensors, "best epoch")
-        confusion, test_loss = evaluate_indices(self.compiled, job.table, job.split.test, self._eval_batch,
-                                                self.world, self.scoring)
-        result = {"fold": job.split.fold, "best_epoch": best.epoch, "valid_accuracy": best.valid_accuracy,
-                  "accuracy": accuracy(confusion), "macro_f1": macro_f1(confusion), "loss": test_loss,
-                  "clips": int(confusion.sum()),
+        test = score_indices(self.compiled, self.table, job.split.test, self._eval_batch, self.world, self.scoring)
+        result = {"fold": job.split.fold, "best_epoch": best.epoch, f"valid_{self.metric}": best.score,
+                  **test.metrics(best.thresholds),
                   "trainable_params": sum(p.numel() for p in self.model.parameters() if p.requires_grad),
                   "train_seconds": self.state.seconds}
         if self.world.main:
             result["checkpoint_bytes"] = save_adapter(job.directory, best.tensors, job.backbone_reference,
-                                                      job.config.method, job.table.label_names,
-                                                      job.table.feature_config)
+                                                      job.config.method, self.table.label_names,
+                                                      self.table.feature_config, best.thresholds)
             record(self.state.history, result)
             clear_state(job.directory)
             callback.fold_end(job.split.fold, result)

@@ -33,6 +33,8 @@ CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.json"
 LOG_FILE = "log.csv"
 LOG_COLUMNS = ["fold", "epoch", "train_loss", "train_accuracy", "valid_loss", "valid_accuracy", "lr", "seconds"]
+# The test metrics summarised over folds, per task (``metrics.json``'s "task").
+SUMMARY_METRICS = {"singlelabel": ("accuracy", "macro_f1"), "multilabel": ("mAP", "micro_f1", "macro_f1", "d_prime")}
 
 
 def default_run_dir(config: RunConfig, root: str | Path = "runs") -> Path:
@@ -85,9 +87,12 @@ class RunFolder:
         self.histories[self.key(fold)] = history
         if result is not None:
             self.results[self.key(fold)] = result
-        atomic_write_json(self.path / METRICS_FILE, self.metrics())
+        metrics = self.metrics()
+        atomic_write_json(self.path / METRICS_FILE, metrics)
+        columns = LOG_COLUMNS if metrics["task"] == "singlelabel" else [
+            "valid_mAP" if column == "valid_accuracy" else column for column in LOG_COLUMNS]
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, LOG_COLUMNS, extrasaction="ignore", lineterminator="\n")
+        writer = csv.DictWriter(buffer, columns, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
         for key, epochs in self.histories.items():
             for row in epochs:
@@ -95,8 +100,12 @@ class RunFolder:
         atomic_write_text(self.path / LOG_FILE, buffer.getvalue())
 
     def metrics(self) -> dict:
+        """Per fold its epochs and test result, the summary over folds, and the ``task``
+        ("multilabel" when the epochs were scored by validation mAP, else "singlelabel")."""
         folds = {key: {"epochs": epochs, "test": self.results.get(key)} for key, epochs in self.histories.items()}
-        return {"dataset": self.run["dataset"], "method": self.run["method"], "folds": folds,
+        multi = any("valid_mAP" in row for epochs in self.histories.values() for row in epochs)
+        return {"dataset": self.run["dataset"], "method": self.run["method"],
+                "task": "multilabel" if multi else "singlelabel", "folds": folds,
                 "summary": summarize(list(self.results.values()))}
 
     def finish(self) -> dict:
@@ -106,11 +115,12 @@ class RunFolder:
 
 
 def summarize(results: list[dict]) -> dict:
-    """Mean and standard deviation over folds of test accuracy and macro-F1."""
+    """Mean and standard deviation over folds of the test metrics of the task
+    (``SUMMARY_METRICS``: accuracy and macro-F1; multi-label: mAP, micro-F1, macro-F1, d-prime)."""
     if not results:
         return {}
     summary = {"folds": len(results)}
-    for name in ("accuracy", "macro_f1"):
+    for name in SUMMARY_METRICS["multilabel" if "mAP" in results[0] else "singlelabel"]:
         mean, std = mean_std([r[name] for r in results])
         summary |= {f"{name}_mean": mean, f"{name}_std": std}
     return summary
