@@ -28,6 +28,7 @@ def toy_runs(tmp_path_factory):
     Soft-MoA run of 8 experts on one split, a 3-fold linear run; each in a folder whose path is
     longer than the terminal; with the result of each finetune command."""
     from softmoa_cli.engine.data import cache
+    from softmoa_cli.engine.train import jobs
 
     base = tmp_path_factory.mktemp("output")
     deep = base / "a-folder-with-a-rather-long-name" / "and-another-one-below-it" / "runs"
@@ -37,6 +38,7 @@ def toy_runs(tmp_path_factory):
     results = {}
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("COLUMNS", "80")
+        patch.setattr(jobs, "resolve", lambda name, seed=0: None)  # "toy" is no registered data set
         for name, folds, method in (("soft", 0, ["--method", "soft", "--experts", "8"]),
                                     ("kfold", 3, ["--method", "linear"])):
             patch.setattr(cache, "open_dataset", lambda data, message, folds=folds: toy_table(n=96, folds=folds))
