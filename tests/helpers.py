@@ -1,7 +1,7 @@
 """Plain helpers shared by the tests, imported as ``from helpers import ...`` (fixtures live in
 conftest.py; see its docstring for the rule): the CLI in-process, tiny AST configs and random
 transformers models, toy feature tables and runs with a kill callback, and tiny copies of every
-data set layout with archives of them."""
+data set layout with archives of them, and multi-label mixtures of known sounds."""
 
 from __future__ import annotations
 
@@ -268,3 +268,42 @@ def make_fsd50k(base: Path) -> Path:
     write_csv(truth / "dev.csv", ["fname", "labels", "mids", "split"], tables["dev"])
     write_csv(truth / "eval.csv", ["fname", "labels", "mids"], tables["eval"])
     return root
+
+
+# --- multi-label mixtures ---------------------------------------------------------------------
+
+MIXTURE_RATE = 16_000
+MIXTURE_SOURCES = {"low": 250, "mid": 700, "high": 1800, "top": 4000, "hiss": None}  # tone in Hz, or noise 6-7.5 kHz
+
+
+def mixture_sound(name: str, rng: np.random.Generator, samples: int) -> np.ndarray:
+    """One source at unit peak: a slightly detuned tone, or band-limited noise."""
+    if MIXTURE_SOURCES[name] is None:
+        spectrum = np.fft.rfft(rng.standard_normal(samples))
+        frequencies = np.fft.rfftfreq(samples, 1 / MIXTURE_RATE)
+        spectrum[(frequencies < 6000) | (frequencies > 7500)] = 0
+        wave = np.fft.irfft(spectrum, samples)
+        return wave / np.abs(wave).max()
+    t = np.arange(samples) / MIXTURE_RATE
+    return np.sin(2 * np.pi * MIXTURE_SOURCES[name] * (1 + 0.02 * rng.standard_normal()) * t
+                  + rng.uniform(0, 2 * np.pi))
+
+
+def write_mixtures(root: Path, clips: int = 160, seconds: float = 0.5, seed: int = 0) -> Path:
+    """``root/mixtures.csv`` (path, labels, split) over ``root/mix/*.wav``: each clip mixes one to
+    three of ``MIXTURE_SOURCES`` at random levels over faint noise; the first 60 % of the clips
+    train, the next 20 % validate, the last 20 % test. Returns the manifest."""
+    rng = np.random.default_rng(seed)
+    rows, samples = [], int(seconds * MIXTURE_RATE)
+    for k in range(clips):
+        names = sorted(rng.choice(list(MIXTURE_SOURCES), size=rng.choice([1, 2, 3], p=[0.45, 0.4, 0.15]),
+                                  replace=False))
+        wave = sum(rng.uniform(0.1, 0.3) * mixture_sound(name, rng, samples) for name in names)
+        wave = wave + 0.02 * rng.standard_normal(samples)
+        path = root / "mix" / f"{k:03d}.wav"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(str(path), wave.astype(np.float32), MIXTURE_RATE, subtype="PCM_16")
+        split = "train" if k < 0.6 * clips else "valid" if k < 0.8 * clips else "test"
+        rows.append([f"mix/{k:03d}.wav", ";".join(names), split])
+    write_csv(root / "mixtures.csv", ["path", "labels", "split"], rows)
+    return root / "mixtures.csv"

@@ -14,9 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
-from helpers import Kill, KillAt, _comparable, toy_config, toy_table, write_csv
+from helpers import MIXTURE_SOURCES, Kill, KillAt, _comparable, toy_config, toy_table, write_mixtures
 
 from softmoa_cli.engine.config import build_config, dump_config
 from softmoa_cli.engine.data.cache import open_dataset
@@ -28,39 +27,8 @@ from softmoa_cli.engine.train import finetune, load_run
 from softmoa_cli.engine.train.distributed import World
 from softmoa_cli.engine.train.evaluation import Precision, score_indices
 
-RATE = 16_000
-SOURCES = {"low": 250, "mid": 700, "high": 1800, "top": 4000, "hiss": None}  # tone in Hz, or noise 6-7.5 kHz
 CLIPS = 160  # 60 % train, 20 % valid, 20 % test
 TINY_AST = {"dim": 32, "depth": 1, "heads": 2, "mlp_dim": 64}
-
-
-def sound(name: str, rng: np.random.Generator, samples: int) -> np.ndarray:
-    """One source at unit peak: a slightly detuned tone, or band-limited noise."""
-    if SOURCES[name] is None:
-        spectrum = np.fft.rfft(rng.standard_normal(samples))
-        frequencies = np.fft.rfftfreq(samples, 1 / RATE)
-        spectrum[(frequencies < 6000) | (frequencies > 7500)] = 0
-        wave = np.fft.irfft(spectrum, samples)
-        return wave / np.abs(wave).max()
-    t = np.arange(samples) / RATE
-    return np.sin(2 * np.pi * SOURCES[name] * (1 + 0.02 * rng.standard_normal()) * t + rng.uniform(0, 2 * np.pi))
-
-
-def write_mixtures(root: Path, clips: int = CLIPS, seconds: float = 0.5, seed: int = 0) -> Path:
-    """``root/mixtures.csv`` (path, labels, split) over ``root/mix/*.wav``."""
-    rng = np.random.default_rng(seed)
-    rows, samples = [], int(seconds * RATE)
-    for k in range(clips):
-        names = sorted(rng.choice(list(SOURCES), size=rng.choice([1, 2, 3], p=[0.45, 0.4, 0.15]), replace=False))
-        wave = sum(rng.uniform(0.1, 0.3) * sound(name, rng, samples) for name in names)
-        wave = wave + 0.02 * rng.standard_normal(samples)
-        path = root / "mix" / f"{k:03d}.wav"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        sf.write(str(path), wave.astype(np.float32), RATE, subtype="PCM_16")
-        split = "train" if k < 0.6 * clips else "valid" if k < 0.8 * clips else "test"
-        rows.append([f"mix/{k:03d}.wav", ";".join(names), split])
-    write_csv(root / "mixtures.csv", ["path", "labels", "split"], rows)
-    return root / "mixtures.csv"
 
 
 def mixture_config(manifest: Path, method: str = "soft", **training):
@@ -73,9 +41,9 @@ def mixture_config(manifest: Path, method: str = "soft", **training):
 @pytest.fixture(scope="module")
 def mixtures(tmp_path_factory) -> tuple[Path, object]:
     """The manifest and its multi-label feature table (prepared in the session's SOFTMOA_HOME)."""
-    manifest = write_mixtures(tmp_path_factory.mktemp("mixtures"))
+    manifest = write_mixtures(tmp_path_factory.mktemp("mixtures"), CLIPS)
     table = open_dataset(mixture_config(manifest).data)
-    assert table.multi_label and table.label_names == sorted(SOURCES) and len(table) == CLIPS
+    assert table.multi_label and table.label_names == sorted(MIXTURE_SOURCES) and len(table) == CLIPS
     return manifest, table
 
 

@@ -26,7 +26,9 @@ class TrainingProgress:
     """Training progress on stderr for the engine's callback: one line per epoch (fold, epoch k/N,
     train and valid loss and accuracy, lr, samples/s, elapsed) and one per finished fold. In a
     terminal a live bar of the current fold (step, loss, accuracy, samples/s, ETA) sits below
-    them and is removed when its fold ends; elsewhere (a pipe, a file, a CI log) there is no bar."""
+    them and is removed when its fold ends; elsewhere (a pipe, a file, a CI log) there is no bar.
+    Multi-label runs: validation and test mAP instead of accuracy, and in training the share of
+    clips whose top-scored label is one of theirs ("top-1 hit")."""
 
     def __enter__(self):
         from ..engine.train import Callback
@@ -64,23 +66,33 @@ class TrainingProgress:
                 self.last = info
                 if progress is not None and self.task is not None:
                     done = (info.epoch - 1) * info.steps + info.step
+                    hit = "top-1 hit" if info.multi_label else "acc"
                     progress.update(self.task, completed=done, eta=f"ETA {duration(info.eta_s)}", stats=(
-                        f"epoch {info.epoch}/{info.epochs} · loss {info.loss:.4f} · acc {info.accuracy:.3f} · "
+                        f"epoch {info.epoch}/{info.epochs} · loss {info.loss:.4f} · {hit} {info.accuracy:.3f} · "
                         f"{info.samples_per_s:.0f} samples/s"))
 
             def epoch_end(self, fold, record):
                 rate = f" · {self.last.samples_per_s:.0f} samples/s" if self.last is not None else ""
+                if "valid_mAP" in record:  # multi-label: a top-1 hit in training, validation mAP
+                    scores = (f"top-1 hit {record['train_accuracy']:.4f} · valid loss {record['valid_loss']:.4f} "
+                              f"mAP {record['valid_mAP']:.4f}")
+                else:
+                    scores = (f"acc {record['train_accuracy']:.4f} · valid loss {record['valid_loss']:.4f} "
+                              f"acc {record['valid_accuracy']:.4f}")
                 plain(f"  {self.where}epoch {record['epoch']}/{self.epochs} · train loss {record['train_loss']:.4f} "
-                      f"acc {record['train_accuracy']:.4f} · valid loss {record['valid_loss']:.4f} "
-                      f"acc {record['valid_accuracy']:.4f} · lr {record['lr']:.2e}{rate} · "
+                      f"{scores} · lr {record['lr']:.2e}{rate} · "
                       f"elapsed {duration(time.perf_counter() - self.started)}")
 
             def fold_end(self, fold, result):
                 if progress is not None and self.task is not None:
                     progress.remove_task(self.task)
                     self.task = None
-                plain(f"  {self.where}best epoch {result['best_epoch']} (valid {result['valid_accuracy']:.4f}) "
-                      f"→ test accuracy {result['accuracy']:.4f}")
+                if "mAP" in result:
+                    plain(f"  {self.where}best epoch {result['best_epoch']} (valid mAP {result['valid_mAP']:.4f}) "
+                          f"→ test mAP {result['mAP']:.4f}")
+                else:
+                    plain(f"  {self.where}best epoch {result['best_epoch']} (valid {result['valid_accuracy']:.4f}) "
+                          f"→ test accuracy {result['accuracy']:.4f}")
 
             def message(self, text):
                 note(text)

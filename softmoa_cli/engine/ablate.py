@@ -1,9 +1,13 @@
 """Ablation studies: a grid of ordinary fine-tuning runs, summarised as a table and a plot.
 
 Every grid point (value x seed) is a normal run folder under ``<out>/runs/``. A point is done
-once its ``point.json`` (accuracy and cost figures) is written next to the run's files; an
+once its ``point.json`` (its test score and cost figures) is written next to the run's files; an
 interrupted study continues where it stopped (done points are read back, an unfinished run
 resumes), so the same command finishes it.
+
+The score is the runs' test accuracy, or on multi-label data their test mAP (the runs'
+summary ``mAP_mean``): the results then have ``mAP_mean``/``mAP_std`` columns, and the table,
+Markdown and plot say "test mAP".
 """
 
 from __future__ import annotations
@@ -150,15 +154,33 @@ def point_dir(out: Path, value, seed: int) -> Path:
 
 @dataclass
 class PointResult:
-    """One finished run: test accuracy (mean over its folds) and its cost figures."""
+    """One finished run: its test score (mean over its folds; ``metric`` says which: "accuracy",
+    or "mAP" for a multi-label run) and its cost figures."""
 
     value: Any
     seed: int
-    accuracy: float
+    score: float
     trainable_params: int
     flops: int  # analytic forward FLOPs per example
     epoch_seconds: float  # mean over the run's epochs
     peak_memory_mib: float  # one training step at the run's batch size
+    metric: str = "accuracy"
+
+    def to_dict(self) -> dict:
+        """``point.json``: the score under its metric's name (``accuracy`` or ``mAP``), the metric
+        named only when it is not accuracy (a single-label point reads as before)."""
+        saved = asdict(self)
+        saved[self.metric] = saved.pop("score")
+        if self.metric == "accuracy":
+            saved.pop("metric")
+        return saved
+
+    @classmethod
+    def from_dict(cls, saved: dict) -> "PointResult":
+        saved = dict(saved)
+        metric = saved.pop("metric", "accuracy")
+        score = saved.pop(metric)
+        return cls(score=score, metric=metric, **saved)
 
 
 def read_point(run_dir: Path, config: RunConfig) -> PointResult | None:
@@ -168,7 +190,12 @@ def read_point(run_dir: Path, config: RunConfig) -> PointResult | None:
         raise SoftmoaError(f"{run_dir}: holds a run of another config (changed options?); "
                            "use a new --out for a new study")
     point = run_dir / POINT_FILE
-    return PointResult(**json.loads(point.read_text())) if point.is_file() else None
+    return PointResult.from_dict(json.loads(point.read_text())) if point.is_file() else None
+
+
+def run_metric(metrics: dict) -> str:
+    """The score of a run's ``metrics`` (as metrics.json): "mAP" for a multi-label run, else "accuracy"."""
+    return "mAP" if metrics.get("task") == "multilabel" else "accuracy"
 
 
 Train = Callable[[RunConfig, Path], dict]
@@ -206,8 +233,10 @@ def run_study(study: Study, base: RunConfig, out: str | Path, values: tuple | No
             on_point(index, len(grid), f"{study.name} = {value}, seed {seed}", result is not None)
         if result is None:
             metrics = train(config, run_dir)
-            result = PointResult(value, seed, metrics["summary"]["accuracy_mean"], **measure(config, run_dir))
-            atomic_write_json(run_dir / POINT_FILE, asdict(result))
+            metric = run_metric(metrics)
+            result = PointResult(value, seed, metrics["summary"][f"{metric}_mean"], **measure(config, run_dir),
+                                 metric=metric)
+            atomic_write_json(run_dir / POINT_FILE, result.to_dict())
         results.append(result)
     return write_results(study, results, out, describe_base(study, base),
                          **plot_facts(point_dir(out, values[0], 0)))
@@ -238,29 +267,47 @@ def measure_point(config: RunConfig, run_dir: Path) -> dict:
 
 
 def summarize(results: list[PointResult]) -> list[dict]:
-    """One row per value (in grid order): accuracy mean and sample std over seeds, cost figures."""
+    """One row per value (in grid order): the score's mean and sample std over seeds
+    (``accuracy_mean``/``accuracy_std``, or ``mAP_mean``/``mAP_std``), cost figures."""
     from .train.metrics import mean_std
 
+    metrics = {r.metric for r in results}
+    if len(metrics) > 1:
+        raise SoftmoaError("the study's points mix single-label runs (accuracy) and multi-label runs (mAP); "
+                           "use a new --out for a new study")
+    metric = metrics.pop() if metrics else "accuracy"
     rows = []
     for value in dict.fromkeys(r.value for r in results):
         points = [r for r in results if r.value == value]
-        mean, std = mean_std([p.accuracy for p in points])
-        rows.append({"value": value, "seeds": len(points), "accuracy_mean": mean, "accuracy_std": std,
+        mean, std = mean_std([p.score for p in points])
+        rows.append({"value": value, "seeds": len(points), f"{metric}_mean": mean, f"{metric}_std": std,
                      "trainable_params": points[0].trainable_params, "flops": points[0].flops,
                      "epoch_seconds": sum(p.epoch_seconds for p in points) / len(points),
                      "peak_memory_mib": max(p.peak_memory_mib for p in points)})
     return rows
 
 
-COLUMNS = {"value": "value", "accuracy": "test accuracy % (mean ± std)", "seeds": "seeds",
-           "trainable_params": "trainable params", "flops": "GFLOPs / example", "epoch_seconds": "s / epoch",
-           "peak_memory_mib": "peak MiB"}
+def row_metric(row: dict) -> str:
+    """The score of a summary row: "mAP" (a multi-label study) or "accuracy"."""
+    return "mAP" if "mAP_mean" in row else "accuracy"
+
+
+def columns(metric: str = "accuracy") -> dict[str, str]:
+    """The display columns, key -> header, for a study scored by ``metric``."""
+    return {"value": "value", metric: f"test {metric} % (mean ± std)", "seeds": "seeds",
+            "trainable_params": "trainable params", "flops": "GFLOPs / example", "epoch_seconds": "s / epoch",
+            "peak_memory_mib": "peak MiB"}
+
+
+COLUMNS = columns("accuracy")
 
 
 def format_row(row: dict) -> dict[str, str]:
-    """A summary row as display strings, keyed like ``COLUMNS`` (for Markdown and the terminal)."""
+    """A summary row as display strings, keyed like ``columns(row_metric(row))`` (for Markdown
+    and the terminal)."""
+    metric = row_metric(row)
     return {"value": str(row["value"]),
-            "accuracy": f"{100 * row['accuracy_mean']:.2f} ± {100 * row['accuracy_std']:.2f}",
+            metric: f"{100 * row[f'{metric}_mean']:.2f} ± {100 * row[f'{metric}_std']:.2f}",
             "seeds": str(row["seeds"]), "trainable_params": f"{row['trainable_params']:,}",
             "flops": f"{row['flops'] / 1e9:.3f}", "epoch_seconds": f"{row['epoch_seconds']:.1f}",
             "peak_memory_mib": f"{row['peak_memory_mib']:.1f}"}
@@ -277,10 +324,18 @@ def describe_base(study: Study, base: RunConfig) -> str:
 def plot_facts(run_dir: Path) -> dict:
     """What a finished run says about its test split, for the plot: ``classes`` (the number of its
     labels, from ``adapter.json``) and ``clips`` (test clips of its smallest fold, from
-    ``metrics.json``); a figure the folder does not hold is left out."""
+    ``metrics.json``); a figure the folder does not hold is left out. A multi-label run (its
+    ``metrics.json`` says so): ``chance`` instead, its chance mAP (``chance_map``), when known."""
     from .petl.adapter_files import ADAPTER_CONFIG
     from .train.rundir import METRICS_FILE
 
+    try:
+        multi = json.loads((run_dir / METRICS_FILE).read_text()).get("task") == "multilabel"
+    except (OSError, ValueError, AttributeError):
+        multi = False
+    if multi:
+        chance = chance_map(run_dir)
+        return {} if chance is None else {"chance": chance}
     facts = {}
     for adapter in [run_dir / ADAPTER_CONFIG, *sorted(run_dir.glob(f"fold-*/{ADAPTER_CONFIG}"))]:
         try:
@@ -296,11 +351,35 @@ def plot_facts(run_dir: Path) -> dict:
     return facts
 
 
+def chance_map(run_dir: Path) -> float | None:
+    """The test mAP of scores that ignore the audio, for a multi-label run: a random ranking of a
+    label's clips has an AP of about the share of them that carry it, so per fold the mean over
+    the labels present in its test clips of their positive rate there, averaged over the run's
+    folds (as its mAP is). Read from the run's data (its feature cache, there since the run
+    trained on it); None when the data cannot be opened."""
+    from .data.cache import open_dataset
+    from .data.splits import plan_splits
+    from .train.rundir import read_run_config
+
+    try:
+        config = read_run_config(run_dir)
+        table = open_dataset(config.data).as_multi_label()
+        chances = []
+        for plan in plan_splits(table, config.data):
+            rates = table.labels[plan.test].astype(float).mean(axis=0)  # [classes]
+            present = rates[rates > 0]
+            chances.append(float(present.mean()) if present.size else 0.0)
+    except (SoftmoaError, OSError, ValueError):
+        return None
+    return sum(chances) / len(chances) if chances else None
+
+
 def write_results(study: Study, results: list[PointResult], out: Path, context: str = "",
-                  classes: int | None = None, clips: int | None = None) -> list[dict]:
+                  classes: int | None = None, clips: int | None = None, chance: float | None = None) -> list[dict]:
     """``results.csv`` (one row per value), ``results.md`` and ``plot.png`` in ``out``;
     ``context`` (e.g. ``describe_base``) heads the Markdown and the plot; ``classes`` and
-    ``clips`` (``plot_facts``) give the plot its chance line and the worth of one test clip."""
+    ``clips`` (``plot_facts``) give the plot its chance line and the worth of one test clip;
+    a multi-label study's plot takes its chance mAP from ``chance`` (a share, 0..1)."""
     rows = summarize(results)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, list(rows[0]), lineterminator="\n")
@@ -308,13 +387,14 @@ def write_results(study: Study, results: list[PointResult], out: Path, context: 
     writer.writerows(rows)
     atomic_write_text(out / "results.csv", buffer.getvalue())
     atomic_write_text(out / "results.md", results_markdown(study, rows, context))
-    plot_results(study, rows, out / "plot.png", context, classes, clips)
+    plot_results(study, rows, out / "plot.png", context, classes, clips, chance)
     return rows
 
 
 def results_markdown(study: Study, rows: list[dict], context: str = "") -> str:
+    headers = columns(row_metric(rows[0]))
     lines = [f"Ablation `{study.name}`: {study.description}" + (f" ({context})" if context else ""), "",
-             "| " + " | ".join(COLUMNS.values()) + " |", "|" + "---|" * len(COLUMNS)]
+             "| " + " | ".join(headers.values()) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(format_row(row).values()) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
@@ -339,23 +419,31 @@ def accuracy_range(lows: list[float], highs: list[float], chance: float | None =
 
 
 def results_figure(study: Study, rows: list[dict], context: str = "", classes: int | None = None,
-                   clips: int | None = None):
+                   clips: int | None = None, chance: float | None = None):
     """The ablation figure (a matplotlib Figure): test accuracy against the swept value, mean with
     error bars of one std over seeds, chance (1 / ``classes``) dashed, on an honest y-range
     (``accuracy_range``); trainable parameters as pale bars on a second axis (log scale when they
-    span more than 50x). ``clips``: test clips per fold, to say what one clip is worth."""
+    span more than 50x). ``clips``: test clips per fold, to say what one clip is worth.
+
+    A multi-label study (rows with ``mAP_mean``): test mAP in %, its chance line at ``chance``
+    (``chance_map``; the legend says so when unknown), ``classes`` and ``clips`` unused."""
     import textwrap
 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
+    metric = row_metric(rows[0])
+    multi = metric == "mAP"
     x = list(range(len(rows)))
-    means = [100 * row["accuracy_mean"] for row in rows]
-    stds = [100 * row["accuracy_std"] for row in rows]
+    means = [100 * row[f"{metric}_mean"] for row in rows]
+    stds = [100 * row[f"{metric}_std"] for row in rows]
     params = [row["trainable_params"] for row in rows]
     seeds = max(row["seeds"] for row in rows)
-    chance = 100 / classes if classes else None
+    if multi:
+        chance = None if chance is None else 100 * chance
+    else:
+        chance = 100 / classes if classes else None
 
     fig = Figure(figsize=(max(6.4, 1.2 * len(rows) + 3), 4.8), layout="constrained")
     FigureCanvasAgg(fig)
@@ -365,15 +453,19 @@ def results_figure(study: Study, rows: list[dict], context: str = "", classes: i
     handles = _accuracy_points(ax, x, means, stds, seeds)
     if chance is not None:
         ax.axhline(chance, linestyle="--", color="0.35", linewidth=1.2)
-        handles.append(Line2D([], [], linestyle="--", color="0.35", label=f"chance: 1/{classes} = {chance:.1f}%"))
-    if clips:
+        label = (f"chance mAP ≈ {chance:.1f}% (mean positive rate)" if multi else
+                 f"chance: 1/{classes} = {chance:.1f}%")
+        handles.append(Line2D([], [], linestyle="--", color="0.35", label=label))
+    elif multi:
+        handles.append(Line2D([], [], linestyle="none", label="chance mAP not known (data not found): no line"))
+    if clips and not multi:
         handles.append(Line2D([], [], linestyle="none",
                               label=f"one test clip = {100 / clips:.2f} points ({clips} clips)"))
     ax.set_ylim(*accuracy_range([m - s for m, s in zip(means, stds)], [m + s for m, s in zip(means, stds)], chance))
     ax.set_xticks(x, [str(row["value"]) for row in rows])
     ax.set_xlim(-0.6, len(rows) - 0.4)
     ax.set_xlabel(study.key if study.key != "name" else "method")
-    ax.set_ylabel("test accuracy (%)", color="tab:blue")
+    ax.set_ylabel(f"test {metric} (%)", color="tab:blue")
     ax.tick_params(axis="y", colors="tab:blue")
     ax.set_zorder(twin.get_zorder() + 1)  # the accuracy line above the bars
     ax.patch.set_visible(False)
@@ -402,7 +494,7 @@ def _parameter_bars(twin, x: list[int], params: list[int]) -> None:
 
 
 def _accuracy_points(ax, x: list[int], means: list[float], stds: list[float], seeds: int) -> list:
-    """Mean accuracy per point (error bars of one std over seeds), each labelled; the legend handles."""
+    """Mean score per point (error bars of one std over seeds), each labelled; the legend handles."""
     if seeds > 1:
         handles = [ax.errorbar(x, means, yerr=stds, marker="o", capsize=5, color="tab:blue",
                                label=f"mean ± 1 std over {seeds} seeds")]
@@ -416,9 +508,9 @@ def _accuracy_points(ax, x: list[int], means: list[float], stds: list[float], se
 
 
 def plot_results(study: Study, rows: list[dict], path: Path, context: str = "", classes: int | None = None,
-                 clips: int | None = None) -> Path:
+                 clips: int | None = None, chance: float | None = None) -> Path:
     """``results_figure`` saved as a PNG at ``path``."""
-    fig = results_figure(study, rows, context, classes, clips)
+    fig = results_figure(study, rows, context, classes, clips, chance)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     return path

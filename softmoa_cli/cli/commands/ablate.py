@@ -93,13 +93,15 @@ def _train_with_progress(config, run_dir: Path) -> dict:
 
 
 def show_results(study, base, rows: list[dict], folder: Path) -> None:
-    from ...engine.ablate import COLUMNS, describe_base, format_row
+    from ...engine.ablate import columns as headers, describe_base, format_row, row_metric
     from ..console import Column, line, note, show_table
 
-    # The values and their "mean ± std" stay whole; narrow, the cost figures follow the table.
-    columns = [Column(title, "left" if name == "value" else "right", whole=name in ("value", "accuracy"),
+    # The values and their "mean ± std" (test accuracy, or test mAP on multi-label data) stay
+    # whole; narrow, the cost figures follow the table.
+    metric = row_metric(rows[0])
+    columns = [Column(title, "left" if name == "value" else "right", whole=name in ("value", metric),
                       optional=name in ("flops", "epoch_seconds", "peak_memory_mib"))
-               for name, title in COLUMNS.items()]
+               for name, title in headers(metric).items()]
     show_table(columns, [list(format_row(row).values()) for row in rows], f"ablate {study.name}: {study.description}")
     line(describe_base(study, base))
     note(f"wrote {folder / 'results.csv'}, {folder / 'results.md'} and {folder / 'plot.png'}")

@@ -18,6 +18,9 @@ def evaluate(
 ) -> None:
     """Accuracy, macro-F1, a per-class table and a confusion-matrix PNG (k-fold runs: per fold and mean ± std).
 
+    Multi-label runs: mAP, micro- and macro-F1 at the run's tuned thresholds, d′ and per-class
+    AP and F1; no confusion matrix.
+
     RUN: a run folder; without it, the most recent finished run under runs/.
 
     Examples:
@@ -30,6 +33,12 @@ def evaluate(
     run_dir = chosen_run(run_dir)
     with err.status("evaluating…"):
         report = evaluate_run(run_dir, split, device=device, message=note)
+    if report["task"] == "multilabel":
+        if as_json:
+            print(json.dumps(report, indent=2))
+        else:
+            show_multi_label(report, split)
+        return
     png = save_confusion_png(report["confusion"], report["labels"], run_dir / f"confusion-{split}.png",
                              f"{run_dir.name} · {split}")
     if as_json:
@@ -49,3 +58,25 @@ def evaluate(
     spread = lambda name: f"{s[name + '_mean']:.4f}" + (f" ± {s[name + '_std']:.4f}" if len(report["folds"]) > 1 else "")
     line(f"{split} accuracy {spread('accuracy')} · macro-F1 {spread('macro_f1')}")
     line(f"confusion matrix: {png}")
+
+
+def show_multi_label(report: dict, split: str) -> None:
+    """A multi-label report: per class AP, F1 and positive clips ("–" where a label has no
+    positives), per fold (k-fold runs) and the summary line."""
+    from ..console import Column, line, show_table
+
+    figure = lambda value, digits=4: "–" if value is None else f"{value:.{digits}f}"
+    show_table([Column("label", "left", whole=True), Column("AP"), Column("F1"), Column("positives")],
+               [[row["label"], figure(row["ap"]), figure(row["f1"]), str(row["support"])]
+                for row in report["per_class"]], f"per class · {split}")
+    folds = report["folds"]
+    if len(folds) > 1:
+        show_table([Column("fold", whole=True)] + [Column(name) for name in ("mAP", "micro-F1", "macro-F1", "d′",
+                                                                            "clips")],
+                   [[str(fold["fold"]), figure(fold["mAP"]), figure(fold["micro_f1"]), figure(fold["macro_f1"]),
+                     figure(fold["d_prime"], 3), str(fold["clips"])] for fold in folds], "per fold")
+    s = report["summary"]
+    spread = lambda name, digits=4: f"{s[name + '_mean']:.{digits}f}" + (
+        f" ± {s[name + '_std']:.{digits}f}" if len(folds) > 1 else "")
+    line(f"{split} mAP {spread('mAP')} · micro-F1 {spread('micro_f1')} · macro-F1 {spread('macro_f1')} · "
+         f"d′ {spread('d_prime', 3)}")

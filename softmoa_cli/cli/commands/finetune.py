@@ -130,19 +130,36 @@ def show_configs(jobs: list[Job]) -> None:
 
 
 def show_results(run_dir: Path, metrics: dict) -> None:
+    """A run's table, one row per fold (multi-label: mAP, micro- and macro-F1, d′; the cost
+    figures follow the table when it is narrow), the summary over folds and the run folder."""
     from ..console import Column, line, show_table
 
-    columns = [Column("fold", whole=True)] + [Column(name, whole=name in ("checkpoint", "time")) for name in (
-        "best epoch", "valid acc", "test acc", "macro-F1", "trainable", "checkpoint", "time")]
+    multi = metrics.get("task") == "multilabel"
+    if multi:
+        scores = ("valid mAP", "test mAP", "micro-F1", "macro-F1", "d′")
+        columns = [Column("fold", whole=True), Column("best epoch")] + [Column(name) for name in scores] + [
+            Column(name, whole=name in ("checkpoint", "time"), optional=True)
+            for name in ("trainable", "checkpoint", "time")]
+    else:
+        columns = [Column("fold", whole=True)] + [Column(name, whole=name in ("checkpoint", "time")) for name in (
+            "best epoch", "valid acc", "test acc", "macro-F1", "trainable", "checkpoint", "time")]
     rows = []
     for key, fold in metrics["folds"].items():
         result = fold["test"]
-        rows.append([key, str(result["best_epoch"]), f"{result['valid_accuracy']:.4f}", f"{result['accuracy']:.4f}",
-                     f"{result['macro_f1']:.4f}", f"{result['trainable_params']:,}",
+        if multi:
+            figures = [f"{result['valid_mAP']:.4f}", f"{result['mAP']:.4f}", f"{result['micro_f1']:.4f}",
+                       f"{result['macro_f1']:.4f}", f"{result['d_prime']:.3f}"]
+        else:
+            figures = [f"{result['valid_accuracy']:.4f}", f"{result['accuracy']:.4f}", f"{result['macro_f1']:.4f}"]
+        rows.append([key, str(result["best_epoch"]), *figures, f"{result['trainable_params']:,}",
                      f"{result['checkpoint_bytes'] / 1024:.1f} KiB", f"{result['train_seconds']:.0f} s"])
     show_table(columns, rows, f"{metrics['dataset']} · {metrics['method']}")
     summary = metrics["summary"]
-    if summary.get("folds", 0) > 1:
+    spread = lambda name: f"{summary[name + '_mean']:.4f} ± {summary[name + '_std']:.4f}"
+    if summary.get("folds", 0) > 1 and multi:
+        line(f"test mAP over {summary['folds']} folds: {spread('mAP')} (micro-F1 {spread('micro_f1')}, "
+             f"macro-F1 {spread('macro_f1')}, d′ {summary['d_prime_mean']:.3f} ± {summary['d_prime_std']:.3f})")
+    elif summary.get("folds", 0) > 1:
         line(f"test accuracy over {summary['folds']} folds: {summary['accuracy_mean']:.4f} ± "
              f"{summary['accuracy_std']:.4f} (macro-F1 {summary['macro_f1_mean']:.4f} ± "
              f"{summary['macro_f1_std']:.4f})")
@@ -150,17 +167,18 @@ def show_results(run_dir: Path, metrics: dict) -> None:
 
 
 def show_comparison(finished: list[tuple[Path, dict]]) -> None:
-    """The default job's summary: each method's test accuracy, trainable parameters and time; the
-    run folders as lines below (whole, to be copied)."""
+    """The default job's summary: each method's test accuracy (multi-label: test mAP), trainable
+    parameters and time; the run folders as lines below (whole, to be copied)."""
     from ..console import Column, line, show_table
 
-    columns = [Column("method", "left", whole=True), Column("test accuracy"), Column("trainable params"),
-               Column("training time", whole=True)]
+    multi = all(metrics.get("task") == "multilabel" for _, metrics in finished)
+    columns = [Column("method", "left", whole=True), Column("test mAP" if multi else "test accuracy"),
+               Column("trainable params"), Column("training time", whole=True)]
     rows = []
     for run_dir, metrics in finished:
         result = metrics["folds"]["all"]["test"]
-        rows.append([metrics["method"], f"{result['accuracy']:.4f}", f"{result['trainable_params']:,}",
-                     f"{result['train_seconds']:.0f} s"])
+        rows.append([metrics["method"], f"{result['mAP' if multi else 'accuracy']:.4f}",
+                     f"{result['trainable_params']:,}", f"{result['train_seconds']:.0f} s"])
     show_table(columns, rows, "offline default: Soft-MoA against a single adapter")
     for run_dir, metrics in finished:
         line(f"run ({metrics['method']}): {run_dir}")

@@ -22,11 +22,16 @@ def predict(
     runs_root: Annotated[Path, typer.Option(metavar="DIR", help="Where to look for the most recent "
                                                                 "run.")] = Path("runs"),
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, metavar="K", help="Labels shown per file.")] = 5,
+    threshold: Annotated[float | None, typer.Option(
+        metavar="X", help="Multi-label models: mark labels scoring at least this (default: the run's thresholds "
+                          "tuned on its validation clips; 0.5 for AudioSet checkpoints).", show_default=False)] = None,
     as_json: Json = False,
     device: Device = "cpu",
 ) -> None:
     """Score audio files with a finetune run or an AST classifier (long files: windows averaged).
-    Without --checkpoint or --run, the most recent finished run is used.
+    Without --checkpoint or --run, the most recent finished run is used. Multi-label models
+    (a multi-label run, an AudioSet checkpoint) give independent sigmoid scores and mark the
+    labels at or above their thresholds (✓), listed in full below each table.
 
     AUDIO: audio files (WAV, FLAC, OGG; any rate and channels). A file that cannot be scored is
     named with the reason (SOFTMOA_DEBUG=1: the traceback too), the others are scored, and the
@@ -35,11 +40,13 @@ def predict(
     Examples:
       softmoa predict clip.wav other.flac --json
       softmoa predict clip.wav -k 3 -c MIT/ast-finetuned-audioset-10-10-0.4593
+      softmoa predict clip.wav --threshold 0.3
     """
     from ..console import err, fail, note, out
     from ...engine.predict import predictor_for
 
-    predictor, description = predictor_for(checkpoint=checkpoint, run=run, runs_root=runs_root, device=device)
+    predictor, description = predictor_for(checkpoint=checkpoint, run=run, runs_root=runs_root, device=device,
+                                           threshold=threshold)
     note(f"model: {description}")
     results = []
     with err.status("scoring…"):
@@ -53,16 +60,29 @@ def predict(
     if as_json:
         print(json.dumps([r.to_dict() for r in good], indent=2))
     else:
-        from rich.text import Text
-
-        from ..console import Column, show_table
-
         for result in good:
-            out.print(Text(result.file, style="bold"), soft_wrap=True)
-            show_table([Column("label", "left", whole=True), Column("score")],
-                       [[label, f"{score:.4f}"] for label, score in result.predictions])
+            show_prediction(result)
     if len(good) < len(results):
         raise typer.Exit(1)
+
+
+def show_prediction(result) -> None:
+    """One file's name and its top-k table; a multi-label model's labels at or above their
+    thresholds marked ✓ in the table and listed below it (some may rank below the top k)."""
+    from rich.text import Text
+
+    from ..console import Column, line, out, show_table
+
+    out.print(Text(result.file, style="bold"), soft_wrap=True)
+    if result.positive is None:
+        show_table([Column("label", "left", whole=True), Column("score")],
+                   [[label, f"{score:.4f}"] for label, score in result.predictions])
+        return
+    marked = {label for label, _ in result.positive}
+    show_table([Column("label", "left", whole=True), Column("score"), Column("above threshold", "center")],
+               [[label, f"{score:.4f}", "✓" if label in marked else ""] for label, score in result.predictions])
+    listed = ", ".join(f"{label} {score:.4f}" for label, score in result.positive)
+    line(f"above threshold ({len(result.positive)}): {listed or 'none'}")
 
 
 def show_traceback(error: BaseException) -> None:

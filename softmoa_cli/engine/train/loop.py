@@ -220,7 +220,7 @@ class FoldTrainer:
         running, remaining = self.state.running, (self.t.epochs - epoch) * self.steps - step - 1
         return StepInfo(self.job.split.fold, epoch + 1, self.t.epochs, step + 1, self.steps, running.mean_loss,
                         running.accuracy, self.scheduler.get_last_lr()[0], samples_done / elapsed,
-                        elapsed / steps_done * remaining)
+                        elapsed / steps_done * remaining, self.table.multi_label)
 
     def end_epoch(self, epoch: int, epoch_start: float) -> dict:
         """Validate, keep the best epoch's tensors, start the next epoch's sums, save the resume state."""

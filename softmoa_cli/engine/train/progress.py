@@ -7,7 +7,9 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class StepInfo:
-    """One optimisation step. ``loss`` and ``accuracy`` are running means over the epoch so far."""
+    """One optimisation step. ``loss`` and ``accuracy`` are running means over the epoch so far;
+    for a multi-label run (``multi_label``) ``accuracy`` is the share of clips whose top-scored
+    label is one of theirs (a top-1 hit)."""
 
     fold: int | None
     epoch: int  # 1-based
@@ -19,6 +21,7 @@ class StepInfo:
     lr: float
     samples_per_s: float
     eta_s: float  # for the rest of this fold
+    multi_label: bool = False
 
 
 class Callback:
