@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 TRAINING = "Training"  # help panel of the training flags
+UNBALANCED = "Unbalanced data"  # help panel of balanced sampling, class weights and mixup
 DEFAULT_DATASET = "synth"  # the offline default: embedded synth data and backbone
 
 # Help shows a metavar (N, PATH, ...) for every value, never Python's type (<int>, <list[str]>);
@@ -56,6 +57,18 @@ Lr = Annotated[float | None, typer.Option(metavar="LR", help="Peak learning rate
 TrainingDevice = Annotated[str | None, typer.Option(metavar="DEVICE", help="auto (cuda if present), cpu, cuda, "
                                                     "cuda:1, ... (default: the preset's, else auto).",
                                                     rich_help_panel=TRAINING)]
+BalancedSampling = Annotated[bool | None, typer.Option(
+    "--balanced-sampling/--no-balancing", metavar="", show_default=False, rich_help_panel=UNBALANCED,
+    help="Draw each epoch's clips with replacement, weighted by the inverse frequency of their labels in the "
+         "training split, as AST's sampler (default: the preset's, else off).")]
+ClassWeights = Annotated[bool | None, typer.Option(
+    "--class-weights/--no-class-weights", metavar="", show_default=False, rich_help_panel=UNBALANCED,
+    help="Weight each class's loss by its inverse label frequency in the training split, normalised to mean 1 "
+         "(default: the preset's, else off).")]
+Mixup = Annotated[float | None, typer.Option(
+    metavar="ALPHA", show_default=False, rich_help_panel=UNBALANCED,
+    help="Mix each batch with a shuffled copy of itself, features and label vectors, by lambda ~ Beta(ALPHA, "
+         "ALPHA); 0: off (default: the preset's, else 0).")]
 
 # The flags that set a run-config key: (dotted key, flag). Config errors name the flag.
 CONFIG_FLAGS = (
@@ -69,6 +82,8 @@ CONFIG_FLAGS = (
     ("training.epochs", "--epochs"), ("training.batch_size", "--batch-size"), ("training.lr", "--lr"),
     ("training.seed", "--seed"), ("training.device", "--device"), ("training.precision", "--precision"),
     ("training.compile", "--compile"), ("training.threads", "--threads"),
+    ("training.balanced_sampling", "--balanced-sampling"), ("training.class_weights", "--class-weights"),
+    ("training.mixup", "--mixup"),
 )
 
 

@@ -103,6 +103,17 @@ class TrainingConfig(Section):
     compile: bool = Field(False, description="torch.compile the model")
     checkpoint_every: int = Field(50, ge=1, description="steps between resume checkpoints (also every epoch end)")
     threads: int | None = Field(None, ge=1, description="CPU threads for torch; unset: torch's default")
+    # Unbalanced data (train/sampling.py). All off: training is exactly as without them.
+    balanced_sampling: bool = Field(False, description="draw each epoch's clips with replacement, a clip's weight "
+                                                       "the sum over its labels of 1 / that label's count in the "
+                                                       "training split (AST's sampler); steps per epoch unchanged")
+    class_weights: bool = Field(False, description="weight each class's loss by its inverse label frequency in the "
+                                                   "training split, normalised to mean 1 over the classes present "
+                                                   "(absent classes: 1); with balanced_sampling it corrects "
+                                                   "twice, favouring rare classes")
+    mixup: float = Field(0, ge=0, description="mixup: each step mixes the batch with a shuffled copy of itself, "
+                                              "features and label vectors, by lambda ~ Beta(alpha, alpha); "
+                                              "the alpha, 0: off")
 
     def learning_rate(self, method: str) -> float:
         return self.lr if self.lr is not None else RECIPE_LR.get(method, PETL_LR)

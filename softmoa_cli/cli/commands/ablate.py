@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from ..options import (DEFAULT_DATASET, BatchSize, Checkpoint, Dataset, Epochs, Lr, MaxLength, Preset, Threads,
-                       TrainingDevice, config_overrides, preset_file)
+from ..options import (DEFAULT_DATASET, BalancedSampling, BatchSize, Checkpoint, ClassWeights, Dataset, Epochs, Lr,
+                       MaxLength, Mixup, Preset, Threads, TrainingDevice, config_overrides, preset_file)
 
 def ablate(
     study: Annotated[str, typer.Argument(metavar="STUDY", hidden=True, show_default=False)],
@@ -28,6 +28,9 @@ def ablate(
     device: TrainingDevice = None,
     threads: Threads = None,
     max_length: MaxLength = None,
+    balanced_sampling: BalancedSampling = None,
+    class_weights: ClassWeights = None,
+    mixup: Mixup = None,
     set_: Annotated[list[str] | None, typer.Option("--set", metavar="KEY=VALUE", help="Any other config key, dotted, "
                                                    "e.g. training.weight_decay=0 (repeatable).")] = None,
 ) -> None:
@@ -48,7 +51,9 @@ def ablate(
     chosen = get_study(study)
     grid = parse_values(chosen, values)
     overrides, flags = config_overrides(dataset=dataset, max_length=max_length, checkpoint=checkpoint, epochs=epochs,
-                                        batch_size=batch_size, lr=lr, device=device, threads=threads)
+                                        batch_size=batch_size, lr=lr, device=device, threads=threads,
+                                        balanced_sampling=balanced_sampling, class_weights=class_weights,
+                                        mixup=mixup)
     settings = parse_settings(set_ or [])
     overrides = settings | overrides
     flags = {key: f"--set {key}" for key in settings} | flags

@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ..options import (DEFAULT_DATASET, TRAINING, BatchSize, Checkpoint, Dataset, Epochs, Lr, MaxLength, Preset,
-                       Threads, TrainingDevice, config_overrides, parse_fold, preset_file)
+from ..options import (DEFAULT_DATASET, TRAINING, BalancedSampling, BatchSize, Checkpoint, ClassWeights, Dataset,
+                       Epochs, Lr, MaxLength, Mixup, Preset, Threads, TrainingDevice, config_overrides, parse_fold,
+                       preset_file)
 
 if TYPE_CHECKING:
     from ...engine.train.jobs import Job
@@ -61,6 +62,7 @@ def finetune(
     max_length: MaxLength = None, fold: Fold = None, max_bad: MaxBad = None,
     epochs: Epochs = None, batch_size: BatchSize = None, lr: Lr = None, seed: Seed = None,
     device: TrainingDevice = None, precision: Precision = None, compile: Compile = None, threads: Threads = None,
+    balanced_sampling: BalancedSampling = None, class_weights: ClassWeights = None, mixup: Mixup = None,
     out: Out = None, resume: Resume = None, print_config: PrintConfig = False,
 ) -> None:
     """Fine-tune an AST with a PETL method; validate every epoch, test the best epoch.
@@ -81,7 +83,8 @@ def finetune(
         method=method, experts=experts, slots=slots, reduction_rate=reduction_rate, location=location,
         adapter_config=adapter_config, init=init, kind=kind, placement=placement, normalize=normalize, rank=rank,
         alpha=alpha, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device, precision=precision,
-        compile=compile, threads=threads)
+        compile=compile, threads=threads, balanced_sampling=balanced_sampling, class_weights=class_weights,
+        mixup=mixup)
     if resume is not None:
         given = [flags[key] for key in overrides] + (["--preset"] if preset else []) + (["--out"] if out else [])
         jobs = [Job(resume_config(resume, given), resume)]

@@ -5,7 +5,8 @@ step (``resume_state.py``).
 The task follows the table: single-label (cross-entropy, softmax, the best epoch by validation
 accuracy) or multi-label (binary cross-entropy with logits, sigmoid, the best epoch by
 validation mAP, and per-class decision thresholds tuned on the validation clips for F1 and
-saved with the adapter).
+saved with the adapter). Either task can balance its epochs, weight its classes and mix its
+clips (``sampling.py``: ``training.balanced_sampling``, ``class_weights``, ``mixup``).
 
 ``FoldTrainer.run``: for each epoch, ``train_step`` over the epoch's shuffled batches, then
 ``end_epoch`` (validate, keep the best, save the resume state); finally ``test_and_save``.
@@ -38,6 +39,7 @@ from .metrics import tune_thresholds
 from .optim import make_optimizer, make_scheduler
 from .progress import Callback, StepInfo
 from .resume_state import clear_state, load_state, save_state
+from .sampling import class_weights, epoch_order, mixup, sample_weights
 
 
 def step_seed(*keys: int) -> int:
@@ -61,7 +63,9 @@ class FoldJob:
 @dataclass
 class Running:
     """Sums over the epoch so far, all ranks: training loss, correct predictions, clips. A
-    multi-label clip counts as correct when its top-scored label is one of its labels."""
+    multi-label clip counts as correct when its top-scored label is one of its labels; with mixup,
+    the labels are those of the clip that dominates the mixture. The loss is the one trained
+    (class-weighted, against mixed targets, when those are on)."""
 
     loss: float = 0.0
     correct: float = 0.0
@@ -125,6 +129,11 @@ class FoldTrainer:
         self.metric = "mAP" if self.table.multi_label else "accuracy"  # the validation score that picks the best epoch
         self.fold = job.split.fold or 0
         self.steps = math.ceil(len(job.split.train) / self.t.batch_size)  # per epoch
+        classes, train_labels = len(self.table.label_names), self.table.labels[job.split.train]
+        # Balanced sampling: per training clip drawing weights; class weights: [classes] on the device.
+        self.sample_weights = sample_weights(train_labels, classes) if self.t.balanced_sampling else None
+        self.class_weights = (torch.tensor(class_weights(train_labels, classes), dtype=torch.float32,
+                                           device=self.world.device) if self.t.class_weights else None)
         torch.manual_seed(step_seed(self.t.seed, self.fold, 1 << 30))  # head and adapter init
         self.model = build_model(copy.deepcopy(job.backbone), job.config.method, len(self.table.label_names),
                                  self.table.feature_config.max_length).to(self.world.device)
@@ -168,7 +177,7 @@ class FoldTrainer:
         started, steps_done, samples_done = time.perf_counter(), 0, 0
         for epoch in range(self.state.epoch, t.epochs):
             epoch_start = time.perf_counter()
-            order = np.random.default_rng([t.seed, self.fold, epoch]).permutation(len(train))
+            order = epoch_order(len(train), t.seed, self.fold, epoch, self.sample_weights)
             for step in range(self.state.step, self.steps):
                 batch = train[order[step * t.batch_size:(step + 1) * t.batch_size]]
                 self.state.running.add(self.train_step(batch, epoch, step))
@@ -192,18 +201,27 @@ class FoldTrainer:
         self.net.train()
         torch.manual_seed(step_seed(t.seed, self.fold, epoch, step))
         x, y = self.table.batch(batch)  # [b, frames, bins] float32, [b] int64 or [b, classes] multi-hot (CPU)
+        # target: what the loss compares with (y, or the mixed label vectors); y: what "correct" counts.
+        target = y
+        if t.mixup:  # the whole global batch, before SpecAugment (as AST masks the mixed clip) and the shard
+            mixed = mixup(x, y, len(self.table.label_names), t.mixup, step_seed(t.seed, self.fold, epoch, step, 2))
+            # The running accuracy counts against the dominant clip's label(s) (lam >= 0.5: the clip
+            # itself, else its partner), as a mixed clip has no single true label.
+            x, target, y = mixed.x, mixed.targets, mixed.dominant
         if masks.freq_mask or masks.time_mask:
             generator = torch.Generator().manual_seed(step_seed(t.seed, self.fold, epoch, step, 1))
             x = spec_augment(x, masks.freq_mask, masks.time_mask, generator)
         x = x[world.rank::world.size].to(world.device)  # [b / world, frames, bins]
         y = y[world.rank::world.size].to(world.device)
+        target = target[world.rank::world.size].to(world.device) if t.mixup else y
         with self.precision():
             logits = self.net(x).float()  # [b / world, classes]
-        if self.table.multi_label:  # per clip: binary cross-entropy averaged over classes
-            losses = F.binary_cross_entropy_with_logits(logits, y, reduction="none").mean(-1)
+        if self.table.multi_label:  # per clip: binary cross-entropy (each class's term times its weight) over classes
+            losses = F.binary_cross_entropy_with_logits(logits, target, weight=self.class_weights,
+                                                        reduction="none").mean(-1)
             correct = y.gather(1, logits.detach().argmax(-1, keepdim=True)).sum()  # top label among the clip's
-        else:
-            losses = F.cross_entropy(logits, y, reduction="none")
+        else:  # class ids, or with mixup class probabilities; weighted: w[y] * nll per clip
+            losses = F.cross_entropy(logits, target, weight=self.class_weights, reduction="none")
             correct = (logits.detach().argmax(-1) == y).sum()
         # Sum over this rank's share / global batch * world: DDP's average then equals the global mean.
         (losses.sum() * world.size / len(batch)).backward()
