@@ -87,3 +87,9 @@ def isolated_home(tmp_path_factory):
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+@pytest.fixture
+def columns_80(monkeypatch):
+    """Output as an 80-column terminal (or a pipe logged at that width) renders it."""
+    monkeypatch.setenv("COLUMNS", "80")

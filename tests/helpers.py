@@ -307,3 +307,11 @@ def write_mixtures(root: Path, clips: int = 160, seconds: float = 0.5, seed: int
         rows.append([f"mix/{k:03d}.wav", ";".join(names), split])
     write_csv(root / "mixtures.csv", ["path", "labels", "split"], rows)
     return root / "mixtures.csv"
+
+
+TABLE = ("│", "┃", "━━")  # marks a line of a rich table in captured output
+
+
+def table_lines(text: str) -> list[str]:
+    """The lines of captured output that belong to a rich table."""
+    return [line for line in text.splitlines() if any(mark in line for mark in TABLE)]

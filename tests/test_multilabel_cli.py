@@ -15,15 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import MIXTURE_SOURCES, run, run_ok, write_csv, write_mixtures
+from helpers import MIXTURE_SOURCES, run, run_ok, table_lines, write_csv, write_mixtures
 
 LABELS = sorted(MIXTURE_SOURCES)
-TABLE = ("│", "┃", "━━")  # a line of a table
-
-
-@pytest.fixture(autouse=True)
-def columns_80(monkeypatch):
-    monkeypatch.setenv("COLUMNS", "80")
+pytestmark = pytest.mark.usefixtures("columns_80")
 
 
 @pytest.fixture(scope="module")
@@ -56,9 +51,6 @@ def home(mixtures, monkeypatch):
     monkeypatch.setenv("SOFTMOA_HOME", str(mixtures["base"] / "home"))
     return mixtures
 
-
-def table_lines(text: str) -> list[str]:
-    return [line for line in text.splitlines() if any(mark in line for mark in TABLE)]
 
 
 def test_finetune_prints_map_per_epoch_and_a_results_table_of_map(mixtures):

@@ -9,17 +9,12 @@ import re
 from pathlib import Path
 
 import pytest
-from helpers import TINY, run, run_ok, toy_table, write_wav
+from helpers import TINY, run, run_ok, table_lines, toy_table, write_wav
 
 from softmoa_cli.cli import console
 
 BAR = ("━", "╸", "╺")  # rich progress bar characters
-TABLE = ("│", "┃", "━━")  # a line of a table
-
-
-@pytest.fixture(autouse=True)
-def columns_80(monkeypatch):
-    monkeypatch.setenv("COLUMNS", "80")
+pytestmark = pytest.mark.usefixtures("columns_80")
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +42,6 @@ def toy_runs(tmp_path_factory):
             assert results[name].exit_code == 0, results[name].output
     return deep, results
 
-
-def table_lines(text: str) -> list[str]:
-    return [line for line in text.splitlines() if any(mark in line for mark in TABLE)]
 
 
 def test_the_consoles_take_the_width_of_each_invocation(monkeypatch):
