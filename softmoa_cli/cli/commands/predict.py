@@ -24,8 +24,28 @@ def predict(
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, metavar="K", help="Labels shown per file.")] = 5,
     threshold: Annotated[float | None, typer.Option(
         metavar="X", help="Multi-label models: mark labels scoring at least this (default: the run's thresholds "
-                          "tuned on its validation clips; 0.5 for AudioSet checkpoints).", show_default=False)] = None,
+                          "tuned on its validation clips; 0.5 for AudioSet checkpoints). With --timeline and a "
+                          "single-label model: the top label's score a segment needs (default 0.5).",
+        show_default=False)] = None,
+    timeline: Annotated[bool, typer.Option(
+        "--timeline", metavar="", help="Also score windows along each file (start and end in seconds) and merge consecutive "
+                           "windows that agree on a label above threshold into segments.")] = False,
+    window: Annotated[float | None, typer.Option(
+        metavar="S", help="--timeline: window length in seconds, at most the model's input (default: "
+                                   "the model's max_length; a shorter window is zero-padded to it).",
+        show_default=False)] = None,
+    hop: Annotated[float | None, typer.Option(
+        metavar="S", help="--timeline: seconds between window starts (default: half the window).",
+        show_default=False)] = None,
+    batch_size: Annotated[int, typer.Option(
+        "--batch-size", min=1, metavar="N", help="Windows per forward pass, packed across files.")] = 32,
+    workers: Annotated[int | None, typer.Option(
+        min=0, metavar="N", help="Threads decoding files ahead of the model (default: up to 4; 0: none).",
+        show_default=False)] = None,
     as_json: Json = False,
+    as_csv: Annotated[bool, typer.Option(
+        "--csv", metavar="", help="Print CSV on stdout: file, kind (clip, window or segment), start, end, label, score; "
+                      "the clip rows hold the top-k labels.")] = False,
     device: Device = "cpu",
 ) -> None:
     """Score audio files with a finetune run or an AST classifier (long files: windows averaged).
@@ -33,24 +53,38 @@ def predict(
     (a multi-label run, an AudioSet checkpoint) give independent sigmoid scores and mark the
     labels at or above their thresholds (✓), listed in full below each table.
 
-    AUDIO: audio files (WAV, FLAC, OGG; any rate and channels). A file that cannot be scored is
-    named with the reason (SOFTMOA_DEBUG=1: the traceback too), the others are scored, and the
-    exit code is 1.
+    AUDIO: audio files (WAV, FLAC, OGG; any rate and channels), folders (every audio file under
+    them, recursively, sorted) or - (one file on standard input, named <stdin>). Files are
+    decoded in background threads and their windows batched across files; results keep the
+    order given. A file that cannot be scored is named with the reason (SOFTMOA_DEBUG=1: the
+    traceback too), the others are scored, and the exit code is 1.
 
     Examples:
       softmoa predict clip.wav other.flac --json
       softmoa predict clip.wav -k 3 -c MIT/ast-finetuned-audioset-10-10-0.4593
       softmoa predict clip.wav --threshold 0.3
+      softmoa predict recordings/ --csv > scores.csv
+      cat clip.flac | softmoa predict -
+      softmoa predict long.wav --timeline --hop 0.5 --json
     """
     from ..console import err, fail, note, out
-    from ...engine.predict import predictor_for
+    from ...engine.errors import SoftmoaError
+    from ...engine.predict import Timeline, predictor_for
 
+    if as_json and as_csv:
+        raise SoftmoaError("give --json or --csv, not both")
+    if not timeline and (window is not None or hop is not None):
+        raise SoftmoaError("--window and --hop go with --timeline")
     predictor, description = predictor_for(checkpoint=checkpoint, run=run, runs_root=runs_root, device=device,
-                                           threshold=threshold)
+                                           threshold=threshold, timeline=timeline, batch_size=batch_size,
+                                           workers=workers)
+    spec = Timeline(window, hop) if timeline else None
+    if spec is not None:
+        spec.frames(predictor.features.max_length)  # a bad --window or --hop fails before any file is read
     note(f"model: {description}")
     results = []
     with err.status("scoring…"):
-        for result in predictor.predict_files(audio, top_k):
+        for result in predictor.predict_files(audio, top_k, spec):
             if result.error:
                 fail(f"{result.file}: {result.error}")
                 if os.environ.get("SOFTMOA_DEBUG") and result.exception is not None:
@@ -59,9 +93,13 @@ def predict(
     good = [r for r in results if not r.error]
     if as_json:
         print(json.dumps([r.to_dict() for r in good], indent=2))
+    elif as_csv:
+        write_csv(good)
     else:
         for result in good:
             show_prediction(result)
+            if result.timeline is not None:
+                show_timeline(result)
     if len(good) < len(results):
         raise typer.Exit(1)
 
@@ -83,6 +121,36 @@ def show_prediction(result) -> None:
                [[label, f"{score:.4f}", "✓" if label in marked else ""] for label, score in result.predictions])
     listed = ", ".join(f"{label} {score:.4f}" for label, score in result.positive)
     line(f"above threshold ({len(result.positive)}): {listed or 'none'}")
+
+
+def show_timeline(result) -> None:
+    """A file's timeline: one row per window (its top label and score) and the segments."""
+    from ..console import Column, line, show_table
+
+    show_table([Column("start"), Column("end"), Column("top label", "left", whole=True), Column("score")],
+               [[f"{w.start:.2f}", f"{w.end:.2f}", *((w.predictions[0][0], f"{w.predictions[0][1]:.4f}")
+                                                     if w.predictions else ("", ""))] for w in result.timeline])
+    if not result.segments:
+        line("segments: none above threshold")
+        return
+    show_table([Column("start"), Column("end"), Column("segment label", "left", whole=True), Column("mean score")],
+               [[f"{s.start:.2f}", f"{s.end:.2f}", s.label, f"{s.score:.4f}"] for s in result.segments])
+
+
+def write_csv(results) -> None:
+    """CSV on stdout: a row per top-k label of each file (kind clip), and with a timeline a row
+    per top-k label of each window (kind window) and one per segment (kind segment)."""
+    import csv
+    import sys
+
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(["file", "kind", "start", "end", "label", "score"])
+    for result in results:
+        writer.writerows([result.file, "clip", "", "", label, score] for label, score in result.predictions)
+        for w in result.timeline or []:
+            writer.writerows([result.file, "window", w.start, w.end, label, score] for label, score in w.predictions)
+        for seg in result.segments or []:
+            writer.writerow([result.file, "segment", seg.start, seg.end, seg.label, seg.score])
 
 
 def show_traceback(error: BaseException) -> None:

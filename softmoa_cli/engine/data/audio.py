@@ -18,22 +18,36 @@ def read_audio(path: str | Path) -> tuple[torch.Tensor, int]:
     Returns ``(wave [channels, samples], sample_rate_hz)``. Raises AudioError (naming the
     file and the reason) for a missing, unreadable, empty or non-finite file.
     """
-    import soundfile as sf
-
     path = Path(path)
     if not path.is_file():
         raise AudioError(path, "file not found; check the path")
     if path.stat().st_size == 0:
         raise AudioError(path, "empty file (0 bytes); re-export or remove it")
+    return _decode(str(path), path)
+
+
+def read_audio_bytes(data: bytes, name: str = "<stdin>") -> tuple[torch.Tensor, int]:
+    """``read_audio`` of a whole file's bytes (standard input: ``softmoa predict -``); errors
+    name the source ``name``."""
+    import io
+
+    if not data:
+        raise AudioError(name, "empty input (0 bytes); pipe a WAV or FLAC file")
+    return _decode(io.BytesIO(data), name)
+
+
+def _decode(source, name) -> tuple[torch.Tensor, int]:
+    import soundfile as sf
+
     try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        data, rate = sf.read(source, dtype="float32", always_2d=True)
     except Exception as error:  # soundfile raises several types; all mean "not audio"
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise AudioError(path, f"not a readable audio file ({reason}); use WAV, FLAC or OGG") from error
+        raise AudioError(name, f"not a readable audio file ({reason}); use WAV, FLAC or OGG") from error
     if data.shape[0] == 0:
-        raise AudioError(path, "audio has zero samples; re-export or remove it")
+        raise AudioError(name, "audio has zero samples; re-export or remove it")
     if not np.isfinite(data).all():
-        raise AudioError(path, "audio contains NaN or infinite samples; re-export or remove it")
+        raise AudioError(name, "audio contains NaN or infinite samples; re-export or remove it")
     return torch.from_numpy(np.ascontiguousarray(data.T)), int(rate)
 
 
