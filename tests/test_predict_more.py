@@ -119,3 +119,102 @@ def test_batch_size_and_workers_flags(classifier, tmp_path):
     assert list(scores_by_file(a.stdout)) == [str(p) for p in paths]
     for name, scores in scores_by_file(a.stdout).items():
         assert scores == pytest.approx(scores_by_file(b.stdout)[name], abs=2e-6)
+
+
+# --- timelines --------------------------------------------------------------------------------
+
+RATE = 16_000
+TONES = {"low": 500.0, "high": 2500.0}
+
+
+def sound(kind: str, seconds: float, rng: np.random.Generator) -> np.ndarray:
+    """A tone of one class (slightly detuned, random level) over faint noise, or the faint noise alone."""
+    t = np.arange(int(seconds * RATE)) / RATE
+    noise = 0.01 * rng.standard_normal(t.size)
+    if kind == "quiet":
+        return noise
+    return noise + rng.uniform(0.2, 0.5) * np.sin(2 * np.pi * TONES[kind] * rng.uniform(0.97, 1.03) * t)
+
+
+@pytest.fixture(scope="module")
+def tone_run(tmp_path_factory):
+    """A tiny single-label run trained on 1 s clips of two tones and of quiet noise."""
+    from softmoa_cli.engine.config import build_config
+    from softmoa_cli.engine.train import finetune
+
+    root = tmp_path_factory.mktemp("tones")
+    rng = np.random.default_rng(0)
+    rows = ["path,label,split"]
+    for kind in ("low", "high", "quiet"):
+        for k in range(40):
+            sf.write(root / f"{kind}{k}.wav", sound(kind, 1.0, rng), RATE)
+            rows.append(f"{kind}{k}.wav,{kind},{'train' if k < 30 else 'valid' if k < 35 else 'test'}")
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    config = build_config({
+        "data": {"dataset": str(root / "labels.csv"), "max_length": 100},
+        "model": {"checkpoint": "random", "random": {"dim": 32, "depth": 1, "heads": 2, "mlp_dim": 64}},
+        "method": {"name": "full"}, "training": {"epochs": 8, "batch_size": 8, "lr": 3e-3}})
+    run, metrics = finetune(config, root / "run")
+    assert metrics["folds"]["all"]["test"]["accuracy"] == 1.0, metrics
+    # silence 2 s, low tone 3 s, silence 2 s, high tone 2.5 s, silence 2 s: 11.5 s
+    plan = [("quiet", 2.0), ("low", 3.0), ("quiet", 2.0), ("high", 2.5), ("quiet", 2.0)]
+    long = np.concatenate([sound(kind, seconds, rng) for kind, seconds in plan])
+    sf.write(root / "long.wav", long, RATE)
+    return run, root / "long.wav"
+
+
+def test_timeline_recovers_known_events_in_order_within_one_hop(tone_run):
+    run, long = tone_run
+    hop = 0.5
+    result = predict(long, "--run", run, "--timeline", "--hop", hop, "--json", "-k", "2")
+    assert result.exit_code == 0, result.output
+    entry, = json.loads(result.stdout)
+    starts = [w["start"] for w in entry["timeline"]]
+    assert starts == pytest.approx([hop * k for k in range(len(starts))])
+    assert all(w["end"] - w["start"] == pytest.approx(1.0) for w in entry["timeline"][:-1])
+    assert entry["timeline"][-1]["end"] == pytest.approx(11.5, abs=0.03) and len(entry["timeline"][0]["predictions"]) == 2
+    events = [s for s in entry["segments"] if s["label"] != "quiet"]
+    assert [s["label"] for s in events] == ["low", "high"], entry["segments"]
+    for segment, (start, end) in zip(events, [(2.0, 5.0), (7.0, 9.5)]):
+        assert abs(segment["start"] - start) <= hop and abs(segment["end"] - end) <= hop, segment
+        assert 0.5 <= segment["score"] <= 1.0
+    quiet = [s for s in entry["segments"] if s["label"] == "quiet"]
+    assert quiet[0]["start"] == 0.0 and quiet[-1]["end"] == pytest.approx(11.5, abs=0.03)
+    # the file's own prediction is still the window rule's mean; segments are sorted by time
+    assert entry["predictions"][0]["label"] in {"low", "high", "quiet"}
+    assert [s["start"] for s in entry["segments"]] == sorted(s["start"] for s in entry["segments"])
+
+    # A smaller window (zero-padded to the model's input: this model never saw padding, so only
+    # the times are checked), the CSV and the table.
+    small = predict(long, "--run", run, "--timeline", "--window", "0.5", "--hop", "0.25", "--csv")
+    assert small.exit_code == 0, small.output
+    lines = small.stdout.splitlines()
+    assert lines[0] == "file,kind,start,end,label,score"
+    assert sum(",clip," in line for line in lines) == 3 and any(",segment," in line for line in lines)
+    windows = [line.split(",") for line in lines if ",window," in line]
+    assert len(windows) == 3 * 45  # starts 0, 0.25, ..., 11.0; top 3 labels each
+    assert float(windows[3][2]) == 0.25 and float(windows[3][3]) == 0.75
+    table = predict(long, "--run", run, "--timeline")
+    assert table.exit_code == 0 and "segment label" in table.stdout and "top label" in table.stdout
+    strict = predict(long, "--run", run, "--timeline", "--threshold", "0.99")
+    assert strict.exit_code == 0 and "segments: none above threshold" in strict.stdout
+
+
+def test_timeline_of_a_multi_label_checkpoint_and_bad_windows(tmp_path):
+    torch.manual_seed(0)
+    model = AST(tiny_ast_config())
+    with torch.no_grad():
+        model.head.fc.weight.normal_(0, 1.0)
+    folder = save_model(Pretrained(model, LABELS, True, "test"), tmp_path / "tagger")
+    clip = write_wav(tmp_path / "clip.wav", 3.0)
+    result = predict(clip, "-c", folder, "--timeline", "--json", "--threshold", "0.0")
+    assert result.exit_code == 0, result.output
+    entry, = json.loads(result.stdout)
+    assert [(w["start"], w["end"]) for w in entry["timeline"]] == [(0.0, 1.0), (0.5, 1.5), (1.0, 2.0), (1.5, 2.5),
+                                                                  (2.0, 2.98)]
+    # threshold 0: every label is above it in every window, one segment per label over the whole file
+    assert sorted(s["label"] for s in entry["segments"]) == sorted(LABELS)
+    assert all(s["start"] == 0.0 and s["end"] == 2.98 for s in entry["segments"])
+    too_long = predict(clip, "-c", folder, "--timeline", "--window", "1.5")
+    assert too_long.exit_code != 0 and "at most the model's input, 1 s" in too_long.stderr
+    assert predict(clip, "-c", folder, "--hop", "0.2").exit_code != 0  # --hop without --timeline
