@@ -70,10 +70,22 @@ Mixup = Annotated[float | None, typer.Option(
     help="Mix each batch with a shuffled copy of itself, features and label vectors, by lambda ~ Beta(ALPHA, "
          "ALPHA); 0: off (default: the preset's, else 0).")]
 
+def _seconds(value: float | None) -> float | None:
+    """``--max-seconds`` is above 0, as the run config requires."""
+    if value is not None and not value > 0:
+        raise typer.BadParameter(f"{value} is not above 0 seconds")
+    return value
+
+
+MaxSeconds = Annotated[float | None, typer.Option(
+    callback=_seconds, metavar="SECONDS", show_default=False,
+    help="Keep each clip up to its first SECONDS (default 600); training reads a random max-length crop of a "
+         "longer clip each epoch, evaluation scores all of its windows. Another bound is another feature cache.")]
+
 # The flags that set a run-config key: (dotted key, flag). Config errors name the flag.
 CONFIG_FLAGS = (
     ("data.dataset", "--dataset"), ("data.max_length", "--max-length"), ("data.fold", "--fold"),
-    ("data.max_bad", "--max-bad"), ("model.checkpoint", "--checkpoint"),
+    ("data.max_bad", "--max-bad"), ("data.max_seconds", "--max-seconds"), ("model.checkpoint", "--checkpoint"),
     ("method.name", "--method"), ("method.experts", "--experts"), ("method.slots", "--slots"),
     ("method.reduction_rate", "--reduction-rate"), ("method.location", "--location"),
     ("method.adapter_config", "--adapter-config"), ("method.init", "--init"), ("method.kind", "--kind"),

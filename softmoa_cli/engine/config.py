@@ -57,6 +57,9 @@ class DataConfig(Section):
                                                                     "(sigmoid outputs, BCE, mAP)")
     max_bad: float | None = Field(None, description="share of bad clips to accept, 0.05 or '5%'; unset: the share "
                                                     "accepted when the cache was prepared (default 1%)")
+    max_seconds: float = Field(600.0, gt=0, description="each clip is kept up to its first N seconds (training crops "
+                                                        "clips longer than max_length at random; evaluation scores "
+                                                        "every window); another bound is another feature cache")
 
     @field_validator("max_bad", mode="before")
     @classmethod

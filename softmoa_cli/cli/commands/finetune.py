@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ..options import (DEFAULT_DATASET, TRAINING, BalancedSampling, BatchSize, Checkpoint, ClassWeights, Dataset,
-                       Epochs, Lr, MaxLength, Mixup, Preset, Threads, TrainingDevice, config_overrides, parse_fold,
-                       preset_file)
+                       Epochs, Lr, MaxLength, MaxSeconds, Mixup, Preset, Threads, TrainingDevice, config_overrides,
+                       parse_fold, preset_file)
 
 if TYPE_CHECKING:
     from ...engine.train.jobs import Job
@@ -59,7 +59,7 @@ def finetune(
     experts: Experts = None, slots: Slots = None, reduction_rate: ReductionRate = None, location: Location = None,
     adapter_config: AdapterConfig = None, init: Init = None, kind: Kind = None, placement: Placement = None,
     normalize: Normalize = None, rank: Rank = None, alpha: Alpha = None,
-    max_length: MaxLength = None, fold: Fold = None, max_bad: MaxBad = None,
+    max_length: MaxLength = None, max_seconds: MaxSeconds = None, fold: Fold = None, max_bad: MaxBad = None,
     epochs: Epochs = None, batch_size: BatchSize = None, lr: Lr = None, seed: Seed = None,
     device: TrainingDevice = None, precision: Precision = None, compile: Compile = None, threads: Threads = None,
     balanced_sampling: BalancedSampling = None, class_weights: ClassWeights = None, mixup: Mixup = None,
@@ -79,7 +79,8 @@ def finetune(
     from ...engine.train.jobs import Job, resume_config
 
     overrides, flags = config_overrides(
-        dataset=dataset, max_length=max_length, fold=parse_fold(fold), max_bad=max_bad, checkpoint=checkpoint,
+        dataset=dataset, max_length=max_length, max_seconds=max_seconds, fold=parse_fold(fold), max_bad=max_bad,
+        checkpoint=checkpoint,
         method=method, experts=experts, slots=slots, reduction_rate=reduction_rate, location=location,
         adapter_config=adapter_config, init=init, kind=kind, placement=placement, normalize=normalize, rank=rank,
         alpha=alpha, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device, precision=precision,

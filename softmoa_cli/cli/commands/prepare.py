@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ..options import Home, MaxLength
+from ..options import Home, MaxLength, MaxSeconds
 
 SHOWN_BAD = 5
 
@@ -16,6 +16,7 @@ SHOWN_BAD = 5
 def prepare(
     name: Annotated[str, typer.Argument(metavar="NAME", hidden=True, show_default=False)],
     max_length: MaxLength = None,
+    max_seconds: MaxSeconds = None,
     jobs: Annotated[int | None, typer.Option("--jobs", "-j", min=1, metavar="N", help="Worker processes (default: "
                                              "the CPU cores, at most 8).", show_default=False)] = None,
     max_bad: Annotated[str, typer.Option(metavar="SHARE", help="Largest share of bad clips that still exits 0, as "
@@ -54,7 +55,8 @@ def prepare(
     started = time.perf_counter()
     with ClipProgress(name) as progress:
         cache, built = prepare_cache(name, max_length=max_length, jobs=jobs or min(8, os.cpu_count() or 1), home=home,
-                                     data=data, seed=seed, progress=progress, message=note)
+                                     data=data, seed=seed, progress=progress, message=note,
+                                     **({} if max_seconds is None else {"max_seconds": max_seconds}))
     seconds = time.perf_counter() - started
     for path, reason in cache.bad[:SHOWN_BAD]:
         note(f"bad clip {path}: {reason}")

@@ -6,16 +6,17 @@ A published cache is the folder ``$SOFTMOA_HOME/cache/<name>/<key>/``:
   clip's first window (see ``features.window_starts``), what training reads;
 - ``extra.f16``: float16 ``[k, max_length, mel_bins]``: the further windows of the clips longer
   than ``max_length``, clip after clip, so evaluation scores whole clips as ``predict`` does
-  (absent when no clip is longer; each clip is kept up to ``MAX_SECONDS``);
+  (absent when no clip is longer; each clip is kept up to its first ``max_seconds``, default
+  ``MAX_SECONDS``, the window rule applied to those frames);
 - ``index.json``: settings, source fingerprint, label names and per clip path, label, split,
-  fold and number of windows;
+  fold, number of windows and kept frames (training crops long clips at random, ``table.py``);
 - ``bad.tsv``: the clips that were skipped, with the reason (``path<TAB>reason``);
 - ``accepted.json``: the share of bad clips a user accepted (``prepare --max-bad``), remembered
   so that every later command opening the cache accepts it too.
 
-``key`` is ``L<max_length>-<settings hash>-<sources hash>``: the feature settings (and this
-module's ``FORMAT``), and every clip's path, label, split, fold, size and mtime. Changed settings
-or sources give a new key, never a silently reused cache. A cache is built in
+``key`` is ``L<max_length>-<settings hash>-<sources hash>``: the feature settings (with
+``max_seconds`` and this module's ``FORMAT``), and every clip's path, label, split, fold, size
+and mtime. Changed settings or sources give a new key, never a silently reused cache. A cache is built in
 ``.<key>.partial/`` chunk by chunk (``state.json`` records finished chunks and bad clips, so an
 interrupted prepare resumes), then the bad rows are dropped and the folder is renamed into
 place: readers see a whole cache or none. A lock file keeps two prepares of one key apart.
@@ -51,12 +52,13 @@ from .table import BAD, MAX_BAD, FeatureTable
 if TYPE_CHECKING:
     from ..config import DataConfig
 
-FORMAT = 2  # bump when the stored features change meaning (2: windows of long clips, float16 windows)
+FORMAT = 3  # bump when the stored features change meaning (2: windows of long clips, float16 windows;
+# 3: the first max_seconds of a clip kept, its kept frames in the index)
 FEATURES = "features.f16"
 EXTRA = "extra.f16"
 INDEX = "index.json"
 ACCEPTED = "accepted.json"
-MAX_SECONDS = 600.0  # each clip is kept (and scored) up to its first 10 minutes
+MAX_SECONDS = 600.0  # default --max-seconds: each clip is kept (and scored) up to its first 10 minutes
 
 Progress = Callable[[int, int], None]
 
@@ -70,6 +72,7 @@ def load_cache(folder: str | Path) -> FeatureTable:
         raise SoftmoaError(f"{folder}: not a feature cache ({error}); run softmoa prepare again") from None
     config = FeatureConfig(**index["settings"]["features"])
     counts = np.array(index["windows"], dtype=np.int64)
+    frames = np.array(index["frames"], dtype=np.int64) if "frames" in index else None
     window = (config.max_length, config.num_mel_bins)
     features, extra = (np.memmap(folder / name, dtype=np.float16, mode="r", shape=(rows, *window)) if rows
                        else np.zeros((0, *window), np.float16)
@@ -84,40 +87,56 @@ def load_cache(folder: str | Path) -> FeatureTable:
     return FeatureTable(index["name"], features, labels, index["label_names"],
                         np.array(index["split"], dtype="<U5"), np.array(index["fold"], dtype=np.int64), config,
                         counts, extra, folder, index["paths"], [tuple(row) for row in index["bad"]], index["listed"],
-                        accepted)
+                        accepted, frames)
 
 
 # --- features of one clip ----------------------------------------------------------------
 
 
-def max_windows(config: FeatureConfig) -> int:
-    """How many windows of a clip the cache keeps: its first ``MAX_SECONDS``."""
-    return max(1, int(MAX_SECONDS * 100) // config.max_length)
+def kept_frames(max_seconds: float) -> int:
+    """How many frames of 10 ms of a clip the cache keeps: its first ``max_seconds`` (at least one)."""
+    return max(1, round(max_seconds * 100))
 
 
-def clip_features(path: Path, config: FeatureConfig) -> np.ndarray:
+def clip_windows_and_frames(path: Path, config: FeatureConfig,
+                            max_seconds: float = MAX_SECONDS) -> tuple[np.ndarray, int]:
+    """Windows of one audio file's first ``max_seconds`` by the window rule, float16
+    ``[windows, max_length, mel_bins]``, and the number of frames they cover; AudioError if
+    unusable. The audio is cut to the samples of the first ``kept_frames`` frames (the fbank
+    works frame by frame, so the kept frames are those of the whole clip)."""
+    from .audio import load_mono_16k
+    from .features import MIN_SAMPLES
+
+    wave = load_mono_16k(path, config.sample_rate)
+    hop = config.sample_rate // 100
+    keep = kept_frames(max_seconds)
+    wave = wave[:MIN_SAMPLES + (keep - 1) * hop]
+    frames = 1 + (max(wave.numel(), MIN_SAMPLES) - MIN_SAMPLES) // hop
+    return windows(wave, config).numpy(), frames
+
+
+def clip_features(path: Path, config: FeatureConfig, max_seconds: float = MAX_SECONDS) -> np.ndarray:
     """Windows of one audio file by the window rule: float16 ``[windows, max_length, mel_bins]``;
     AudioError if unusable."""
-    from .audio import load_mono_16k
-
-    return windows(load_mono_16k(path, config.sample_rate), config, max_windows(config)).numpy()
+    return clip_windows_and_frames(path, config, max_seconds)[0]
 
 
 def _extra_path(features_path: str, start: int) -> Path:
     return Path(features_path).parent / "extra" / f"{start}.npy"
 
 
-def _compute_chunk(job: tuple[str, tuple[int, int, int], int, list[str], FeatureConfig]) -> tuple[list, dict]:
+def _compute_chunk(job: tuple[str, tuple[int, int, int], int, list[str], FeatureConfig, float]
+                   ) -> tuple[list, dict, dict]:
     """Fill rows ``start..`` of the features file with the first window of the clips ``files``
     and save their further windows to ``extra/<start>.npy``; returns the bad clips as ``(row,
-    reason)`` (their rows stay zero) and ``{row: windows}`` of the long clips. Runs in a worker
-    process."""
-    features_path, shape, start, files, config = job
+    reason)`` (their rows stay zero), ``{row: windows}`` and ``{row: kept frames}`` of the long
+    clips. Runs in a worker process."""
+    features_path, shape, start, files, config, max_seconds = job
     rows = np.memmap(features_path, dtype=np.float16, mode="r+", shape=shape)
-    bad, counts, extra = [], {}, []
+    bad, counts, frames, extra = [], {}, {}, []
     for offset, file in enumerate(files):
         try:
-            clip = clip_features(Path(file), config)
+            clip, length = clip_windows_and_frames(Path(file), config, max_seconds)
         except AudioError as error:
             rows[start + offset] = 0
             bad.append((start + offset, error.reason))
@@ -125,6 +144,7 @@ def _compute_chunk(job: tuple[str, tuple[int, int, int], int, list[str], Feature
         rows[start + offset] = clip[0]
         if len(clip) > 1:
             counts[start + offset] = len(clip)
+            frames[start + offset] = length
             extra.append(clip[1:])
     rows.flush()
     if extra:
@@ -133,7 +153,7 @@ def _compute_chunk(job: tuple[str, tuple[int, int, int], int, list[str], Feature
         with open(path.with_suffix(".tmp"), "wb") as handle:
             np.save(handle, np.concatenate(extra))
         os.replace(path.with_suffix(".tmp"), path)
-    return bad, counts
+    return bad, counts, frames
 
 
 def _single_thread() -> None:
@@ -170,11 +190,11 @@ def _digest(value: object) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:8]
 
 
-def settings_of(config: FeatureConfig) -> dict:
-    return {"format": FORMAT, "features": asdict(config)}
+def settings_of(config: FeatureConfig, max_seconds: float = MAX_SECONDS) -> dict:
+    return {"format": FORMAT, "features": asdict(config), "max_seconds": float(max_seconds)}
 
 
-def cache_key(root: Path, clips: Clips, config: FeatureConfig) -> str:
+def cache_key(root: Path, clips: Clips, config: FeatureConfig, max_seconds: float = MAX_SECONDS) -> str:
     """``L<max_length>-<settings hash>-<sources hash>`` (sources: each clip's metadata, size, mtime)."""
     sources = []
     for row, (path, split, fold) in enumerate(zip(clips.paths, clips.split.tolist(), clips.fold.tolist())):
@@ -184,43 +204,48 @@ def cache_key(root: Path, clips: Clips, config: FeatureConfig) -> str:
         except OSError:
             size, mtime = -1, 0
         sources.append((path, clips.label_text(row), split, fold, size, mtime))
-    return f"L{config.max_length}-{_digest(settings_of(config))}-{_digest(sources)}"
+    return f"L{config.max_length}-{_digest(settings_of(config, max_seconds))}-{_digest(sources)}"
 
 
 # --- building ----------------------------------------------------------------------------
 
 
 def _build(root: Path, clips: Clips, config: FeatureConfig, partial: Path, jobs: int, chunk: int,
-           progress: Progress | None) -> tuple[dict[int, str], dict[int, int]]:
+           progress: Progress | None, max_seconds: float = MAX_SECONDS
+           ) -> tuple[dict[int, str], dict[int, int], dict[int, int]]:
     """Compute every clip's row in ``partial/features.f16``, resuming finished chunks; returns
-    the bad clips ``{row: reason}`` and the windows of the long clips ``{row: count}``."""
+    the bad clips ``{row: reason}``, the windows of the long clips ``{row: count}`` and their
+    kept frames ``{row: frames}``."""
     shape = (len(clips.paths), config.max_length, config.num_mel_bins)
     state_path = partial / "state.json"
     state = json.loads(state_path.read_text()) if state_path.is_file() else None
     if state is None:
         partial.mkdir(parents=True, exist_ok=True)
         np.memmap(partial / FEATURES, dtype=np.float16, mode="w+", shape=shape).flush()
-        state = {"chunk": chunk, "done": [], "bad": {}, "windows": {}}
+        state = {"chunk": chunk, "done": [], "bad": {}, "windows": {}, "frames": {}}
         atomic_write_json(state_path, state)
     chunk, done = state["chunk"], set(state["done"])
     bad = {int(row): reason for row, reason in state["bad"].items()}
     counts = {int(row): count for row, count in state["windows"].items()}
+    frames = {int(row): count for row, count in state.get("frames", {}).items()}
     starts = [s for s in range(0, shape[0], chunk) if s // chunk not in done]
-    jobs_list = [(str(partial / FEATURES), shape, s, [str(root / p) for p in clips.paths[s:s + chunk]], config)
-                 for s in starts]
+    jobs_list = [(str(partial / FEATURES), shape, s, [str(root / p) for p in clips.paths[s:s + chunk]], config,
+                  max_seconds) for s in starts]
     finished = shape[0] - sum(len(job[3]) for job in jobs_list)
     if progress:
         progress(finished, shape[0])
 
     def record(job, result):
         nonlocal finished
-        rows_bad, rows_windows = result
+        rows_bad, rows_windows, rows_frames = result
         bad.update(rows_bad)
         counts.update(rows_windows)
+        frames.update(rows_frames)
         done.add(job[2] // chunk)
         finished += len(job[3])
         atomic_write_json(state_path, {"chunk": chunk, "done": sorted(done), "bad": {str(k): v for k, v in bad.items()},
-                                       "windows": {str(k): v for k, v in counts.items()}})
+                                       "windows": {str(k): v for k, v in counts.items()},
+                                       "frames": {str(k): v for k, v in frames.items()}})
         if progress:
             progress(finished, shape[0])
 
@@ -237,11 +262,12 @@ def _build(root: Path, clips: Clips, config: FeatureConfig, partial: Path, jobs:
             except BaseException:
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise
-    return bad, counts
+    return bad, counts, frames
 
 
 def _publish(name: str, root: Path, clips: Clips, config: FeatureConfig, key: str, partial: Path,
-             bad: dict[int, str], counts: dict[int, int], final: Path) -> None:
+             bad: dict[int, str], counts: dict[int, int], final: Path, frames: dict[int, int] | None = None,
+             max_seconds: float = MAX_SECONDS) -> None:
     """Drop the bad rows, gather the long clips' further windows into ``extra.f16``, write the
     index and the report, and rename ``partial`` to ``final``.
 
@@ -267,13 +293,14 @@ def _publish(name: str, root: Path, clips: Clips, config: FeatureConfig, key: st
     report = [(clips.paths[i], reason) for i, reason in sorted(bad.items())]
     atomic_write_text(partial / BAD, "path\treason\n" + "".join(f"{p}\t{r}\n" for p, r in report))
     atomic_write_json(partial / INDEX, {
-        "format": FORMAT, "name": name, "key": key, "root": str(root), "settings": settings_of(config),
+        "format": FORMAT, "name": name, "key": key, "root": str(root), "settings": settings_of(config, max_seconds),
         "label_names": clips.label_names, "listed": len(clips.paths), "bad": report,
         "multi_label": clips.multi_label, "paths": [clips.paths[i] for i in keep],
         "labels": [np.flatnonzero(row).tolist() for row in clips.labels[keep]] if clips.multi_label
         else clips.labels[keep].tolist(),
         "split": clips.split[keep].tolist(), "fold": clips.fold[keep].tolist(),
-        "windows": [counts.get(int(i), 1) for i in keep]})
+        "windows": [counts.get(int(i), 1) for i in keep],
+        "frames": [(frames or {}).get(int(i), config.max_length) for i in keep]})
     os.replace(partial, final)
     (final / "state.json").unlink()
     shutil.rmtree(final / "extra", ignore_errors=True)
@@ -331,14 +358,17 @@ def _root_of(spec: DatasetSpec, data: Path | None, home: Path | None) -> Path:
 
 def prepare_cache(name_or_path: str | Path, *, max_length: int | None = None, jobs: int = 1, home: Path | None = None,
                   data: Path | None = None, seed: int = 0, chunk: int = 64, progress: Progress | None = None,
-                  message: Callable[[str], None] = lambda text: None) -> tuple[FeatureTable, bool]:
+                  message: Callable[[str], None] = lambda text: None,
+                  max_seconds: float = MAX_SECONDS) -> tuple[FeatureTable, bool]:
     """Prepare (or find) the feature cache of a data set; returns ``(cache, built)``.
 
     ``name_or_path``: a registered data set or a user's folder / manifest. ``max_length``:
     frames (default: the data set's). ``jobs``: worker processes. ``data``: a copy of the data
     set elsewhere than ``$SOFTMOA_HOME/data/<name>``. ``seed``: the split of users' data without
     one. ``chunk``: clips per unit of work (and of resumption). ``progress(done, total)`` after
-    each chunk. Bad clips are skipped and listed (``cache.bad``); judge them with ``check_bad``.
+    each chunk. ``max_seconds``: each clip is kept up to its first ``max_seconds`` (another
+    bound is another cache). Bad clips are skipped and listed (``cache.bad``); judge them with
+    ``check_bad``.
     """
     spec = resolve(name_or_path, seed)
     root = _root_of(spec, data, home)
@@ -346,17 +376,17 @@ def prepare_cache(name_or_path: str | Path, *, max_length: int | None = None, jo
     if not clips.paths:
         raise SoftmoaError(f"{spec.name}: no clips listed in {root}")
     config = feature_config(spec, root, clips, max_length, message)
-    key = cache_key(root, clips, config)
+    key = cache_key(root, clips, config, max_seconds)
     folder = cache_dir(spec.name, home)
     final, built = folder / key, False
     with file_lock(folder / f".{key}.lock", message):
         if not (final / INDEX).is_file():
             partial = folder / f".{key}.partial"
-            bad, counts = _build(root, clips, config, partial, jobs, chunk, progress)
+            bad, counts, frames = _build(root, clips, config, partial, jobs, chunk, progress, max_seconds)
             if clips.multi_label:  # a clip without a label set cannot be learned from or scored
                 bad |= {int(row): "no labels: give it at least one label in the labels column, or remove it"
                         for row in np.flatnonzero(clips.labels.sum(axis=1) == 0)}
-            _publish(spec.name, root, clips, config, key, partial, bad, counts, final)
+            _publish(spec.name, root, clips, config, key, partial, bad, counts, final, frames, max_seconds)
             built = True
     return load_cache(final), built
 
@@ -387,9 +417,10 @@ def feature_config(spec: DatasetSpec, root: Path, clips: Clips, max_length: int 
     return FeatureConfig(max_length=chosen)
 
 
-def find_cache(name: str, config: FeatureConfig, home: Path | None = None) -> Path | None:
+def find_cache(name: str, config: FeatureConfig, home: Path | None = None,
+               max_seconds: float = MAX_SECONDS) -> Path | None:
     """The newest published cache of ``name`` with these settings, whatever its sources."""
-    prefix = f"L{config.max_length}-{_digest(settings_of(config))}-"
+    prefix = f"L{config.max_length}-{_digest(settings_of(config, max_seconds))}-"
     folder = cache_dir(name, home)
     found = [p for p in folder.glob(prefix + "*") if (p / INDEX).is_file()] if folder.is_dir() else []
     return max(found, key=lambda p: (p / INDEX).stat().st_mtime, default=None)
@@ -397,20 +428,21 @@ def find_cache(name: str, config: FeatureConfig, home: Path | None = None) -> Pa
 
 def open_cache(name_or_path: str | Path, max_length: int | None = None, prepare: bool = True,
                message: Callable[[str], None] = print, *, home: Path | None = None, jobs: int | None = None,
-               seed: int = 0, max_bad: float | None = None) -> FeatureTable:
+               seed: int = 0, max_bad: float | None = None, max_seconds: float = MAX_SECONDS) -> FeatureTable:
     """The feature cache of a data set for training; with ``prepare`` it is built first when
     missing (``jobs`` processes, default up to 4), without it a missing cache is an error.
 
     When the data set's audio is not installed, the newest cache with the same settings is
     used: training does not need the audio. ``max_bad``: the share of bad clips to accept
     (remembered with the cache); without it, the share accepted before, at least ``MAX_BAD``.
+    ``max_seconds``: the bound on each clip kept (part of the cache's settings).
     """
     spec = resolve(name_or_path, seed)
     try:
         root = _root_of(spec, None, home)
     except SoftmoaError:
         config = FeatureConfig(max_length=max_length or spec.max_length)
-        fallback = None if spec.location is not None else find_cache(spec.name, config, home)
+        fallback = None if spec.location is not None else find_cache(spec.name, config, home, max_seconds)
         if fallback is None:
             raise
         message(f"{spec.name}: audio not installed; using its feature cache {fallback}")
@@ -419,14 +451,15 @@ def open_cache(name_or_path: str | Path, max_length: int | None = None, prepare:
         if prepare:
             started = time.perf_counter()
             cache, built = prepare_cache(name_or_path, max_length=max_length, home=home, seed=seed,
-                                         jobs=jobs or min(4, os.cpu_count() or 1), message=message)
+                                         jobs=jobs or min(4, os.cpu_count() or 1), message=message,
+                                         max_seconds=max_seconds)
             if built:
                 message(f"prepared {spec.name}: {len(cache)} clips in {time.perf_counter() - started:.0f} s "
                         f"-> {cache.path}")
         else:
             clips = spec.scan(root)
             config = feature_config(spec, root, clips, max_length, message)
-            found = cache_dir(spec.name, home) / cache_key(root, clips, config)
+            found = cache_dir(spec.name, home) / cache_key(root, clips, config, max_seconds)
             if not (found / INDEX).is_file():
                 raise SoftmoaError(f"{spec.name}: no feature cache for max_length {config.max_length}; "
                                    f"run: softmoa prepare {name_or_path} --max-length {config.max_length}")
@@ -441,5 +474,6 @@ def open_cache(name_or_path: str | Path, max_length: int | None = None, prepare:
 def open_dataset(data: DataConfig, message: Callable[[str], None] = lambda text: None) -> FeatureTable:
     """The feature table of a run's ``data`` section, prepared first when missing (as a multi-label
     table when the section says ``task: multilabel``)."""
-    table = open_cache(data.dataset, max_length=data.max_length, message=message, max_bad=data.max_bad)
+    table = open_cache(data.dataset, max_length=data.max_length, message=message, max_bad=data.max_bad,
+                       max_seconds=data.max_seconds)
     return table.as_multi_label() if data.task == "multilabel" else table

@@ -3,11 +3,16 @@
 A ``FeatureTable`` comes from a prepared feature cache (``cache.load_cache``, memory-mapped,
 with the cache's folder, clip paths and bad-clip report) or is built in memory (tests, users'
 own arrays). Reads are whole batches with one sorted index into the memory map.
+
+Training reads a random ``max_length`` crop of each clip longer than one window
+(``crop_batch``), rebuilt from the clip's stored windows; short clips read their one window as
+``batch`` does.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +34,9 @@ class FeatureTable:
     [n]`` 'train' / 'valid' / 'test' (k-fold sets: all 'train'); ``fold [n]`` int64, 1..k or 0
     when the set has no folds. Clips longer than one window: ``windows [n]`` windows per clip
     and ``extra [sum(windows - 1), max_length, mel_bins]`` their further windows, clip after
-    clip (None: every clip is one window).
+    clip (None: every clip is one window); ``frames [n]`` int64 the frames the windows of each
+    long clip cover (``max_length`` for a one-window clip; None: unknown, a long clip's crops are
+    then whole windows).
 
     From a cache: ``path`` its folder, ``paths [n]`` clip paths relative to the data set root,
     ``bad`` the skipped clips ``(path, reason)``, ``listed`` the clips the metadata lists (kept
@@ -50,6 +57,7 @@ class FeatureTable:
     bad: list[tuple[str, str]] = field(default_factory=list)
     listed: int = 0
     accepted_bad: float = MAX_BAD
+    frames: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -101,3 +109,68 @@ class FeatureTable:
                                                              dtype=np.float32))]
             owner += [position] * count
         return torch.cat(parts), torch.tensor(owner)
+
+    def crop_starts(self, indices: np.ndarray, generator: torch.Generator) -> np.ndarray:
+        """The first frame of each clip's training crop: uniform in ``[0, frames - max_length]``
+        for a clip longer than one window, drawn from ``generator`` in the order of ``indices``;
+        0 for the others (no draw). Without ``frames``, a long clip's crop is one of its windows,
+        drawn uniformly."""
+        starts = np.zeros(len(indices), dtype=np.int64)
+        if self.windows is None:
+            return starts
+        length = self.feature_config.max_length
+        for position, index in enumerate(np.asarray(indices).tolist()):
+            count = int(self.windows[index])
+            if count <= 1:
+                continue
+            if self.frames is None:
+                window = int(torch.randint(count, (1,), generator=generator))
+                starts[position] = self._window_start(window, count, count * length)
+            else:
+                starts[position] = int(torch.randint(int(self.frames[index]) - length + 1, (1,), generator=generator))
+        return starts
+
+    def crop_batch(self, indices: np.ndarray, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """``batch``, with each clip longer than one window replaced by its ``max_length``-frame
+        crop at ``crop_starts`` (float16 frames as stored, to float32). A batch of one-window clips
+        is exactly ``batch`` and draws nothing."""
+        x, y = self.batch(indices)
+        if self.windows is None:
+            return x, y
+        starts = self.crop_starts(indices, generator)
+        for position, index in enumerate(np.asarray(indices).tolist()):
+            if int(self.windows[index]) > 1:
+                x[position] = torch.from_numpy(self._crop(index, int(starts[position])))
+        return x, y
+
+    def _window_start(self, window: int, count: int, frames: int) -> int:
+        """Where window ``window`` of a ``count``-window clip of ``frames`` frames starts (the window rule)."""
+        length = self.feature_config.max_length
+        return frames - length if window == count - 1 else window * length
+
+    def _window(self, index: int, window: int) -> np.ndarray:
+        """Window ``window`` of clip ``index``: the first in ``features``, the others in ``extra``."""
+        if window == 0:
+            return self.features[index]
+        return self.extra[int(self._extra_starts[index]) + window - 1]
+
+    @cached_property
+    def _extra_starts(self) -> np.ndarray:
+        """Each clip's first row in ``extra``."""
+        return np.concatenate([[0], np.cumsum(self.windows - 1)])
+
+    def _crop(self, index: int, start: int) -> np.ndarray:
+        """Frames ``start .. start + max_length`` of long clip ``index`` from its stored windows,
+        float32 ``[max_length, bins]``: frame ``t`` from the consecutive window ``t // max_length``,
+        or, past the last consecutive one, from the end-aligned last window."""
+        length, count = self.feature_config.max_length, int(self.windows[index])
+        frames = int(self.frames[index]) if self.frames is not None else count * length
+        t = np.arange(start, start + length)
+        window = np.minimum(t // length, count - 1)
+        last = frames - length
+        offset = np.where(window == count - 1, t - last, t - window * length)
+        out = np.empty((length, self.features.shape[2]), dtype=np.float32)
+        for w in np.unique(window).tolist():
+            rows = window == w
+            out[rows] = self._window(index, w)[offset[rows]]
+        return out

@@ -200,7 +200,8 @@ class FoldTrainer:
         t, world, masks = self.t, self.world, self.job.config.data.spec_augment
         self.net.train()
         torch.manual_seed(step_seed(t.seed, self.fold, epoch, step))
-        x, y = self.table.batch(batch)  # [b, frames, bins] float32, [b] int64 or [b, classes] multi-hot (CPU)
+        # [b, frames, bins] float32 (a random crop of each long clip), [b] int64 or [b, classes] multi-hot (CPU)
+        x, y = self.table.crop_batch(batch, torch.Generator().manual_seed(step_seed(t.seed, self.fold, epoch, step, 3)))
         # target: what the loss compares with (y, or the mixed label vectors); y: what "correct" counts.
         target = y
         if t.mixup:  # the whole global batch, before SpecAugment (as AST masks the mixed clip) and the shard
