@@ -85,7 +85,7 @@ def length_warning(frames: np.ndarray, max_length: int) -> str | None:
     padded, cut = float((frames < max_length / 2).mean()), float((frames > max_length).mean())
     if cut > 0.5:
         return (f"{cut:.0%} of the clips are longer than max_length {max_length} and are scored in several "
-                "windows (training reads their first); a longer max_length may suit them better")
+                "windows (training reads a random crop of each); a longer max_length may suit them better")
     if padded > 0.5:
         return (f"{padded:.0%} of the clips fill less than half of max_length {max_length} (the rest is padding); "
                 f"a max_length near {choose_max_length(frames)} would train faster on the same audio")
