@@ -4,8 +4,10 @@
 # 1. tests/test_cuda.py: finetune 1 epoch with bf16 and with --compile, evaluate, predict,
 #    analyze and bench on cuda (and DDP over NCCL when there are two GPUs);
 # 2. softmoa bench --device cuda at AST-base (768 wide, 12 blocks, 400 frames, batch 8);
-# 3. OUT_DIR/gpu-check.md: the machine, the test summary and the bench table, to paste into
-#    benchmarks/RESULTS.md. Installs the project into .venv first when it is not there.
+# 3. benchmarks/predict_bench.py --device cuda: predict's clips/s (decoding threads, pinned
+#    memory, non-blocking copies) against a batched forward over the same windows (AST-base);
+# 4. OUT_DIR/gpu-check.md: the machine, the test summary, the bench table and the predict
+#    clips/s, to paste into benchmarks/RESULTS.md. Installs the project into .venv first when it is not there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-benchmarks/gpu-check}
@@ -22,6 +24,9 @@ $py -m pytest -q -rs tests/test_cuda.py 2>&1 | tee "$out/test_cuda.log" || tests
 
 .venv/bin/softmoa bench --device cuda --frames 400 --batch 8 --repeats 10 --warmup 3 \
   --json "$out/bench-ast-base.json" 2>&1 | tee "$out/bench.log"
+
+$py benchmarks/predict_bench.py --device cuda --files 400 --batch-size 32 --repeats 3 --skip-one-by-one \
+  --json "$out/predict-bench.json" 2>&1 | tee "$out/predict-bench.log"
 
 $py - "$out" <<'PY'
 import json, shutil, subprocess, sys
@@ -45,6 +50,12 @@ for row in bench["methods"]:
     ratio = f"{row['step_ratio']:.3f}" if row["step_ratio"] is not None else "-"
     lines.append(f"| {row['label']} | {row['step_ms']:.1f} | {row['forward_ms']:.1f} | {ratio} | "
                  f"{row['peak_bytes'] / 2**20:.0f} | {row['trainable_params']:,} |")
+predict = json.loads((out / "predict-bench.json").read_text())
+rate, ps = predict["clips_per_second"], predict["settings"]
+lines += ["", f"predict_bench ({ps['files']} clips of {ps['seconds']} s, AST {ps['dim']} wide, {ps['depth']} blocks, "
+          f"batch {ps['batch_size']}, {ps['workers']} decoding threads): predict {rate['predict']} clips/s, "
+          f"batched forward {rate['forward']} clips/s, predict / forward time "
+          f"{predict['ratio_predict_to_forward']} (target: clips/s at least 0.8x, i.e. a time ratio of at most 1.25)"]
 (out / "gpu-check.md").write_text("\n".join(lines) + "\n")
 print("\n".join(lines))
 PY
