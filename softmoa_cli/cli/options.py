@@ -148,3 +148,8 @@ def preset_file(preset: str | None, dataset: str | None) -> Path | None:
     if path is not None:
         note(f"preset: {path}")
     return path
+AudioFiles = Annotated[list[Path], typer.Argument(metavar="AUDIO", hidden=True, show_default=False)]
+Classifier = Annotated[str | None, typer.Option(
+    "--checkpoint", "-c", metavar="MODEL", help="AST classifier: a directory, an original .pth, or a hub id "
+                                                "such as MIT/ast-finetuned-audioset-10-10-0.4593.")]
+RunsRoot = Annotated[Path, typer.Option(metavar="DIR", help="Where to look for the most recent run.")]

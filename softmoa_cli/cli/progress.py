@@ -7,6 +7,7 @@ from pathlib import Path
 
 from rich.text import Text
 
+from ..engine.train.progress import Callback
 from .console import err, note
 
 
@@ -17,9 +18,77 @@ def training_progress(show: bool):
         return TrainingProgress()
     from contextlib import nullcontext
 
-    from ..engine.train import Callback
-
     return nullcontext(Callback())
+
+
+def live_bar():
+    """The live bar of the current fold: step, counts and times whole, stats ending in "…"."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Column
+
+    # One line at any width: the counts and times whole, the stats (last, taking what is left) end in "…".
+    whole = Column(no_wrap=True)
+    return Progress(TextColumn("{task.description}", table_column=whole), BarColumn(bar_width=16),
+                    MofNCompleteColumn(table_column=whole), TimeElapsedColumn(table_column=whole),
+                    TextColumn("{task.fields[eta]}", table_column=whole),
+                    TextColumn("{task.fields[stats]}", table_column=Column(no_wrap=True, overflow="ellipsis", ratio=1)),
+                    console=err, transient=True, expand=True)
+
+
+class EpochLines(Callback):
+    """The engine's training events as plain lines (one per epoch and per fold), with the live
+    bar of ``progress`` (None outside a terminal) updated at each step."""
+
+    task = None
+    where = ""  # "fold k/N · " for k-fold runs
+    epochs = 0
+    started = 0.0
+    last = None  # the fold's latest StepInfo
+
+    def __init__(self, progress):
+        self.progress = progress
+
+    def fold_start(self, fold, folds, epochs, steps):
+        self.where = "" if fold is None else f"fold {fold}/{folds} · "
+        self.epochs, self.started, self.last = epochs, time.perf_counter(), None
+        if self.progress is not None:
+            self.task = self.progress.add_task(self.where.removesuffix(" · ") or "train", total=epochs * steps,
+                                          eta="", stats="")
+
+    def step(self, info):
+        self.last = info
+        if self.progress is not None and self.task is not None:
+            done = (info.epoch - 1) * info.steps + info.step
+            hit = "top-1 hit" if info.multi_label else "acc"
+            self.progress.update(self.task, completed=done, eta=f"ETA {duration(info.eta_s)}", stats=(
+                f"epoch {info.epoch}/{info.epochs} · loss {info.loss:.4f} · {hit} {info.accuracy:.3f} · "
+                f"{info.samples_per_s:.0f} samples/s"))
+
+    def epoch_end(self, fold, record):
+        rate = f" · {self.last.samples_per_s:.0f} samples/s" if self.last is not None else ""
+        if "valid_mAP" in record:  # multi-label: a top-1 hit in training, validation mAP
+            scores = (f"top-1 hit {record['train_accuracy']:.4f} · valid loss {record['valid_loss']:.4f} "
+                      f"mAP {record['valid_mAP']:.4f}")
+        else:
+            scores = (f"acc {record['train_accuracy']:.4f} · valid loss {record['valid_loss']:.4f} "
+                      f"acc {record['valid_accuracy']:.4f}")
+        plain(f"  {self.where}epoch {record['epoch']}/{self.epochs} · train loss {record['train_loss']:.4f} "
+              f"{scores} · lr {record['lr']:.2e}{rate} · "
+              f"elapsed {duration(time.perf_counter() - self.started)}")
+
+    def fold_end(self, fold, result):
+        if self.progress is not None and self.task is not None:
+            self.progress.remove_task(self.task)
+            self.task = None
+        if "mAP" in result:
+            plain(f"  {self.where}best epoch {result['best_epoch']} (valid mAP {result['valid_mAP']:.4f}) "
+                  f"→ test mAP {result['mAP']:.4f}")
+        else:
+            plain(f"  {self.where}best epoch {result['best_epoch']} (valid {result['valid_accuracy']:.4f}) "
+                  f"→ test accuracy {result['accuracy']:.4f}")
+
+    def message(self, text):
+        note(text)
 
 
 class TrainingProgress:
@@ -31,75 +100,10 @@ class TrainingProgress:
     clips whose top-scored label is one of theirs ("top-1 hit")."""
 
     def __enter__(self):
-        from ..engine.train import Callback
-
-        progress = None
-        if err.is_terminal:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-            from rich.table import Column
-
-            # One line at any width: the counts and times whole, the stats (last, taking what is left) end in "…".
-            whole = Column(no_wrap=True)
-            progress = Progress(TextColumn("{task.description}", table_column=whole), BarColumn(bar_width=16),
-                                MofNCompleteColumn(table_column=whole), TimeElapsedColumn(table_column=whole),
-                                TextColumn("{task.fields[eta]}", table_column=whole),
-                                TextColumn("{task.fields[stats]}",
-                                           table_column=Column(no_wrap=True, overflow="ellipsis", ratio=1)),
-                                console=err, transient=True, expand=True)
-        self.progress = progress
-
-        class View(Callback):
-            task = None
-            where = ""  # "fold k/N · " for k-fold runs
-            epochs = 0
-            started = 0.0
-            last = None  # the fold's latest StepInfo
-
-            def fold_start(self, fold, folds, epochs, steps):
-                self.where = "" if fold is None else f"fold {fold}/{folds} · "
-                self.epochs, self.started, self.last = epochs, time.perf_counter(), None
-                if progress is not None:
-                    self.task = progress.add_task(self.where.removesuffix(" · ") or "train", total=epochs * steps,
-                                                  eta="", stats="")
-
-            def step(self, info):
-                self.last = info
-                if progress is not None and self.task is not None:
-                    done = (info.epoch - 1) * info.steps + info.step
-                    hit = "top-1 hit" if info.multi_label else "acc"
-                    progress.update(self.task, completed=done, eta=f"ETA {duration(info.eta_s)}", stats=(
-                        f"epoch {info.epoch}/{info.epochs} · loss {info.loss:.4f} · {hit} {info.accuracy:.3f} · "
-                        f"{info.samples_per_s:.0f} samples/s"))
-
-            def epoch_end(self, fold, record):
-                rate = f" · {self.last.samples_per_s:.0f} samples/s" if self.last is not None else ""
-                if "valid_mAP" in record:  # multi-label: a top-1 hit in training, validation mAP
-                    scores = (f"top-1 hit {record['train_accuracy']:.4f} · valid loss {record['valid_loss']:.4f} "
-                              f"mAP {record['valid_mAP']:.4f}")
-                else:
-                    scores = (f"acc {record['train_accuracy']:.4f} · valid loss {record['valid_loss']:.4f} "
-                              f"acc {record['valid_accuracy']:.4f}")
-                plain(f"  {self.where}epoch {record['epoch']}/{self.epochs} · train loss {record['train_loss']:.4f} "
-                      f"{scores} · lr {record['lr']:.2e}{rate} · "
-                      f"elapsed {duration(time.perf_counter() - self.started)}")
-
-            def fold_end(self, fold, result):
-                if progress is not None and self.task is not None:
-                    progress.remove_task(self.task)
-                    self.task = None
-                if "mAP" in result:
-                    plain(f"  {self.where}best epoch {result['best_epoch']} (valid mAP {result['valid_mAP']:.4f}) "
-                          f"→ test mAP {result['mAP']:.4f}")
-                else:
-                    plain(f"  {self.where}best epoch {result['best_epoch']} (valid {result['valid_accuracy']:.4f}) "
-                          f"→ test accuracy {result['accuracy']:.4f}")
-
-            def message(self, text):
-                note(text)
-
-        if progress is not None:
-            progress.start()
-        return View()
+        self.progress = live_bar() if err.is_terminal else None
+        if self.progress is not None:
+            self.progress.start()
+        return EpochLines(self.progress)
 
     def __exit__(self, *exc):
         if self.progress is not None:

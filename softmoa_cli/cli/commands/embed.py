@@ -8,27 +8,31 @@ from typing import Annotated
 
 import typer
 
-from ..options import Device
+from ..options import AudioFiles, Classifier, Device, RunsRoot
+
+
+Out = Annotated[Path, typer.Option("--out", "-o", metavar="FILE", show_default=False,
+                                   help="The npz to write (replaced atomically).")]
+Run = Annotated[Path | None, typer.Option(metavar="RUN", help="A finetune run folder: its best model, PETL "
+                                                             "modules included.")]
+PerWindow = Annotated[bool, typer.Option(
+    "--per-window", metavar="", help="Also save each window's embedding with its file and its start and end in "
+                                     "seconds.")]
+Layer = Annotated[int | None, typer.Option(
+    min=1, metavar="K", help="Pool the output of block K (1 to the model's depth) instead of the head's input "
+                             "(no final LayerNorm).", show_default=False)]
+BatchSize = Annotated[int, typer.Option(min=1, metavar="N", help="Windows per forward pass.")]
 
 
 def embed(
-    audio: Annotated[list[Path], typer.Argument(metavar="AUDIO", hidden=True, show_default=False)],
-    out: Annotated[Path, typer.Option("--out", "-o", metavar="FILE", show_default=False,
-                                      help="The npz to write (replaced atomically).")],
-    checkpoint: Annotated[str | None, typer.Option(
-        "--checkpoint", "-c", metavar="MODEL", help="AST classifier: a directory, an original .pth, or a hub id "
-                                                    "such as MIT/ast-finetuned-audioset-10-10-0.4593.")] = None,
-    run: Annotated[Path | None, typer.Option(metavar="RUN", help="A finetune run folder: its best model, PETL "
-                                                                 "modules included.")] = None,
-    runs_root: Annotated[Path, typer.Option(metavar="DIR", help="Where to look for the most recent "
-                                                                "run.")] = Path("runs"),
-    per_window: Annotated[bool, typer.Option(
-        "--per-window", metavar="", help="Also save each window's embedding with its file and its start and end in "
-                             "seconds.")] = False,
-    layer: Annotated[int | None, typer.Option(
-        min=1, metavar="K", help="Pool the output of block K (1 to the model's depth) instead of the head's input "
-                                 "(no final LayerNorm).", show_default=False)] = None,
-    batch_size: Annotated[int, typer.Option(min=1, metavar="N", help="Windows per forward pass.")] = 32,
+    audio: AudioFiles,
+    out: Out,
+    checkpoint: Classifier = None,
+    run: Run = None,
+    runs_root: RunsRoot = Path("runs"),
+    per_window: PerWindow = False,
+    layer: Layer = None,
+    batch_size: BatchSize = 32,
     device: Device = "cpu",
 ) -> None:
     """Save one embedding per audio file: the pooled tokens the classifier head sees (the mean

@@ -9,43 +9,48 @@ from typing import Annotated
 
 import typer
 
-from ..options import Device, Json
+from ..options import AudioFiles, Classifier, Device, Json, RunsRoot
+
+
+Run = Annotated[Path | None, typer.Option(metavar="RUN", help="A finetune run folder: its best model and labels.")]
+TopK = Annotated[int, typer.Option("--top-k", "-k", min=1, metavar="K", help="Labels shown per file.")]
+Threshold = Annotated[float | None, typer.Option(
+    metavar="X", help="Multi-label models: mark labels scoring at least this (default: the run's thresholds "
+                      "tuned on its validation clips; 0.5 for AudioSet checkpoints). With --timeline and a "
+                      "single-label model: the top label's score a segment needs (default 0.5).",
+    show_default=False)]
+TimelineFlag = Annotated[bool, typer.Option(
+    "--timeline", metavar="", help="Also score windows along each file (start and end in seconds) and merge "
+                                   "consecutive windows that agree on a label above threshold into segments.")]
+Window = Annotated[float | None, typer.Option(
+    metavar="S", help="--timeline: window length in seconds, at most the model's input (default: the model's "
+                      "max_length; a shorter window is zero-padded to it).", show_default=False)]
+Hop = Annotated[float | None, typer.Option(
+    metavar="S", help="--timeline: seconds between window starts (default: half the window).", show_default=False)]
+BatchSize = Annotated[int, typer.Option(
+    "--batch-size", min=1, metavar="N", help="Windows per forward pass, packed across files.")]
+Workers = Annotated[int | None, typer.Option(
+    min=0, metavar="N", help="Threads decoding files ahead of the model (default: up to 4; 0: none).",
+    show_default=False)]
+Csv = Annotated[bool, typer.Option(
+    "--csv", metavar="", help="Print CSV on stdout: file, kind (clip, window or segment), start, end, label, "
+                              "score; the clip rows hold the top-k labels.")]
 
 
 def predict(
-    audio: Annotated[list[Path], typer.Argument(metavar="AUDIO", hidden=True, show_default=False)],
-    checkpoint: Annotated[str | None, typer.Option(
-        "--checkpoint", "-c", metavar="MODEL", help="AST classifier: a directory, an original .pth, or a hub id "
-                                                    "such as MIT/ast-finetuned-audioset-10-10-0.4593.")] = None,
-    run: Annotated[Path | None, typer.Option(metavar="RUN", help="A finetune run folder: its best model and "
-                                                                 "labels.")] = None,
-    runs_root: Annotated[Path, typer.Option(metavar="DIR", help="Where to look for the most recent "
-                                                                "run.")] = Path("runs"),
-    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, metavar="K", help="Labels shown per file.")] = 5,
-    threshold: Annotated[float | None, typer.Option(
-        metavar="X", help="Multi-label models: mark labels scoring at least this (default: the run's thresholds "
-                          "tuned on its validation clips; 0.5 for AudioSet checkpoints). With --timeline and a "
-                          "single-label model: the top label's score a segment needs (default 0.5).",
-        show_default=False)] = None,
-    timeline: Annotated[bool, typer.Option(
-        "--timeline", metavar="", help="Also score windows along each file (start and end in seconds) and merge consecutive "
-                           "windows that agree on a label above threshold into segments.")] = False,
-    window: Annotated[float | None, typer.Option(
-        metavar="S", help="--timeline: window length in seconds, at most the model's input (default: "
-                                   "the model's max_length; a shorter window is zero-padded to it).",
-        show_default=False)] = None,
-    hop: Annotated[float | None, typer.Option(
-        metavar="S", help="--timeline: seconds between window starts (default: half the window).",
-        show_default=False)] = None,
-    batch_size: Annotated[int, typer.Option(
-        "--batch-size", min=1, metavar="N", help="Windows per forward pass, packed across files.")] = 32,
-    workers: Annotated[int | None, typer.Option(
-        min=0, metavar="N", help="Threads decoding files ahead of the model (default: up to 4; 0: none).",
-        show_default=False)] = None,
+    audio: AudioFiles,
+    checkpoint: Classifier = None,
+    run: Run = None,
+    runs_root: RunsRoot = Path("runs"),
+    top_k: TopK = 5,
+    threshold: Threshold = None,
+    timeline: TimelineFlag = False,
+    window: Window = None,
+    hop: Hop = None,
+    batch_size: BatchSize = 32,
+    workers: Workers = None,
     as_json: Json = False,
-    as_csv: Annotated[bool, typer.Option(
-        "--csv", metavar="", help="Print CSV on stdout: file, kind (clip, window or segment), start, end, label, score; "
-                      "the clip rows hold the top-k labels.")] = False,
+    as_csv: Csv = False,
     device: Device = "cpu",
 ) -> None:
     """Score audio files with a finetune run or an AST classifier (long files: windows averaged).
@@ -67,7 +72,7 @@ def predict(
       cat clip.flac | softmoa predict -
       softmoa predict long.wav --timeline --hop 0.5 --json
     """
-    from ..console import err, fail, note, out
+    from ..console import err, note
     from ...engine.errors import SoftmoaError
     from ...engine.predict import Timeline, predictor_for
 
@@ -82,26 +87,36 @@ def predict(
     if spec is not None:
         spec.frames(predictor.features.max_length)  # a bad --window or --hop fails before any file is read
     note(f"model: {description}")
-    results = []
     with err.status("scoring…"):
-        for result in predictor.predict_files(audio, top_k, spec):
-            if result.error:
-                fail(f"{result.file}: {result.error}")
-                if os.environ.get("SOFTMOA_DEBUG") and result.exception is not None:
-                    show_traceback(result.exception)
-            results.append(result)
+        results = [report_error(result) for result in predictor.predict_files(audio, top_k, spec)]
     good = [r for r in results if not r.error]
+    render(good, as_json, as_csv)
+    if len(good) < len(results):
+        raise typer.Exit(1)
+
+
+def report_error(result):
+    """A file that could not be scored: its one line (and its traceback with SOFTMOA_DEBUG=1)."""
+    from ..console import fail
+
+    if result.error:
+        fail(f"{result.file}: {result.error}")
+        if os.environ.get("SOFTMOA_DEBUG") and result.exception is not None:
+            show_traceback(result.exception)
+    return result
+
+
+def render(results: list, as_json: bool, as_csv: bool) -> None:
+    """The scored files as JSON, CSV or tables (with their timelines)."""
     if as_json:
-        print(json.dumps([r.to_dict() for r in good], indent=2))
+        print(json.dumps([r.to_dict() for r in results], indent=2))
     elif as_csv:
-        write_csv(good)
+        write_csv(results)
     else:
-        for result in good:
+        for result in results:
             show_prediction(result)
             if result.timeline is not None:
                 show_timeline(result)
-    if len(good) < len(results):
-        raise typer.Exit(1)
 
 
 def show_prediction(result) -> None:
