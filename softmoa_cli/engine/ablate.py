@@ -431,7 +431,6 @@ def results_figure(study: Study, rows: list[dict], context: str = "", classes: i
 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
 
     metric = row_metric(rows[0])
     multi = metric == "mAP"
@@ -450,17 +449,7 @@ def results_figure(study: Study, rows: list[dict], context: str = "", classes: i
     ax = fig.add_subplot()
     twin = ax.twinx()
     _parameter_bars(twin, x, params)
-    handles = _accuracy_points(ax, x, means, stds, seeds)
-    if chance is not None:
-        ax.axhline(chance, linestyle="--", color="0.35", linewidth=1.2)
-        label = (f"chance mAP ≈ {chance:.1f}% (mean positive rate)" if multi else
-                 f"chance: 1/{classes} = {chance:.1f}%")
-        handles.append(Line2D([], [], linestyle="--", color="0.35", label=label))
-    elif multi:
-        handles.append(Line2D([], [], linestyle="none", label="chance mAP not known (data not found): no line"))
-    if clips and not multi:
-        handles.append(Line2D([], [], linestyle="none",
-                              label=f"one test clip = {100 / clips:.2f} points ({clips} clips)"))
+    handles = _accuracy_points(ax, x, means, stds, seeds) + _chance_line(ax, chance, classes, clips, multi)
     ax.set_ylim(*accuracy_range([m - s for m, s in zip(means, stds)], [m + s for m, s in zip(means, stds)], chance))
     ax.set_xticks(x, [str(row["value"]) for row in rows])
     ax.set_xlim(-0.6, len(rows) - 0.4)
@@ -475,6 +464,24 @@ def results_figure(study: Study, rows: list[dict], context: str = "", classes: i
     body = textwrap.fill(context, width=int(fig.get_figwidth() * 11)) if context else ""
     ax.set_title(head + (f"\n{body}" if body else ""), fontsize=10)
     return fig
+
+
+def _chance_line(ax, chance: float | None, classes: int | None, clips: int | None, multi: bool) -> list:
+    """The dashed chance level (%) when known, and the legend entries that explain it."""
+    from matplotlib.lines import Line2D
+
+    handles = []
+    if chance is not None:
+        ax.axhline(chance, linestyle="--", color="0.35", linewidth=1.2)
+        label = (f"chance mAP ≈ {chance:.1f}% (mean positive rate)" if multi else
+                 f"chance: 1/{classes} = {chance:.1f}%")
+        handles.append(Line2D([], [], linestyle="--", color="0.35", label=label))
+    elif multi:
+        handles.append(Line2D([], [], linestyle="none", label="chance mAP not known (data not found): no line"))
+    if clips and not multi:
+        handles.append(Line2D([], [], linestyle="none",
+                              label=f"one test clip = {100 / clips:.2f} points ({clips} clips)"))
+    return handles
 
 
 def _parameter_bars(twin, x: list[int], params: list[int]) -> None:
