@@ -93,3 +93,19 @@ def isolated_home(tmp_path_factory):
 def columns_80(monkeypatch):
     """Output as an 80-column terminal (or a pipe logged at that width) renders it."""
     monkeypatch.setenv("COLUMNS", "80")
+
+
+@pytest.fixture
+def classifier(tmp_path):
+    """A tiny AST classifier of 5 digit labels (zero..four) saved in this tool's format: its folder."""
+    import torch
+    from helpers import tiny_ast_config
+
+    from softmoa_cli.engine.models.ast import AST
+    from softmoa_cli.engine.models.pretrained import Pretrained, save_model
+
+    torch.manual_seed(0)
+    model = AST(tiny_ast_config())
+    with torch.no_grad():
+        model.head.fc.weight.normal_(0, 1.0)
+    return save_model(Pretrained(model, ["zero", "one", "two", "three", "four"], False, "test"), tmp_path / "model")

@@ -10,21 +10,9 @@ import soundfile as sf
 import torch
 from typer.testing import CliRunner
 
-from helpers import tiny_ast_config
 from softmoa_cli.cli.app import build_app
 from softmoa_cli.engine.data.features import FeatureConfig, windows
-from softmoa_cli.engine.models.ast import AST
-from softmoa_cli.engine.models.pretrained import Pretrained, save_model
 from softmoa_cli.engine.predict import Predictor
-
-
-@pytest.fixture
-def classifier(tmp_path):
-    torch.manual_seed(0)
-    model = AST(tiny_ast_config())
-    with torch.no_grad():
-        model.head.fc.weight.normal_(0, 1.0)
-    return save_model(Pretrained(model, ["zero", "one", "two", "three", "four"], False, "test"), tmp_path / "model")
 
 
 def bad_files(folder):

@@ -22,15 +22,6 @@ from softmoa_cli.engine.predict import Predictor
 LABELS = ["zero", "one", "two", "three", "four"]
 
 
-@pytest.fixture
-def classifier(tmp_path):
-    torch.manual_seed(0)
-    model = AST(tiny_ast_config())
-    with torch.no_grad():
-        model.head.fc.weight.normal_(0, 1.0)
-    return save_model(Pretrained(model, LABELS, False, "test"), tmp_path / "model")
-
-
 def predict(*args, input=None):
     return CliRunner().invoke(build_app(), ["predict", *map(str, args)], input=input)
 
