@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from timm.layers import Mlp, trunc_normal_
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,7 @@ class AST(nn.Module):
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.depth))
         self.norm = nn.LayerNorm(d, eps=config.eps)
         self.head = ClassifierHead(d, config.num_classes, config.pool, config.head_norm, config.head_norm_eps)
+        self.activation_checkpointing = False  # see set_activation_checkpointing
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -142,8 +144,9 @@ class AST(nn.Module):
         patches = patches.flatten(2).transpose(1, 2)  # [b, freq * time, d], frequency-major
         special = torch.cat([self.cls_token, self.dist_token], dim=1).expand(b, -1, -1)  # [b, 2, d]
         x = torch.cat([special, patches], dim=1) + self.pos_embed
+        recompute = self.activation_checkpointing and self.training and torch.is_grad_enabled()
         for block in self.blocks:
-            x = block(x)
+            x = checkpoint(block, x, use_reentrant=False) if recompute else block(x)
         return self.norm(x)
 
     def forward_head(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -166,6 +169,20 @@ class AST(nn.Module):
         pos = resize_pos_embed(self.pos_embed.data, self.config.grid, new.grid)
         self.pos_embed = nn.Parameter(pos, requires_grad=self.pos_embed.requires_grad)
         self.config = new
+
+
+def set_activation_checkpointing(model: nn.Module, on: bool) -> None:
+    """Make every AST inside ``model`` recompute each block's activations in the backward pass.
+
+    Each entry of ``AST.blocks`` (with whatever PETL modules were injected into it or wrapped
+    around it) then keeps only its input ``[b, tokens, d]`` in the forward and runs again
+    during the backward (``torch.utils.checkpoint``, non-reentrant, RNG state preserved, so
+    dropout draws the same masks). Only while training with grad enabled: an eval or no_grad
+    forward is unchanged. Costs about one more forward of the blocks per training step.
+    """
+    for module in model.modules():
+        if isinstance(module, AST):
+            module.activation_checkpointing = on
 
 
 def resize_pos_embed(pos: torch.Tensor, old_grid: tuple[int, int], new_grid: tuple[int, int]) -> torch.Tensor:
