@@ -25,16 +25,18 @@ from .metrics import per_class as class_rows
 
 
 class Precision:
-    """Autocast context for the configured precision ("auto": bf16 on CUDA, fp32 on CPU)."""
+    """Autocast context for the configured precision ("auto": bf16 on CUDA, fp32 on CPU; bf16 or
+    fp16: autocast to that type; fp32: none)."""
 
     def __init__(self, name: str, device: torch.device):
-        self.bf16 = name == "bf16" or (name == "auto" and device.type == "cuda")
+        chosen = "bf16" if name == "auto" and device.type == "cuda" else name
+        self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(chosen)  # None: fp32
         self.device_type = device.type
 
     def __call__(self):
-        if not self.bf16:
+        if self.dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast(self.device_type, dtype=torch.bfloat16)
+        return torch.autocast(self.device_type, dtype=self.dtype)
 
 
 @torch.no_grad()
