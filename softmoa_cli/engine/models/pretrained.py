@@ -2,7 +2,8 @@
 
 Sources: a Hugging Face directory or hub id (``config.json`` + ``model.safetensors`` or
 ``pytorch_model.bin``), the AST authors' original ``.pth`` (timm keys under ``module.v.``),
-and this tool's own saved models (``softmoa.json`` + ``model.safetensors``).
+and this tool's own saved models (``softmoa.json`` + ``model.safetensors``); one of these may
+hold PETL modules (a standalone export of an adapter run), which its ``method`` rebuilds.
 Untrusted files load only through safetensors or ``torch.load(weights_only=True)``.
 """
 
@@ -18,23 +19,30 @@ import torch
 from ... import __version__
 from ..errors import CheckpointError
 from ..fsutil import atomic_save_tensors, atomic_write_json
+from ..registry import Registry
 from .ast import AST, ASTConfig
 
 AUDIOSET_HUB_ID = "MIT/ast-finetuned-audioset-10-10-0.4593"
 OWN_CONFIG = "softmoa.json"
 OWN_WEIGHTS = "model.safetensors"
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+# How a saved model's recorded PETL modules are put back into a plain AST: ``rebuild(model,
+# method) -> model`` under the name "method". That knowledge sits in layers above this one (they
+# import models), so it arrives through the entry-point group, as plugins do.
+MODEL_PARTS: Registry = Registry("model part", "softmoa.model_parts")
 
 
 @dataclass
 class Pretrained:
-    """A loaded backbone with what the checkpoint says about its outputs."""
+    """A loaded backbone with what the checkpoint says about its outputs. ``method``: the config
+    (as JSON) of the PETL modules injected into ``model``, None for a plain AST."""
 
     model: AST
     labels: list[str]
     multi_label: bool
     source: str
     extra: dict = field(default_factory=dict)
+    method: dict | None = None
 
 
 # ---------------------------------------------------------------- key maps (ours <- theirs)
@@ -198,18 +206,23 @@ def _load_own(directory: Path) -> Pretrained:
     if meta.get("format") != "softmoa-model":
         raise CheckpointError(f"{directory / OWN_CONFIG}: not a softmoa model (format {meta.get('format')!r})")
     model = AST(ASTConfig(**meta["ast"]))
+    if meta.get("method") is not None:
+        model = MODEL_PARTS.get("method")(model, meta["method"])
     state = _read_state(directory / OWN_WEIGHTS)
     _apply_key_map(model, state, {k: k for k in model.state_dict()}, str(directory / OWN_WEIGHTS))
-    return Pretrained(model, meta["labels"], meta.get("multi_label", False), str(directory), meta.get("extra", {}))
+    return Pretrained(model, meta["labels"], meta.get("multi_label", False), str(directory), meta.get("extra", {}),
+                      meta.get("method"))
 
 
 def save_model(pretrained: Pretrained, directory: str | Path) -> Path:
-    """Save a plain (un-injected) AST in this tool's format; each file is written atomically."""
+    """Save an AST in this tool's format, with the config of its PETL modules when it has some
+    (``pretrained.method``); each file is written atomically."""
     directory = Path(directory)
     atomic_save_tensors(directory / OWN_WEIGHTS, pretrained.model.state_dict())
     atomic_write_json(directory / OWN_CONFIG, {
         "format": "softmoa-model", "version": __version__, "ast": pretrained.model.config.to_dict(),
-        "labels": list(pretrained.labels), "multi_label": pretrained.multi_label, "extra": pretrained.extra})
+        "labels": list(pretrained.labels), "multi_label": pretrained.multi_label, "extra": pretrained.extra,
+        **({"method": pretrained.method} if pretrained.method is not None else {})})
     return directory
 
 
