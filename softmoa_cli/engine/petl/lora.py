@@ -38,3 +38,16 @@ class LoRALinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.base(x) + self.lora(x)
+
+    def merged(self) -> nn.Linear:
+        """One Linear computing the same function: weight ``W + (alpha / rank) B A`` (summed in
+        float64, then cast back), the base's bias. Equal to this module up to float rounding."""
+        base = self.base
+        linear = nn.Linear(base.in_features, base.out_features, bias=base.bias is not None,
+                           device=base.weight.device, dtype=base.weight.dtype)
+        with torch.no_grad():
+            delta = self.lora.b.double() @ self.lora.a.double() * self.lora.scaling  # [out, in]
+            linear.weight.copy_(base.weight.double() + delta)
+            if base.bias is not None:
+                linear.bias.copy_(base.bias)
+        return linear
