@@ -378,7 +378,8 @@ def predictor_for(checkpoint: str | None = None, run: str | Path | None = None, 
     ``run`` folder, or (neither given) the most recent finished run under ``runs_root``.
 
     A multi-label run marks the labels at or above the thresholds tuned on its validation clips
-    (its first fold's, for a k-fold run), an AudioSet checkpoint those at or above 0.5;
+    (its first fold's, for a k-fold run; a standalone export of a run keeps its thresholds and
+    features), an AudioSet checkpoint those at or above 0.5;
     ``threshold`` replaces them with one for every label (refused for single-label models,
     unless ``timeline``: there it is the top label's score a segment needs, default 0.5)."""
     from .models.pretrained import load_pretrained
@@ -407,8 +408,11 @@ def predictor_for(checkpoint: str | None = None, run: str | Path | None = None, 
         raise SoftmoaError(f"{checkpoint}: this checkpoint has no classifier head; fine-tune it first")
     _check_threshold(threshold, pretrained.multi_label or timeline, checkpoint)
     kind = "multi-label (sigmoid)" if pretrained.multi_label else "single-label (softmax)"
-    predictor = Predictor(pretrained.model, pretrained.labels, pretrained.multi_label, device=device,
-                          batch_size=batch_size, thresholds=threshold, workers=workers)
+    # A standalone export of a run carries the run's features and tuned thresholds.
+    saved = pretrained.extra
+    features = FeatureConfig(**saved["features"]) if "features" in saved else None
+    predictor = Predictor(pretrained.model, pretrained.labels, pretrained.multi_label, features, device, batch_size,
+                          threshold if threshold is not None else saved.get("thresholds"), workers)
     return predictor, f"{pretrained.source}, {len(pretrained.labels)} labels, {kind}"
 
 
