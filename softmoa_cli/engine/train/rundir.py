@@ -32,7 +32,8 @@ RUN_FILE = "run.json"
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.json"
 LOG_FILE = "log.csv"
-LOG_COLUMNS = ["fold", "epoch", "train_loss", "train_accuracy", "valid_loss", "valid_accuracy", "lr", "seconds"]
+LOG_COLUMNS = ["fold", "epoch", "train_loss", "train_accuracy", "valid_loss", "valid_accuracy", "lr", "seconds",
+               "data_wait"]  # data_wait: seconds the epoch's steps waited for their batches (loop.py)
 # The test metrics summarised over folds, per task (``metrics.json``'s "task").
 SUMMARY_METRICS = {"singlelabel": ("accuracy", "macro_f1"), "multilabel": ("mAP", "micro_f1", "macro_f1", "d_prime")}
 
