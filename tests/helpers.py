@@ -117,12 +117,13 @@ class KillAt(Callback):
 
 
 def _comparable(metrics: dict) -> dict:
-    """Metrics without wall-clock times."""
+    """Metrics without wall-clock times (an epoch's seconds and data wait, a fold's training time)."""
     text = json.dumps(metrics, sort_keys=True)
     clean = json.loads(text)
     for fold in clean["folds"].values():
         for epoch in fold["epochs"]:
             epoch.pop("seconds")
+            epoch.pop("data_wait", None)
         fold["test"].pop("train_seconds")
     return clean
 
