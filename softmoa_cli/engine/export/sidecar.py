@@ -1,0 +1,54 @@
+"""``model.json`` beside an ONNX export: everything needed to turn an audio file into the
+graph's input and its output into scores, without softmoa (see the README's "Export")."""
+
+from __future__ import annotations
+
+from ... import __version__
+from ..data.features import MIN_SAMPLES
+from .source import RunModel
+
+SIDECAR = "model.json"
+
+
+def fbank_options(sample_rate: int, num_mel_bins: int) -> dict:
+    """The keyword arguments of ``torchaudio.compliance.kaldi.fbank`` that ``features.log_mel``
+    uses (the AST recipe): 25 ms Hanning windows every 10 ms, htk_compat, no energy, no dither."""
+    return {"sample_frequency": sample_rate, "num_mel_bins": num_mel_bins, "frame_length": 25.0,
+            "frame_shift": 10.0, "window_type": "hanning", "htk_compat": True, "use_energy": False, "dither": 0.0}
+
+
+def describe(source: RunModel, model_file: str, input_name: str, output_name: str, difference: float,
+             tolerance: float, batches: tuple[int, ...]) -> dict:
+    """The JSON: the graph's input and output, feature settings, window rule, labels, task, the
+    run it came from and the check it passed."""
+    f = source.features
+    return {
+        "format": "softmoa-onnx", "version": __version__, "model": model_file,
+        "input": {"name": input_name, "shape": ["batch", f.max_length, f.num_mel_bins], "dtype": "float32"},
+        "output": {"name": output_name, "shape": ["batch", len(source.labels)], "meaning": "logits"},
+        "features": {
+            "sample_rate": f.sample_rate,
+            "audio": "channels averaged to mono, resampled with torchaudio.functional.resample to sample_rate",
+            "min_samples": MIN_SAMPLES,
+            "fbank": fbank_options(f.sample_rate, f.num_mel_bins),
+            "mean": f.mean, "std": f.std,
+            "normalize": "(fbank - mean) / (2 * std), after the window's zero-padding",
+            "precision": "float16",
+            "precision_meaning": "normalised windows are rounded to float16 (as the feature cache stores them), "
+                                 "then fed as float32",
+            "max_length": f.max_length},
+        "window_rule": {
+            "window": f.max_length,
+            "starts": "a clip of at most `window` frames: one window at 0, zero-padded at the end; a longer clip: "
+                      "0, window, 2 * window, ... while below frames - window, then frames - window (the last "
+                      "window ends at the clip's end)",
+            "clip_score": "mean of the windows' probabilities"},
+        "labels": list(source.labels),
+        "task": {"kind": "multilabel" if source.multi_label else "singlelabel",
+                 "scores": "sigmoid" if source.multi_label else "softmax",
+                 "thresholds": list(source.thresholds) if source.thresholds is not None else None},
+        "source": {"run": str(source.run), "checkpoint": source.checkpoint,
+                   "method": source.method.model_dump(mode="json")},
+        "check": {"max_abs_logit_difference": difference, "tolerance": tolerance, "batches": list(batches),
+                  "against": "the run's torch model (LoRA unmerged), onnxruntime CPUExecutionProvider"},
+    }
