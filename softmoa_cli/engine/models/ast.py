@@ -145,8 +145,13 @@ class AST(nn.Module):
         special = torch.cat([self.cls_token, self.dist_token], dim=1).expand(b, -1, -1)  # [b, 2, d]
         x = torch.cat([special, patches], dim=1) + self.pos_embed
         recompute = self.activation_checkpointing and self.training and torch.is_grad_enabled()
-        for block in self.blocks:
-            x = checkpoint(block, x, use_reentrant=False) if recompute else block(x)
+        last = len(self.blocks) - 1
+        for i, block in enumerate(self.blocks):
+            # The last block's activations are used as soon as the backward starts: recomputing them saves nothing.
+            if recompute and i < last and _needs_backward(block, x):
+                x = checkpoint(block, x, use_reentrant=False)
+            else:
+                x = block(x)
         return self.norm(x)
 
     def forward_head(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -171,14 +176,21 @@ class AST(nn.Module):
         self.config = new
 
 
+def _needs_backward(block: nn.Module, x: torch.Tensor) -> bool:
+    """Whether the backward passes through ``block``: its input or one of its weights needs a gradient."""
+    return x.requires_grad or any(param.requires_grad for param in block.parameters())
+
+
 def set_activation_checkpointing(model: nn.Module, on: bool) -> None:
-    """Make every AST inside ``model`` recompute each block's activations in the backward pass.
+    """Make every AST inside ``model`` recompute its blocks' activations in the backward pass.
 
     Each entry of ``AST.blocks`` (with whatever PETL modules were injected into it or wrapped
     around it) then keeps only its input ``[b, tokens, d]`` in the forward and runs again
     during the backward (``torch.utils.checkpoint``, non-reentrant, RNG state preserved, so
-    dropout draws the same masks). Only while training with grad enabled: an eval or no_grad
-    forward is unchanged. Costs about one more forward of the blocks per training step.
+    dropout draws the same masks). The last block is the exception: the backward needs its
+    activations first, so they are kept (the peak is the same, one recompute less). Only
+    while training with grad enabled: an eval or no_grad forward is unchanged. Costs up to one
+    more forward of the blocks per training step.
     """
     for module in model.modules():
         if isinstance(module, AST):
