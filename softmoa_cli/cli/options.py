@@ -50,8 +50,38 @@ Preset = Annotated[str | None, typer.Option("--preset", "-p", metavar="PRESET", 
                                             "from presets/ (default: the preset named after the data set).")]
 Epochs = Annotated[int | None, typer.Option(metavar="N", help="Passes over the training clips (default: the "
                                                               "preset's, else 10).", rich_help_panel=TRAINING)]
-BatchSize = Annotated[int | None, typer.Option(metavar="N", help="Global batch, split over DDP processes (default: "
-                                                                 "the preset's, else 32).", rich_help_panel=TRAINING)]
+BatchSize = Annotated[int | None, typer.Option(metavar="N", help="Clips through the model at once, over all DDP "
+                                                "processes together; with --accumulate, one micro-batch (default: the "
+                                                "preset's, else 32).", rich_help_panel=TRAINING)]
+Accumulate = Annotated[int | None, typer.Option(
+    metavar="N", show_default=False, rich_help_panel=TRAINING,
+    help="Gradient accumulation: N micro-batches of --batch-size per optimiser step, so the effective batch is "
+         "batch size x N at the memory of one micro-batch; the schedule counts optimiser steps (default 1).")]
+Warmup = Annotated[float | None, typer.Option(
+    metavar="STEPS", show_default=False, rich_help_panel=TRAINING,
+    help="Linear warm-up from 0 before the cosine decay: optimiser steps (1 or more), or a fraction of all of "
+         "them below 1, e.g. 0.1 (default 0).")]
+Patience = Annotated[int | None, typer.Option(
+    metavar="N", show_default=False, rich_help_panel=TRAINING,
+    help="Early stopping: stop after N epochs without a better validation score; the best epoch is still "
+         "tested (default: off).")]
+MaxSteps = Annotated[int | None, typer.Option(
+    metavar="N", show_default=False, rich_help_panel=TRAINING,
+    help="Train exactly N optimiser steps, overriding --epochs (the last epoch may be partial); the schedule "
+         "spans them.")]
+Workers = Annotated[int | None, typer.Option(
+    metavar="N", show_default=False, rich_help_panel=TRAINING,
+    help="Processes assembling training batches from the feature cache ahead of the step (pinned memory on "
+         "CUDA); 0: in the training process (default 0).")]
+Log = Annotated[list[str] | None, typer.Option(
+    metavar="NAME", show_default=False, rich_help_panel=TRAINING,
+    help="Also log to tensorboard (event files in the run folder) or mlflow (MLFLOW_TRACKING_URI); repeatable. "
+         "Optional extras: pip install 'softmoa[tensorboard]'. log.csv is always written.")]
+ActivationCheckpointing = Annotated[bool | None, typer.Option(
+    "--activation-checkpointing/--no-activation-checkpointing", metavar="", show_default=False,
+    rich_help_panel=TRAINING,
+    help="Recompute each transformer block's activations in the backward: far less memory, about one more "
+         "forward per step (default: off).")]
 Lr = Annotated[float | None, typer.Option(metavar="LR", help="Peak learning rate (default: the preset's, else the "
                                                              "recipe's for the method).", rich_help_panel=TRAINING)]
 TrainingDevice = Annotated[str | None, typer.Option(metavar="DEVICE", help="auto (cuda if present), cpu, cuda, "
@@ -95,7 +125,9 @@ CONFIG_FLAGS = (
     ("training.seed", "--seed"), ("training.device", "--device"), ("training.precision", "--precision"),
     ("training.compile", "--compile"), ("training.threads", "--threads"),
     ("training.balanced_sampling", "--balanced-sampling"), ("training.class_weights", "--class-weights"),
-    ("training.mixup", "--mixup"),
+    ("training.mixup", "--mixup"), ("training.accumulate", "--accumulate"), ("training.warmup", "--warmup"),
+    ("training.patience", "--patience"), ("training.max_steps", "--max-steps"), ("training.workers", "--workers"),
+    ("training.log", "--log"), ("training.activation_checkpointing", "--activation-checkpointing"),
 )
 
 

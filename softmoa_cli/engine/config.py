@@ -94,7 +94,8 @@ class ModelConfig(Section):
 
 class TrainingConfig(Section):
     epochs: int = Field(10, ge=1)
-    batch_size: int = Field(32, ge=1, description="global batch (split over DDP processes)")
+    batch_size: int = Field(32, ge=1, description="clips through the model at once, over all DDP processes together "
+                                                  "(split between them); with accumulate, one micro-batch")
     eval_batch_size: int | None = Field(None, ge=1, description="unset: twice the training batch")
     lr: float | None = Field(None, gt=0, description="peak learning rate; unset: the recipe's value for the method")
     weight_decay: float = Field(0.1, ge=0, description="AdamW decay on weight matrices only (2 or more axes; never biases, norms or tokens)")
@@ -102,8 +103,27 @@ class TrainingConfig(Section):
     eps: float = Field(1e-6, gt=0)
     seed: int = 0
     device: str = Field("auto", description="auto (cuda if present), cpu, cuda, cuda:1, ...")
-    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 autocast on CUDA, fp32 on CPU")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto: bf16 autocast on CUDA, fp32 on CPU; fp16: float16 autocast with a gradient scaler "
+                            "(GPUs without bf16, such as the T4; runs on the CPU too, slower than fp32)")
     compile: bool = Field(False, description="torch.compile the model")
+    # Training at scale: what an optimiser step is, its schedule, when to stop, how data arrives.
+    accumulate: int = Field(1, ge=1, description="micro-batches per optimiser step: each of batch_size clips, so the "
+                                                 "effective batch is batch_size x accumulate; gradients are summed, "
+                                                 "and under DDP synchronised once, at the last micro-batch")
+    warmup: float = Field(0, ge=0, description="linear warm-up from 0 before the cosine decay: optimiser steps (1 or "
+                                               "more, whole), or a fraction of all optimiser steps (below 1, e.g. 0.1)")
+    patience: int | None = Field(None, ge=1, description="early stopping: stop after this many epochs without a better "
+                                                         "validation score (the best epoch is still tested); unset: off")
+    max_steps: int | None = Field(None, ge=1, description="train exactly this many optimiser steps, overriding epochs "
+                                                          "(the last epoch may be partial); the schedule spans them")
+    workers: int = Field(0, ge=0, description="processes assembling training batches from the memory-mapped cache "
+                                              "(pinned memory on CUDA, prefetched); 0: in the training process")
+    log: list[Literal["tensorboard", "mlflow"]] = Field(
+        [], description="trackers besides log.csv (which stays the record): tensorboard (event files in the run "
+                        "folder) and/or mlflow (MLFLOW_TRACKING_URI, default ./mlruns); optional extras")
+    activation_checkpointing: bool = Field(False, description="recompute each transformer block's activations in the "
+                                                              "backward: far less memory, about one more forward")
     checkpoint_every: int = Field(50, ge=1, description="steps between resume checkpoints (also every epoch end)")
     threads: int | None = Field(None, ge=1, description="CPU threads for torch; unset: torch's default")
     # Unbalanced data (train/sampling.py). All off: training is exactly as without them.
@@ -117,6 +137,22 @@ class TrainingConfig(Section):
     mixup: float = Field(0, ge=0, description="mixup: each step mixes the batch with a shuffled copy of itself, "
                                               "features and label vectors, by lambda ~ Beta(alpha, alpha); "
                                               "the alpha, 0: off")
+
+    @field_validator("warmup")
+    @classmethod
+    def _warmup(cls, value: float) -> float:
+        if value >= 1 and value != int(value):
+            raise ValueError("give whole optimiser steps (1 or more) or a fraction below 1, such as 0.1")
+        return value
+
+    @field_validator("log", mode="before")
+    @classmethod
+    def _log(cls, value):
+        return [value] if isinstance(value, str) else value
+
+    def warmup_steps(self, total_steps: int) -> int:
+        """Warm-up optimiser steps out of ``total_steps``: ``warmup`` itself, or its fraction of them."""
+        return int(self.warmup) if self.warmup >= 1 else round(self.warmup * total_steps)
 
     def learning_rate(self, method: str) -> float:
         return self.lr if self.lr is not None else RECIPE_LR.get(method, PETL_LR)
@@ -213,7 +249,8 @@ def _describe(item: dict, raw: dict, source: str, given: set[str], flags: dict[s
     kind = item["type"]
     if kind in ("union_tag_invalid", "union_tag_not_found"):
         key, value = f"{key}.name", value.get("name") if isinstance(value, dict) else value
-    flag = flags.get(key) if key in given else None
+    setting = ".".join(loc[:-1]) if loc[-1].isdigit() else key  # an item of a list (training.log.0): the list's
+    flag = flags.get(setting) if setting in given else None
     origin = f"{flag} {value}" if flag else f"{source}: {key} = {value!r}"
     if kind == "extra_forbidden":
         allowed = _allowed_keys(raw, loc[:-1])

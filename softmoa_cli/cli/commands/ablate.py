@@ -7,8 +7,9 @@ from typing import Annotated
 
 import typer
 
-from ..options import (DEFAULT_DATASET, BalancedSampling, BatchSize, Checkpoint, ClassWeights, Dataset, Epochs, Lr,
-                       MaxLength, Mixup, Preset, Threads, TrainingDevice, config_overrides, preset_file)
+from ..options import (DEFAULT_DATASET, Accumulate, BalancedSampling, BatchSize, Checkpoint, ClassWeights, Dataset,
+                       Epochs, Lr, MaxLength, Mixup, Preset, Threads, TrainingDevice, Workers, config_overrides,
+                       preset_file)
 
 def ablate(
     study: Annotated[str, typer.Argument(metavar="STUDY", hidden=True, show_default=False)],
@@ -24,6 +25,8 @@ def ablate(
                                              "ablations/<study>-<dataset>); rerun the same command to continue "
                                              "it.")] = None,
     batch_size: BatchSize = None,
+    accumulate: Accumulate = None,
+    workers: Workers = None,
     lr: Lr = None,
     device: TrainingDevice = None,
     threads: Threads = None,
@@ -53,7 +56,7 @@ def ablate(
     overrides, flags = config_overrides(dataset=dataset, max_length=max_length, checkpoint=checkpoint, epochs=epochs,
                                         batch_size=batch_size, lr=lr, device=device, threads=threads,
                                         balanced_sampling=balanced_sampling, class_weights=class_weights,
-                                        mixup=mixup)
+                                        mixup=mixup, accumulate=accumulate, workers=workers)
     settings = parse_settings(set_ or [])
     overrides = settings | overrides
     flags = {key: f"--set {key}" for key in settings} | flags

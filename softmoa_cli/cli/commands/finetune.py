@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ..options import (DEFAULT_DATASET, TRAINING, BalancedSampling, BatchSize, Checkpoint, ClassWeights, Dataset,
-                       Epochs, Lr, MaxLength, MaxSeconds, Mixup, Preset, Threads, TrainingDevice, config_overrides,
-                       parse_fold, preset_file)
+from ..options import (DEFAULT_DATASET, TRAINING, Accumulate, ActivationCheckpointing, BalancedSampling, BatchSize,
+                       Checkpoint, ClassWeights, Dataset, Epochs, Log, Lr, MaxLength, MaxSeconds, MaxSteps, Mixup,
+                       Patience, Preset, Threads, TrainingDevice, Warmup, Workers, config_overrides, parse_fold,
+                       preset_file)
 
 if TYPE_CHECKING:
     from ...engine.train.jobs import Job
@@ -42,9 +43,9 @@ MaxBad = Annotated[str | None, typer.Option(metavar="SHARE", help="Share of bad 
                                             "(default: what prepare accepted, else 1%).", show_default=False)]
 Seed = Annotated[int | None, typer.Option(metavar="N", help="Seed of the weights' initialisation and the data "
                                           "order (default: the preset's, else 0).", rich_help_panel=TRAINING)]
-Precision = Annotated[str | None, typer.Option(metavar="NAME", help="auto, fp32 or bf16 (autocast) (default: the "
-                                               "preset's, else auto: bf16 on CUDA, fp32 on CPU).",
-                                               rich_help_panel=TRAINING)]
+Precision = Annotated[str | None, typer.Option(metavar="NAME", help="auto, fp32, bf16 or fp16 (autocast; fp16 with a "
+                                               "gradient scaler, for GPUs without bf16) (default: the preset's, else "
+                                               "auto: bf16 on CUDA, fp32 on CPU).", rich_help_panel=TRAINING)]
 Compile = Annotated[bool | None, typer.Option("--compile/--no-compile", metavar="", help="torch.compile the model.",
                                               rich_help_panel=TRAINING, show_default=False)]
 Out = Annotated[Path | None, typer.Option("--out", "-o", metavar="DIR",
@@ -55,13 +56,15 @@ PrintConfig = Annotated[bool, typer.Option("--print-config", metavar="", help="P
 
 
 def finetune(
-    dataset: Dataset = None, preset: Preset = None, method: Method = None, checkpoint: Checkpoint = None,
+    ctx: typer.Context, dataset: Dataset = None, preset: Preset = None, method: Method = None, checkpoint: Checkpoint = None,
     experts: Experts = None, slots: Slots = None, reduction_rate: ReductionRate = None, location: Location = None,
     adapter_config: AdapterConfig = None, init: Init = None, kind: Kind = None, placement: Placement = None,
     normalize: Normalize = None, rank: Rank = None, alpha: Alpha = None,
     max_length: MaxLength = None, max_seconds: MaxSeconds = None, fold: Fold = None, max_bad: MaxBad = None,
     epochs: Epochs = None, batch_size: BatchSize = None, lr: Lr = None, seed: Seed = None,
     device: TrainingDevice = None, precision: Precision = None, compile: Compile = None, threads: Threads = None,
+    accumulate: Accumulate = None, warmup: Warmup = None, patience: Patience = None, max_steps: MaxSteps = None,
+    workers: Workers = None, log: Log = None, activation_checkpointing: ActivationCheckpointing = None,
     balanced_sampling: BalancedSampling = None, class_weights: ClassWeights = None, mixup: Mixup = None,
     out: Out = None, resume: Resume = None, print_config: PrintConfig = False,
 ) -> None:
@@ -74,6 +77,7 @@ def finetune(
       softmoa finetune
       softmoa finetune --dataset fsc --method soft --experts 8 --slots 1
       softmoa finetune --dataset fsdd --preset fsdd-cpu --method adapter
+      softmoa finetune -d esc50 --batch-size 8 --accumulate 4 --warmup 0.1 --patience 5 --workers 4
       softmoa finetune --resume runs/fsdd-soft-20250101-120000
     """
     from ...engine.train.jobs import Job, resume_config
@@ -85,7 +89,8 @@ def finetune(
         adapter_config=adapter_config, init=init, kind=kind, placement=placement, normalize=normalize, rank=rank,
         alpha=alpha, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device, precision=precision,
         compile=compile, threads=threads, balanced_sampling=balanced_sampling, class_weights=class_weights,
-        mixup=mixup)
+        mixup=mixup, accumulate=accumulate, warmup=warmup, patience=patience, max_steps=max_steps, workers=workers,
+        log=log or None, activation_checkpointing=activation_checkpointing)
     if resume is not None:
         given = [flags[key] for key in overrides] + (["--preset"] if preset else []) + (["--out"] if out else [])
         jobs = [Job(resume_config(resume, given), resume)]
@@ -94,7 +99,9 @@ def finetune(
     if print_config:
         show_configs(jobs)
     else:
-        train(jobs)
+        from ..command_line import typed_command
+
+        train(jobs, typed_command(ctx))
 
 
 def plan(dataset: str | None, preset: str | None, overrides: dict, flags: dict, out: Path | None) -> list[Job]:
@@ -109,15 +116,16 @@ def plan(dataset: str | None, preset: str | None, overrides: dict, flags: dict, 
     return plan_jobs(path, overrides, flags, out, default_job=default_job)
 
 
-def train(jobs: list[Job]) -> None:
-    """Train each job with live progress; show each result, and the comparison of several."""
+def train(jobs: list[Job], command: str) -> None:
+    """Train each job with live progress; show each result, and the comparison of several.
+    ``command``: the command line, for each run's model card."""
     from ...engine.train import finetune as train_job
     from ...engine.train.jobs import is_main_process
     from ..progress import training_progress
 
     main = is_main_process()
     with training_progress(main) as progress:
-        finished = [train_job(job.config, job.out, progress) for job in jobs]
+        finished = [train_job(job.config, job.out, progress, command=command) for job in jobs]
     if main:
         for run_dir, metrics in finished:
             show_results(run_dir, metrics)

@@ -1,6 +1,6 @@
-"""Training one fold, as the recipe reads: AdamW + cosine over all steps, validation every
-epoch, the best epoch kept as a true copy, tested, and saved as an adapter; resumable at any
-step (``resume_state.py``).
+"""Training one fold, as the recipe reads: AdamW with a warm-up and cosine schedule over all
+optimiser steps, validation every epoch, the best epoch kept as a true copy, tested, and saved
+as an adapter; resumable at any step (``resume_state.py``).
 
 The task follows the table: single-label (cross-entropy, softmax, the best epoch by validation
 accuracy) or multi-label (binary cross-entropy with logits, sigmoid, the best epoch by
@@ -8,12 +8,20 @@ validation mAP, and per-class decision thresholds tuned on the validation clips 
 saved with the adapter). Either task can balance its epochs, weight its classes and mix its
 clips (``sampling.py``: ``training.balanced_sampling``, ``class_weights``, ``mixup``).
 
+An optimiser step takes ``batch_size x accumulate`` clips (the effective batch): read together
+(``data/loader.py``, by worker processes with ``training.workers``), moved to the device,
+mixed and masked there, then run through the model in ``accumulate`` micro-batches of
+``batch_size`` whose gradients add up (under DDP synchronised once, at the last). The schedule,
+``max_steps`` and the checkpoints count optimiser steps. ``patience`` stops a fold after that
+many epochs without a better validation score; the best epoch is tested as always.
+
 ``FoldTrainer.run``: for each epoch, ``train_step`` over the epoch's shuffled batches, then
 ``end_epoch`` (validate, keep the best, save the resume state); finally ``test_and_save``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
@@ -27,9 +35,11 @@ from torch import nn
 
 from ..config import RunConfig
 from ..data.augment import spec_augment
+from ..data.loader import Read, batches
 from ..data.splits import Split
 from ..data.table import FeatureTable
 from ..errors import SoftmoaError
+from ..models.ast import set_activation_checkpointing
 from ..models.pretrained import Pretrained
 from ..petl.adapter_files import load_tensors_, save_adapter, trainable_tensors
 from ..petl.build import build_model
@@ -40,6 +50,7 @@ from .optim import make_optimizer, make_scheduler
 from .progress import Callback, StepInfo
 from .resume_state import clear_state, load_state, save_state
 from .sampling import class_weights, epoch_order, mixup, sample_weights
+from .tracking import Tracker, open_tracker
 
 
 def step_seed(*keys: int) -> int:
@@ -70,6 +81,7 @@ class Running:
     loss: float = 0.0
     correct: float = 0.0
     clips: float = 0.0
+    data_wait: float = 0.0  # seconds the steps waited for their batch (this rank)
 
     def add(self, sums: list[float]) -> None:
         self.loss, self.correct, self.clips = (a + b for a, b in zip((self.loss, self.correct, self.clips), sums))
@@ -81,6 +93,15 @@ class Running:
     @property
     def accuracy(self) -> float:
         return self.correct / self.clips
+
+
+@dataclass
+class Session:
+    """This process's steps and clips since it started the fold (its rates), and when."""
+
+    started: float
+    steps: int = 0
+    samples: int = 0
 
 
 @dataclass
@@ -108,7 +129,7 @@ class FoldState:
     def to_dict(self) -> dict:
         """Plain containers and tensors, as ``torch.load(weights_only=True)`` reads them back."""
         state = asdict(self)
-        state["running"] = [self.running.loss, self.running.correct, self.running.clips]
+        state["running"] = [self.running.loss, self.running.correct, self.running.clips, self.running.data_wait]
         return state
 
     @classmethod
@@ -128,7 +149,10 @@ class FoldTrainer:
         self.table = job.table.as_multi_label() if job.config.data.task == "multilabel" else job.table
         self.metric = "mAP" if self.table.multi_label else "accuracy"  # the validation score that picks the best epoch
         self.fold = job.split.fold or 0
-        self.steps = math.ceil(len(job.split.train) / self.t.batch_size)  # per epoch
+        self.effective = self.t.batch_size * self.t.accumulate  # clips per optimiser step
+        self.steps = math.ceil(len(job.split.train) / self.effective)  # optimiser steps per epoch
+        self.total_steps = self.t.max_steps or self.steps * self.t.epochs
+        self.epochs = math.ceil(self.total_steps / self.steps)  # max_steps: as many as they need, the last partial
         classes, train_labels = len(self.table.label_names), self.table.labels[job.split.train]
         # Balanced sampling: per training clip drawing weights; class weights: [classes] on the device.
         self.sample_weights = sample_weights(train_labels, classes) if self.t.balanced_sampling else None
@@ -137,8 +161,11 @@ class FoldTrainer:
         torch.manual_seed(step_seed(self.t.seed, self.fold, 1 << 30))  # head and adapter init
         self.model = build_model(copy.deepcopy(job.backbone), job.config.method, len(self.table.label_names),
                                  self.table.feature_config.max_length).to(self.world.device)
+        set_activation_checkpointing(self.model, self.t.activation_checkpointing)
         self.optimizer = make_optimizer(self.model, self.t, self.t.learning_rate(job.config.method.name))
-        self.scheduler = make_scheduler(self.optimizer, self.steps * self.t.epochs)
+        self.scheduler = make_scheduler(self.optimizer, self.total_steps, self.t.warmup_steps(self.total_steps))
+        # fp16: the loss is scaled so small gradients survive float16; the scale adapts (resume state).
+        self.scaler = torch.amp.GradScaler(self.world.device.type) if self.t.precision == "fp16" else None
         self.state = self._restore()
         self.compiled = torch.compile(self.model) if self.t.compile else self.model
         self.net = self.compiled
@@ -147,6 +174,7 @@ class FoldTrainer:
             self.net = nn.parallel.DistributedDataParallel(self.compiled, device_ids=ids)
         self.precision = Precision(self.t.precision, self.world.device)
         self.scoring = Precision("fp32", self.world.device)  # validation and test score as evaluate and predict do
+        self.stream = None  # during ``run``: the loader's batches of the current epoch, in step order
 
     def _restore(self) -> FoldState:
         saved = load_state(self.job.directory)
@@ -155,56 +183,126 @@ class FoldTrainer:
         load_tensors_(self.model, saved["trainable"], str(self.job.directory))
         try:
             self.optimizer.load_state_dict(saved["optimizer"])
-        except ValueError:
-            raise SoftmoaError(f"{self.job.directory}: the saved resume state does not fit this version's optimiser "
-                               "(parameter groups differ); start the run again in a new folder") from None
-        self.scheduler.load_state_dict(saved["scheduler"])
+            self.scheduler.load_state_dict(saved["scheduler"])
+            if self.scaler is not None:
+                self.scaler.load_state_dict(saved["scaler"])
+        except (ValueError, KeyError):
+            raise SoftmoaError(f"{self.job.directory}: the saved resume state does not fit this version's optimiser, "
+                               "schedule or gradient scaler; start the run again in a new folder") from None
         return FoldState.from_dict(saved)
 
     def save(self) -> None:
         """Write the resume state (rank 0) at the state's position."""
         if self.world.main:
+            scaler = {} if self.scaler is None else {"scaler": self.scaler.state_dict()}
             save_state(self.job.directory, self.state.to_dict() | {
                 "trainable": trainable_tensors(self.model), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict()})
+                "scheduler": self.scheduler.state_dict()} | scaler)
+
+    @property
+    def stopped_early(self) -> bool:
+        """``patience`` epochs done since the best one: no more epochs (derived from the state,
+        so a resumed run stops where the uninterrupted one did)."""
+        return self.t.patience is not None and self.state.epoch - self.state.best.epoch >= self.t.patience
 
     def run(self, callback: Callback, record) -> dict:
-        """Train the remaining epochs, then test the best one; ``record(history, result=None)``
-        persists metrics. Returns the fold's test result."""
-        t, train = self.t, self.job.split.train
-        if self.world.main:
-            callback.fold_start(self.job.split.fold, self.job.folds, t.epochs, self.steps)
-        started, steps_done, samples_done = time.perf_counter(), 0, 0
-        for epoch in range(self.state.epoch, t.epochs):
-            epoch_start = time.perf_counter()
-            order = epoch_order(len(train), t.seed, self.fold, epoch, self.sample_weights)
-            for step in range(self.state.step, self.steps):
-                batch = train[order[step * t.batch_size:(step + 1) * t.batch_size]]
-                self.state.running.add(self.train_step(batch, epoch, step))
-                steps_done, samples_done = steps_done + 1, samples_done + len(batch)
+        """Train the remaining epochs (fewer after an early stop), then test the best one;
+        ``record(history, result=None)`` persists metrics. Returns the fold's test result."""
+        job = self.job
+        tracker = open_tracker(job.config, job.directory, job.split.fold) if self.world.main else Tracker()
+        try:
+            if self.world.main:
+                callback.fold_start(self.job.split.fold, self.job.folds, self.epochs, self.steps)
+            session = Session(time.perf_counter())
+            for epoch in range(self.state.epoch, self.epochs):
+                if self.stopped_early:
+                    break
+                epoch_start = time.perf_counter()
+                self.train_epoch(epoch, session, callback, tracker)
+                self.state.seconds += time.perf_counter() - epoch_start
+                entry = self.end_epoch(epoch, epoch_start)
                 if self.world.main:
-                    callback.step(self._step_info(epoch, step, steps_done, samples_done, time.perf_counter() - started))
-                if (step + 1) % t.checkpoint_every == 0 and step + 1 < self.steps:
+                    record(self.state.history)
+                    callback.epoch_end(self.job.split.fold, entry)
+                    tracker.scalars({f"epoch/{k}": v for k, v in entry.items() if k != "epoch"},
+                                    epoch * self.steps + self._epoch_steps(epoch))
+            if self.stopped_early and self.world.main:
+                callback.message(f"early stop after epoch {self.state.epoch}: no better validation {self.metric} "
+                                 f"for {self.t.patience} epoch{'s' * (self.t.patience != 1)}")
+            return self.test_and_save(callback, record)
+        finally:
+            tracker.close()
+
+    def train_epoch(self, epoch: int, session: "Session", callback: Callback, tracker: Tracker) -> None:
+        """The epoch's remaining optimiser steps, from the state's position, with progress and
+        resume checkpoints."""
+        t, train = self.t, self.job.split.train
+        order = epoch_order(len(train), t.seed, self.fold, epoch, self.sample_weights)
+        steps = self._epoch_steps(epoch)
+        plan = [train[order[step * self.effective:(step + 1) * self.effective]] for step in range(steps)]
+        reads = [Read(plan[step], step_seed(t.seed, self.fold, epoch, step, 3)) for step in range(self.state.step, steps)]
+        self.stream = batches(self.table, reads, t.workers, pin=self.world.device.type == "cuda")
+        try:
+            for step in range(self.state.step, steps):
+                self.state.running.add(self.train_step(plan[step], epoch, step))
+                session.steps, session.samples = session.steps + 1, session.samples + len(plan[step])
+                if self.world.main:
+                    info = self._step_info(epoch, step, session)
+                    callback.step(info)
+                    tracker.scalars(info.scalars(), epoch * self.steps + step + 1)
+                if (step + 1) % t.checkpoint_every == 0 and step + 1 < steps:
                     self.state.step = step + 1
                     self.save()
-            self.state.seconds += time.perf_counter() - epoch_start
-            entry = self.end_epoch(epoch, epoch_start)
-            if self.world.main:
-                record(self.state.history)
-                callback.epoch_end(self.job.split.fold, entry)
-        return self.test_and_save(callback, record)
+        finally:
+            self.stream = None
+
+    def _epoch_steps(self, epoch: int) -> int:
+        """Optimiser steps in epoch ``epoch``: all of them, or up to ``max_steps`` in the last."""
+        return min(self.steps, self.total_steps - epoch * self.steps)
 
     def train_step(self, batch: np.ndarray, epoch: int, step: int) -> list[float]:
-        """One optimiser step on the global ``batch`` (clip indices); this rank takes its share.
-        Returns ``[loss sum, correct, clips]`` summed over ranks."""
-        t, world, masks = self.t, self.world, self.job.config.data.spec_augment
+        """One optimiser step on the effective ``batch`` (clip indices, the same on every rank),
+        in micro-batches of ``batch_size`` of which each rank takes its share. Returns
+        ``[loss sum, correct, clips]`` summed over ranks."""
+        t, world = self.t, self.world
         self.net.train()
         torch.manual_seed(step_seed(t.seed, self.fold, epoch, step))
-        # [b, frames, bins] float32 (a random crop of each long clip), [b] int64 or [b, classes] multi-hot (CPU)
-        x, y = self.table.crop_batch(batch, torch.Generator().manual_seed(step_seed(t.seed, self.fold, epoch, step, 3)))
-        # target: what the loss compares with (y, or the mixed label vectors); y: what "correct" counts.
+        x, y = self._read(batch, epoch, step)
+        x, target, y = self._augment(x.to(world.device, non_blocking=True), y.to(world.device, non_blocking=True),
+                                     epoch, step)
+        sums = torch.zeros(3, dtype=torch.float64, device=world.device)
+        starts = range(0, len(batch), t.batch_size)
+        for start in starts:
+            rows = slice(start, start + t.batch_size)
+            with self._sync(last=start == starts[-1]):
+                sums += self._forward_backward(*(self._share(v, rows) for v in (x, target, y)), len(batch))
+        self._optimizer_step()
+        return world.sum(sums).tolist()
+
+    def _share(self, tensor: torch.Tensor, rows: slice) -> torch.Tensor:
+        """This rank's clips of the micro-batch ``rows`` of ``tensor``."""
+        return tensor[rows][self.world.rank::self.world.size]
+
+    def _read(self, batch: np.ndarray, epoch: int, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features ``[b, frames, bins]`` float32 (a random crop of each long clip) and targets
+        (``[b]`` int64 or ``[b, classes]`` multi-hot) of ``batch``, on the CPU: the loader's
+        next batch during ``run`` (its wait added to the epoch's ``data_wait``), else read now."""
+        if self.stream is None:
+            crops = torch.Generator().manual_seed(step_seed(self.t.seed, self.fold, epoch, step, 3))
+            return self.table.crop_batch(batch, crops)
+        waiting = time.perf_counter()
+        x, y = next(self.stream)
+        self.state.running.data_wait += time.perf_counter() - waiting
+        return x, y
+
+    def _augment(self, x: torch.Tensor, y: torch.Tensor, epoch: int,
+                 step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Mixup and SpecAugment of the whole effective batch on its device (draws seeded by the
+        step, as on one process). Returns ``(x, target, y)``: target is what the loss compares
+        with (``y``, or the mixed label vectors), ``y`` what "correct" counts."""
+        t, masks = self.t, self.job.config.data.spec_augment
         target = y
-        if t.mixup:  # the whole global batch, before SpecAugment (as AST masks the mixed clip) and the shard
+        if t.mixup:  # before SpecAugment, as AST masks the mixed clip
             mixed = mixup(x, y, len(self.table.label_names), t.mixup, step_seed(t.seed, self.fold, epoch, step, 2))
             # The running accuracy counts against the dominant clip's label(s) (lam >= 0.5: the clip
             # itself, else its partner), as a mixed clip has no single true label.
@@ -212,11 +310,20 @@ class FoldTrainer:
         if masks.freq_mask or masks.time_mask:
             generator = torch.Generator().manual_seed(step_seed(t.seed, self.fold, epoch, step, 1))
             x = spec_augment(x, masks.freq_mask, masks.time_mask, generator)
-        x = x[world.rank::world.size].to(world.device)  # [b / world, frames, bins]
-        y = y[world.rank::world.size].to(world.device)
-        target = target[world.rank::world.size].to(world.device) if t.mixup else y
+        return x, target, y
+
+    def _sync(self, last: bool):
+        """DDP averages gradients over ranks at the last micro-batch only (``no_sync`` before)."""
+        return contextlib.nullcontext() if last or self.world.size == 1 else self.net.no_sync()
+
+    def _forward_backward(self, x: torch.Tensor, target: torch.Tensor, y: torch.Tensor, clips: int) -> torch.Tensor:
+        """Forward and backward of this rank's share of a micro-batch, ``x [m, frames, bins]``;
+        the loss is its sum / the effective batch's ``clips`` x world, so that the micro-batches'
+        gradients, summed and averaged by DDP, are those of the effective batch's mean. Returns
+        ``[loss sum, correct, clips]`` of the share (float64, on the device)."""
+        world = self.world
         with self.precision():
-            logits = self.net(x).float()  # [b / world, classes]
+            logits = self.net(x).float()  # [m, classes]
         if self.table.multi_label:  # per clip: binary cross-entropy (each class's term times its weight) over classes
             losses = F.binary_cross_entropy_with_logits(logits, target, weight=self.class_weights,
                                                         reduction="none").mean(-1)
@@ -224,22 +331,30 @@ class FoldTrainer:
         else:  # class ids, or with mixup class probabilities; weighted: w[y] * nll per clip
             losses = F.cross_entropy(logits, target, weight=self.class_weights, reduction="none")
             correct = (logits.detach().argmax(-1) == y).sum()
-        # Sum over this rank's share / global batch * world: DDP's average then equals the global mean.
-        (losses.sum() * world.size / len(batch)).backward()
-        self.optimizer.step()
+        loss = losses.sum() * world.size / clips
+        (loss if self.scaler is None else self.scaler.scale(loss)).backward()
+        return torch.stack([losses.detach().sum().double(), correct.double(),
+                            torch.tensor(float(len(y)), dtype=torch.float64, device=y.device)])
+
+    def _optimizer_step(self) -> None:
+        """Apply the summed gradients (fp16: unscaled, the step skipped when they overflowed),
+        advance the schedule, clear the gradients."""
+        if self.scaler is None:
+            self.optimizer.step()
+        else:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        # One device-to-host copy a step for the three sums.
-        sums = torch.stack([losses.detach().sum().double(), correct.double(),
-                            torch.tensor(float(len(y)), dtype=torch.float64, device=y.device)])
-        return world.sum(sums).tolist()
 
-    def _step_info(self, epoch: int, step: int, steps_done: int, samples_done: int, elapsed: float) -> StepInfo:
+    def _step_info(self, epoch: int, step: int, session: "Session") -> StepInfo:
         """Progress after a step; rates over this session's steps (validation time included)."""
-        running, remaining = self.state.running, (self.t.epochs - epoch) * self.steps - step - 1
-        return StepInfo(self.job.split.fold, epoch + 1, self.t.epochs, step + 1, self.steps, running.mean_loss,
-                        running.accuracy, self.scheduler.get_last_lr()[0], samples_done / elapsed,
-                        elapsed / steps_done * remaining, self.table.multi_label)
+        running = self.state.running
+        remaining = self.total_steps - epoch * self.steps - step - 1
+        elapsed = time.perf_counter() - session.started
+        return StepInfo(self.job.split.fold, epoch + 1, self.epochs, step + 1, self.steps, running.mean_loss,
+                        running.accuracy, self.scheduler.get_last_lr()[0], session.samples / elapsed,
+                        elapsed / session.steps * remaining, self.table.multi_label, running.data_wait)
 
     def end_epoch(self, epoch: int, epoch_start: float) -> dict:
         """Validate, keep the best epoch's tensors, start the next epoch's sums, save the resume state."""
@@ -248,7 +363,8 @@ class FoldTrainer:
                               self.scoring)
         entry = {"epoch": epoch + 1, "train_loss": state.running.mean_loss, "train_accuracy": state.running.accuracy,
                  "valid_loss": valid.loss, f"valid_{self.metric}": valid.score,
-                 "lr": self.scheduler.get_last_lr()[0], "seconds": time.perf_counter() - epoch_start}
+                 "lr": self.scheduler.get_last_lr()[0], "seconds": time.perf_counter() - epoch_start,
+                 "data_wait": state.running.data_wait}
         state.history.append(entry)
         if entry[f"valid_{self.metric}"] > state.best.score:
             thresholds = tune_thresholds(valid.probabilities, valid.targets) if valid.multi_label else None
@@ -266,7 +382,8 @@ class FoldTrainer:
         result = {"fold": job.split.fold, "best_epoch": best.epoch, f"valid_{self.metric}": best.score,
                   **test.metrics(best.thresholds),
                   "trainable_params": sum(p.numel() for p in self.model.parameters() if p.requires_grad),
-                  "train_seconds": self.state.seconds}
+                  "train_seconds": self.state.seconds, "epochs_trained": self.state.epoch,
+                  "stopped_early": self.stopped_early}
         if self.world.main:
             result["checkpoint_bytes"] = save_adapter(job.directory, best.tensors, job.backbone_reference,
                                                       job.config.method, self.table.label_names,

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class StepInfo:
-    """One optimisation step. ``loss`` and ``accuracy`` are running means over the epoch so far;
+    """One optimiser step. ``loss`` and ``accuracy`` are running means over the epoch so far;
     for a multi-label run (``multi_label``) ``accuracy`` is the share of clips whose top-scored
-    label is one of theirs (a top-1 hit)."""
+    label is one of theirs (a top-1 hit). ``data_wait_s``: seconds the epoch's steps so far
+    waited for their batches."""
 
     fold: int | None
     epoch: int  # 1-based
@@ -22,6 +23,12 @@ class StepInfo:
     samples_per_s: float
     eta_s: float  # for the rest of this fold
     multi_label: bool = False
+    data_wait_s: float = 0.0
+
+    def scalars(self) -> dict[str, float]:
+        """The step's figures for a tracker (``tracking.py``), named ``step/...``."""
+        return {"step/loss": self.loss, "step/accuracy": self.accuracy, "step/lr": self.lr,
+                "step/samples_per_s": self.samples_per_s, "step/data_wait": self.data_wait_s}
 
 
 class Callback:

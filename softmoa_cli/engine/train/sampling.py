@@ -91,11 +91,12 @@ class Mixed:
 
 def mixup(x: torch.Tensor, y: torch.Tensor, classes: int, alpha: float, seed: int) -> Mixed:
     """Mix the batch ``x [b, ...]`` with a permutation of itself, and its targets ``y`` (``[b]``
-    class ids or ``[b, classes]`` multi-hot) the same way; lambda ~ Beta(alpha, alpha) and the
-    permutation drawn, in that order, from ``numpy.random.default_rng(seed)``."""
+    class ids or ``[b, classes]`` multi-hot) the same way, on their device; lambda ~ Beta(alpha,
+    alpha) and the permutation drawn, in that order, from ``numpy.random.default_rng(seed)``
+    (on the CPU: the same mixture on every device)."""
     rng = np.random.default_rng(seed)
     lam = float(rng.beta(alpha, alpha))
-    perm = torch.from_numpy(rng.permutation(len(x)))
+    perm = torch.from_numpy(rng.permutation(len(x))).to(x.device)
     hot = y.float() if y.ndim == 2 else F.one_hot(y, classes).float()
     return Mixed(lam * x + (1 - lam) * x[perm], lam * hot + (1 - lam) * hot[perm], y if lam >= 0.5 else y[perm],
                  lam, perm)
