@@ -109,3 +109,16 @@ def classifier(tmp_path):
     with torch.no_grad():
         model.head.fc.weight.normal_(0, 1.0)
     return save_model(Pretrained(model, ["zero", "one", "two", "three", "four"], False, "test"), tmp_path / "model")
+
+
+@pytest.fixture(scope="session")
+def toy_runs(tmp_path_factory) -> dict:
+    """Finished one-epoch runs of every built-in method on the toy table (a TINY random AST over
+    32 mel bins x 48 frames): ``{method: run folder}``."""
+    from helpers import toy_config, toy_table
+
+    from softmoa_cli.engine.train import finetune
+
+    base = tmp_path_factory.mktemp("toy-runs")
+    return {method: finetune(toy_config(method, epochs=1), base / method, table=toy_table())[0]
+            for method in ("linear", "full", "adapter", "dense", "soft", "lora")}
