@@ -62,7 +62,7 @@ class EpochLines(Callback):
             hit = "top-1 hit" if info.multi_label else "acc"
             self.progress.update(self.task, completed=done, eta=f"ETA {duration(info.eta_s)}", stats=(
                 f"epoch {info.epoch}/{info.epochs} · loss {info.loss:.4f} · {hit} {info.accuracy:.3f} · "
-                f"{info.samples_per_s:.0f} samples/s"))
+                f"{info.samples_per_s:.0f} samples/s · data wait {info.data_wait_s:.1f} s"))
 
     def epoch_end(self, fold, record):
         rate = f" · {self.last.samples_per_s:.0f} samples/s" if self.last is not None else ""
@@ -72,8 +72,10 @@ class EpochLines(Callback):
         else:
             scores = (f"acc {record['train_accuracy']:.4f} · valid loss {record['valid_loss']:.4f} "
                       f"acc {record['valid_accuracy']:.4f}")
+        wait = record.get("data_wait", 0.0)
+        share = f" ({wait / record['seconds']:.0%})" if record["seconds"] > 0 else ""
         plain(f"  {self.where}epoch {record['epoch']}/{self.epochs} · train loss {record['train_loss']:.4f} "
-              f"{scores} · lr {record['lr']:.2e}{rate} · "
+              f"{scores} · lr {record['lr']:.2e}{rate} · data wait {wait:.1f} s{share} · "
               f"elapsed {duration(time.perf_counter() - self.started)}")
 
     def fold_end(self, fold, result):
@@ -93,8 +95,9 @@ class EpochLines(Callback):
 
 class TrainingProgress:
     """Training progress on stderr for the engine's callback: one line per epoch (fold, epoch k/N,
-    train and valid loss and accuracy, lr, samples/s, elapsed) and one per finished fold. In a
-    terminal a live bar of the current fold (step, loss, accuracy, samples/s, ETA) sits below
+    train and valid loss and accuracy, lr, samples/s, the time steps waited for data and its share
+    of the epoch, elapsed) and one per finished fold. In a terminal a live bar of the current fold
+    (step, loss, accuracy, samples/s, data wait, ETA) sits below
     them and is removed when its fold ends; elsewhere (a pipe, a file, a CI log) there is no bar.
     Multi-label runs: validation and test mAP instead of accuracy, and in training the share of
     clips whose top-scored label is one of theirs ("top-1 hit")."""

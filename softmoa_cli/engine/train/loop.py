@@ -201,9 +201,10 @@ class FoldTrainer:
 
     @property
     def stopped_early(self) -> bool:
-        """``patience`` epochs done since the best one: no more epochs (derived from the state,
-        so a resumed run stops where the uninterrupted one did)."""
-        return self.t.patience is not None and self.state.epoch - self.state.best.epoch >= self.t.patience
+        """``patience`` epochs done since the best one, with epochs left: no more of them (derived
+        from the state, so a resumed run stops where the uninterrupted one did)."""
+        t, state = self.t, self.state
+        return t.patience is not None and state.epoch - state.best.epoch >= t.patience and state.epoch < self.epochs
 
     def run(self, callback: Callback, record) -> dict:
         """Train the remaining epochs (fewer after an early stop), then test the best one;
