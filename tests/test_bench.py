@@ -61,3 +61,48 @@ def test_bad_method_specs_fail_with_one_line(methods, words):
     assert len(lines) == 1 and lines[0].startswith("error:"), result.output
     assert all(word in lines[0] for word in words), lines[0]
     assert "Traceback" not in result.output
+
+
+def test_bench_with_activation_checkpointing_compares_each_method_to_itself(tmp_path):
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(build_app(), ["bench", "--methods", "soft:experts=3,linear", "--reference", "soft",
+                                              "--activation-checkpointing", *TINY, "--warmup", "0", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert report["settings"]["activation_checkpointing"] is True
+    assert "torch.profiler" in report["memory_measure"] and "allocated" in report["memory_measure"]
+    rows = {row["label"]: row for row in report["methods"]}
+    assert list(rows) == ["soft:experts=3", "soft:experts=3 +checkpointing", "linear", "linear +checkpointing"]
+    plain, checkpointed = rows["soft:experts=3"], rows["soft:experts=3 +checkpointing"]
+    assert not plain["activation_checkpointing"] and checkpointed["activation_checkpointing"]
+    assert checkpointed["step_ratio_to_plain"] == checkpointed["step_ms"] / plain["step_ms"]
+    assert checkpointed["peak_ratio_to_plain"] == checkpointed["peak_bytes"] / plain["peak_bytes"]
+    # Of 2 blocks the first keeps only its input: the step's own memory falls, the weights stay.
+    assert 0.3 < checkpointed["step_bytes_ratio_to_plain"] < 0.9
+    assert plain["peak_bytes"] - plain["step_bytes"] == checkpointed["peak_bytes"] - checkpointed["step_bytes"]
+    # The linear probe has no backward through the blocks: nothing to recompute, the same memory.
+    assert rows["linear +checkpointing"]["step_bytes"] == rows["linear"]["step_bytes"]
+    assert "activation checkpointing, soft:experts=3: step time" in result.output
+
+
+def test_cpu_step_memory_is_the_peak_of_the_recorded_allocations():
+    import torch
+
+    from softmoa_cli.engine.bench import _cpu_step_bytes, _peak_of, _training_subject
+
+    assert _peak_of([(3, -5), (1, 10), (2, 4), (4, 8)]) == 17  # sorted by time: 10, 14, 9, 17
+
+    class Known(torch.nn.Module):
+        """A step allocating 4 MB, then 8 MB more, then freeing both: a peak of 12 MB."""
+
+        def __init__(self):
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            first = torch.ones(1_000_000)
+            second = torch.ones(2_000_000)
+            return (self.weight * (first.sum() + second.sum())).expand(x.shape[0], 2)
+
+    subject = _training_subject("known", Known(), torch.zeros(2, 1), torch.zeros(2, dtype=torch.long))
+    assert 12_000_000 <= _cpu_step_bytes(subject) < 12_000_000 + 2**16  # + the loss's scalars and the gradient

@@ -1,5 +1,5 @@
-"""The GPU paths end to end: finetune (bf16 autocast, torch.compile), evaluate, predict,
-analyze and bench on ``cuda``, through the CLI as a user runs them. Skipped without a GPU;
+"""The GPU paths end to end: finetune (bf16 autocast, torch.compile, fp16 with activation
+checkpointing), evaluate, predict, analyze and bench on ``cuda``, through the CLI as a user runs them. Skipped without a GPU;
 ``benchmarks/gpu_check.sh`` runs this file on one."""
 
 from __future__ import annotations
@@ -68,6 +68,35 @@ def test_bench_on_cuda_measures_cuda_memory(tiny):
     result = json.loads(report.read_text())
     assert result["environment"]["gpu"] and "max_memory_allocated" in result["memory_measure"]
     assert all(row["peak_bytes"] > 0 and row["step_ms"] > 0 for row in result["methods"])
+
+
+def test_finetune_with_activation_checkpointing_and_fp16_on_cuda(tiny):
+    import yaml
+
+    common = ["finetune", "--preset", tiny / "tiny.yaml", "--device", "cuda", "--precision", "fp16"]
+    run_ok(*common, "--activation-checkpointing", "--out", tiny / "checkpointed")
+    run_ok(*common, "--out", tiny / "plain")
+    config = yaml.safe_load((tiny / "checkpointed" / "config.yaml").read_text())
+    assert config["training"]["activation_checkpointing"] is True and config["training"]["precision"] == "fp16"
+    checkpointed, plain = (json.loads((tiny / name / "metrics.json").read_text())["folds"]["all"]
+                           for name in ("checkpointed", "plain"))
+    # The recompute runs under the same autocast and RNG state: the same training, up to fp16 kernels.
+    assert checkpointed["epochs"][0]["train_loss"] == pytest.approx(plain["epochs"][0]["train_loss"], rel=1e-2)
+    assert checkpointed["test"]["clips"] == plain["test"]["clips"] > 0
+
+
+def test_bench_with_activation_checkpointing_on_cuda(tiny):
+    report = tiny / "bench.json"
+    run_ok("bench", "--device", "cuda", "--dim", "64", "--depth", "4", "--heads", "4", "--mlp-dim", "128",
+           "--frames", "400", "--repeats", "2", "--methods", "soft", "--reference", "soft",
+           "--activation-checkpointing", "--json", report)
+    result = json.loads(report.read_text())
+    assert "max_memory_allocated" in result["memory_measure"]
+    plain, checkpointed = result["methods"]
+    assert checkpointed["label"] == "soft +checkpointing" and checkpointed["activation_checkpointing"]
+    # 3 of 4 blocks keep only their input.
+    assert checkpointed["step_bytes"] < 0.8 * plain["step_bytes"]
+    assert checkpointed["step_bytes_ratio_to_plain"] == checkpointed["step_bytes"] / plain["step_bytes"]
 
 
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="DDP over NCCL needs two GPUs")

@@ -2,7 +2,10 @@
 
 For each method: median wall time (ms) of a full training step (forward, cross-entropy,
 backward, AdamW step) and of a forward pass (eval, no_grad) on ``[batch, frames, 128]``;
-peak memory (bytes); trainable parameters; analytic forward FLOPs per example.
+peak memory (bytes, measured: the CUDA allocator's statistics, or on the CPU the allocations
+torch.profiler records); trainable parameters; analytic forward FLOPs per example. With
+activation checkpointing on, every method is also measured with it (a row ``NAME
++checkpointing``), in the same rounds, and compared to itself without it.
 
 The repetitions are interleaved round-robin (method order rotated every round), so machine
 noise hits all methods alike, and ratios are taken to a reference method measured in the
@@ -17,8 +20,10 @@ from __future__ import annotations
 import os
 import platform
 import statistics
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
@@ -38,16 +43,18 @@ Progress = Callable[[int, int, str], None]
 TRANSFORMERS = "transformers"
 """Label of the row timing transformers' ASTModel forward."""
 
-CPU_MEMORY = ("parameters + gradients + AdamW state + tensors saved for backward in one training step "
-              "(distinct storages, counted once); transient buffers of the passes are not included")
+CPU_MEMORY = ("torch.profiler's CPU allocator events (profile_memory) during one training step: the peak of tensor "
+              "memory allocated above what was allocated before it, plus the method's parameters and AdamW state")
 CUDA_MEMORY = ("torch.cuda.max_memory_allocated during one training step, minus what was allocated before it, "
                "plus the method's parameters and AdamW state")
+CHECKPOINTED = " +checkpointing"
+"""Suffix of the label of a method's row with activation checkpointing."""
 
 
 @dataclass(frozen=True)
 class BenchSettings:
     """Backbone dims, input shape and repetitions. ``threads``: torch intra-op threads
-    (None: leave as is)."""
+    (None: leave as is). ``activation_checkpointing``: also measure every method with it."""
 
     dim: int = 768
     depth: int = 12
@@ -61,6 +68,7 @@ class BenchSettings:
     num_classes: int = 10
     device: str = "cpu"
     seed: int = 0
+    activation_checkpointing: bool = False
 
     def check(self) -> None:
         """Raise SoftmoaError for settings that cannot run."""
@@ -85,7 +93,13 @@ class BenchSettings:
 
 @dataclass
 class MethodBench:
-    """One row: times in ms (medians and every timed sample), memory in bytes, FLOPs per example."""
+    """One row: times in ms (medians and every timed sample), memory in bytes, FLOPs per example.
+
+    ``peak_bytes``: the step's peak (``step_bytes``) plus the parameters and AdamW state.
+    ``step_bytes``: the peak of the training step above what was allocated before it
+    (activations, gradients, buffers of the passes). A row with ``activation_checkpointing``
+    has its ratios to the same method without it (``*_to_plain``).
+    """
 
     label: str
     method: dict  # the validated method config; {} for the transformers row
@@ -100,6 +114,11 @@ class MethodBench:
     step_ratio: float | None = None  # step_ms / the reference's step_ms
     forward_ratio: float | None = None
     peak_ratio: float | None = None
+    step_bytes: int | None = None
+    activation_checkpointing: bool = False
+    step_ratio_to_plain: float | None = None
+    peak_ratio_to_plain: float | None = None
+    step_bytes_ratio_to_plain: float | None = None
 
     @property
     def step_over_forward(self) -> float | None:
@@ -136,6 +155,12 @@ class BenchResult:
         if self.settings.repeats == 1:
             notes.append("warning: one timed round (--repeats 1) is a single sample per method, within the machine's "
                          "noise; use --repeats 5 or more to compare methods")
+        for row in self.rows:
+            if row.activation_checkpointing:
+                notes.append(f"activation checkpointing, {row.label.removesuffix(CHECKPOINTED)}: step time "
+                             f"{row.step_ratio_to_plain:.3f}x, peak memory {row.peak_ratio_to_plain:.3f}x, the step's "
+                             f"own memory (activations, gradients, buffers) {row.step_bytes_ratio_to_plain:.3f}x the "
+                             f"method without it")
         return notes
 
     def to_dict(self) -> dict:
@@ -194,16 +219,21 @@ class _Subject:
     step: Callable[[], object] | None = None
     optimizer: torch.optim.Optimizer | None = None
     config: MethodConfig | None = None
+    checkpointed: bool = False
     step_samples: list[float] = field(default_factory=list)
     forward_samples: list[float] = field(default_factory=list)
 
 
 def _engine_subject(label: str, config: MethodConfig, settings: BenchSettings, x: torch.Tensor,
-                    y: torch.Tensor) -> _Subject:
+                    y: torch.Tensor, checkpointed: bool = False) -> _Subject:
+    from .models.ast import set_activation_checkpointing
     from .petl.build import build_model
 
     model = build_model(settings.ast_config(), config, settings.num_classes).to(settings.device)
-    return _training_subject(label, model, x, y, config)
+    set_activation_checkpointing(model, checkpointed)
+    subject = _training_subject(label + CHECKPOINTED if checkpointed else label, model, x, y, config)
+    subject.checkpointed = checkpointed
+    return subject
 
 
 def _training_subject(label: str, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
@@ -268,26 +298,51 @@ def _storage_bytes(tensors, seen: set[int]) -> int:
     return total
 
 
-def _cpu_peak_bytes(subject: _Subject) -> int:
-    """One training step, then: parameters + gradients + AdamW state + tensors saved for backward."""
-    import torch
+@contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """File descriptor 2 to /dev/null inside (torch.profiler's C++ start and stop lines), restored after."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
-    saved: list[torch.Tensor] = []
 
-    def pack(tensor: torch.Tensor) -> torch.Tensor:
-        saved.append(tensor)
-        return tensor
+def _peak_of(changes: list[tuple[int, int]]) -> int:
+    """Highest running total of ``(time_ns, bytes)`` allocations (frees negative), in time order, from 0."""
+    live = peak = 0
+    for _, nbytes in sorted(changes, key=lambda change: change[0]):
+        live += nbytes
+        peak = max(peak, live)
+    return peak
 
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+
+def _cpu_step_bytes(subject: _Subject) -> int:
+    """Peak bytes of CPU tensor memory during one training step above what was allocated before
+    it, from the allocations and frees torch.profiler records (the gradients are freed first, so
+    they count)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    subject.optimizer.zero_grad(set_to_none=True)
+    profiler = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+    with _quiet_stderr():
+        profiler.start()
+    try:
         subject.step()
-    params = list(subject.model.parameters())
-    state = [v for s in subject.optimizer.state.values() for v in s.values() if torch.is_tensor(v)]
-    seen: set[int] = set()
-    persistent = _storage_bytes(params + [p.grad for p in params if p.grad is not None] + state, seen)
-    return persistent + _storage_bytes(saved, seen)
+    finally:
+        with _quiet_stderr():
+            profiler.stop()
+    events = profiler.profiler.kineto_results.events()
+    return _peak_of([(event.start_ns(), event.nbytes()) for event in events
+                     if event.name() == "[memory]" and event.device_type().name == "CPU"])
 
 
-def _cuda_peak_bytes(subject: _Subject, device: torch.device) -> int:
+def _cuda_step_bytes(subject: _Subject, device: torch.device) -> int:
+    """Peak bytes of CUDA memory during one training step above what was allocated before it."""
     import torch
 
     _sync(device)
@@ -296,10 +351,21 @@ def _cuda_peak_bytes(subject: _Subject, device: torch.device) -> int:
     before = torch.cuda.memory_allocated(device)
     subject.step()
     _sync(device)
-    peak = torch.cuda.max_memory_allocated(device) - before
+    return torch.cuda.max_memory_allocated(device) - before
+
+
+def _step_bytes(subject: _Subject, device: torch.device) -> int:
+    """The step's own peak memory, measured as ``CPU_MEMORY`` / ``CUDA_MEMORY`` say."""
+    return _cuda_step_bytes(subject, device) if device.type == "cuda" else _cpu_step_bytes(subject)
+
+
+def _persistent_bytes(subject: _Subject) -> int:
+    """Bytes of the model's parameters and the optimiser's state (distinct storages)."""
+    import torch
+
     params = list(subject.model.parameters())
     state = [v for s in subject.optimizer.state.values() for v in s.values() if torch.is_tensor(v)]
-    return peak + _storage_bytes(params + state, set())
+    return _storage_bytes(params + state, set())
 
 
 def step_peak_memory(model: torch.nn.Module, batch_size: int, frames: int, mel_bins: int,
@@ -313,7 +379,7 @@ def step_peak_memory(model: torch.nn.Module, batch_size: int, frames: int, mel_b
     x = torch.randn(batch_size, frames, mel_bins, device=device)
     y = torch.randint(model.head.fc.out_features, (batch_size,), device=device)
     subject = _training_subject("step", model.to(device), x, y)
-    return _cuda_peak_bytes(subject, device) if device.type == "cuda" else _cpu_peak_bytes(subject)
+    return _step_bytes(subject, device) + _persistent_bytes(subject)
 
 
 def _environment(device: torch.device) -> dict:
@@ -388,8 +454,9 @@ def _measure(labels: list[str], configs: list[MethodConfig], settings: BenchSett
     y = torch.randint(settings.num_classes, (settings.batch,), device=device)
     subjects = []
     for label, config in zip(labels, configs):
-        report(0, settings.repeats, f"building {label}")
-        subjects.append(_engine_subject(label, config, settings, x, y))
+        for checkpointed in (False, True) if settings.activation_checkpointing else (False,):
+            report(0, settings.repeats, f"building {label}{CHECKPOINTED if checkpointed else ''}")
+            subjects.append(_engine_subject(label, config, settings, x, y, checkpointed))
     if compare is not None:
         report(0, settings.repeats, "building the comparison model")
         subjects.append(_forward_subject(TRANSFORMERS, compare(settings).to(device), x))
@@ -402,8 +469,20 @@ def _measure(labels: list[str], configs: list[MethodConfig], settings: BenchSett
         if row.step_ms is not None:
             row.step_ratio = row.step_ms / ref.step_ms
             row.peak_ratio = row.peak_bytes / ref.peak_bytes
+    _compare_to_plain(rows)
     measure = CUDA_MEMORY if device.type == "cuda" else CPU_MEMORY
     return BenchResult(settings, _environment(device), reference, measure, rows)
+
+
+def _compare_to_plain(rows: list[MethodBench]) -> None:
+    """Set each checkpointed row's step-time and memory ratios to the same method's plain row."""
+    plain = {row.label: row for row in rows if not row.activation_checkpointing}
+    for row in rows:
+        if row.activation_checkpointing:
+            base = plain[row.label.removesuffix(CHECKPOINTED)]
+            row.step_ratio_to_plain = row.step_ms / base.step_ms
+            row.peak_ratio_to_plain = row.peak_bytes / base.peak_bytes
+            row.step_bytes_ratio_to_plain = row.step_bytes / base.step_bytes
 
 
 def _time_rounds(subjects: list[_Subject], settings: BenchSettings, device: torch.device, report: Progress) -> None:
@@ -433,8 +512,9 @@ def _row(subject: _Subject, device: torch.device) -> MethodBench:
         total = sum(p.numel() for p in subject.model.parameters())
         return MethodBench(subject.label, {}, None, forward_ms, None, None, total, None,
                            forward_samples_ms=subject.forward_samples)
-    peak = _cuda_peak_bytes(subject, device) if device.type == "cuda" else _cpu_peak_bytes(subject)
+    step_bytes = _step_bytes(subject, device)
     spent = cost(subject.model)
     return MethodBench(subject.label, subject.config.model_dump(mode="json"), statistics.median(subject.step_samples),
-                       forward_ms, peak, spent.trainable_params, spent.total_params, spent.flops,
-                       subject.step_samples, subject.forward_samples)
+                       forward_ms, step_bytes + _persistent_bytes(subject), spent.trainable_params,
+                       spent.total_params, spent.flops, subject.step_samples, subject.forward_samples,
+                       step_bytes=step_bytes, activation_checkpointing=subject.checkpointed)

@@ -38,6 +38,10 @@ def bench(
     compare_transformers: Annotated[bool, typer.Option(
         "--compare-transformers", metavar="", help="Also time transformers' ASTModel forward at the same dims "
                                        "(adds linear, the bare engine AST, when missing).")] = False,
+    activation_checkpointing: Annotated[bool, typer.Option(
+        "--activation-checkpointing", metavar="", help="Also measure every method with activation checkpointing (rows "
+                                                       "NAME +checkpointing, in the same rounds) and give its step-time "
+                                                       "and memory ratios to the method without it.")] = False,
     device: Device = "cpu",
     json_file: Annotated[Path | None, typer.Option("--json", metavar="FILE", help="Write the full results (every "
                                                    "sample) to this JSON file.", show_default=False)] = None,
@@ -48,6 +52,7 @@ def bench(
     Examples:
       softmoa bench --threads 2 --repeats 5 --json bench.json
       softmoa bench --methods adapter,lora:rank=8 --compare-transformers
+      softmoa bench --methods soft --reference soft --frames 1024 --activation-checkpointing
     """
     from rich.progress import Progress
 
@@ -56,7 +61,8 @@ def bench(
     from ..console import err, note
 
     settings = BenchSettings(dim=dim, depth=depth, heads=heads, mlp_dim=mlp_dim, frames=frames, batch=batch,
-                             num_classes=classes, warmup=warmup, repeats=repeats, threads=threads, device=device)
+                             num_classes=classes, warmup=warmup, repeats=repeats, threads=threads, device=device,
+                             activation_checkpointing=activation_checkpointing)
     specs = split_specs(methods)
     with Progress(console=err, transient=True, disable=not err.is_terminal) as bar:  # no bar in a pipe or log
         task = bar.add_task("bench", total=repeats)
