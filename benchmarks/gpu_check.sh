@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The GPU check: one short prepared script for a machine with a CUDA GPU.
 #   bash benchmarks/gpu_check.sh [OUT_DIR]        (default OUT_DIR: benchmarks/gpu-check)
-# 1. tests/test_cuda.py: finetune 1 epoch with bf16 and with --compile, evaluate, predict,
-#    analyze and bench on cuda (and DDP over NCCL when there are two GPUs);
-# 2. softmoa bench --device cuda at AST-base (768 wide, 12 blocks, 400 frames, batch 8);
+# 1. tests/test_cuda.py: finetune 1 epoch with bf16, with --compile and with fp16 plus
+#    --activation-checkpointing, evaluate, predict, analyze and bench on cuda (and DDP over
+#    NCCL when there are two GPUs);
+# 2. softmoa bench --device cuda at AST-base (768 wide, 12 blocks, 400 frames, batch 8), and
+#    Soft-MoA with and without --activation-checkpointing at 1024 frames, batch 4;
 # 3. benchmarks/predict_bench.py --device cuda: predict's clips/s (decoding threads, pinned
 #    memory, non-blocking copies) against a batched forward over the same windows (AST-base);
 # 4. OUT_DIR/gpu-check.md: the machine, the test summary, the bench table and the predict
@@ -24,6 +26,9 @@ $py -m pytest -q -rs tests/test_cuda.py 2>&1 | tee "$out/test_cuda.log" || tests
 
 .venv/bin/softmoa bench --device cuda --frames 400 --batch 8 --repeats 10 --warmup 3 \
   --json "$out/bench-ast-base.json" 2>&1 | tee "$out/bench.log"
+
+.venv/bin/softmoa bench --device cuda --methods soft --reference soft --frames 1024 --batch 4 --repeats 5 --warmup 2 \
+  --activation-checkpointing --json "$out/bench-checkpointing.json" 2>&1 | tee "$out/bench-checkpointing.log"
 
 $py benchmarks/predict_bench.py --device cuda --files 400 --batch-size 32 --repeats 3 --skip-one-by-one \
   --json "$out/predict-bench.json" 2>&1 | tee "$out/predict-bench.log"
@@ -50,6 +55,13 @@ for row in bench["methods"]:
     ratio = f"{row['step_ratio']:.3f}" if row["step_ratio"] is not None else "-"
     lines.append(f"| {row['label']} | {row['step_ms']:.1f} | {row['forward_ms']:.1f} | {ratio} | "
                  f"{row['peak_bytes'] / 2**20:.0f} | {row['trainable_params']:,} |")
+checkpointing = json.loads((out / "bench-checkpointing.json").read_text())
+plain, checkpointed = checkpointing["methods"]
+lines += ["", f"activation checkpointing (Soft-MoA, AST-base, {checkpointing['settings']['frames']} frames, batch "
+          f"{checkpointing['settings']['batch']}): step {plain['step_ms']:.1f} -> {checkpointed['step_ms']:.1f} ms "
+          f"({checkpointed['step_ratio_to_plain']:.3f}x, target <= 1.45x), peak {plain['peak_bytes'] / 2**20:.0f} -> "
+          f"{checkpointed['peak_bytes'] / 2**20:.0f} MiB ({checkpointed['peak_ratio_to_plain']:.3f}x, target <= 0.6x), "
+          f"the step's own memory {checkpointed['step_bytes_ratio_to_plain']:.3f}x"]
 predict = json.loads((out / "predict-bench.json").read_text())
 rate, ps = predict["clips_per_second"], predict["settings"]
 lines += ["", f"predict_bench ({ps['files']} clips of {ps['seconds']} s, AST {ps['dim']} wide, {ps['depth']} blocks, "
