@@ -25,8 +25,9 @@ def analyze(
     """Expert contributions per layer: the share of Soft-MoA combine-weight mass (or Dense-MoA
     mean router weight) each expert receives, with balance figures and a heatmap.
 
-    RUN: a finished Soft-MoA or Dense-MoA run folder; without it, the most recent finished run
-    under runs/.
+    RUN: a finished Soft-MoA or Dense-MoA run folder or the hub id of a pushed one (owner/name;
+    its files then go to runs/hub/OWNER--NAME/); without it, the most recent finished run under
+    runs/.
 
     Examples:
       softmoa analyze
@@ -34,11 +35,12 @@ def analyze(
     """
     from ...engine.contribution import analyze_run, plot_contributions
     from ...engine.fsutil import atomic_write_json
+    from ...engine.train.rundir import output_folder
     from ..console import Column, note, show_table
 
     run = chosen_run(run)
     result = analyze_run(run, split, fold, device=device, message=note)
-    folder = out or run
+    folder = out or output_folder(run)
     png = plot_contributions(result, folder / "experts.png")
     report = {"kind": result.kind, "split": split, "layers": result.rows()}
     atomic_write_json(folder / "experts.json", report)

@@ -13,8 +13,9 @@ from ..options import AudioFiles, Classifier, Device, RunsRoot
 
 Out = Annotated[Path, typer.Option("--out", "-o", metavar="FILE", show_default=False,
                                    help="The npz to write (replaced atomically).")]
-Run = Annotated[Path | None, typer.Option(metavar="RUN", help="A finetune run folder: its best model, PETL "
-                                                             "modules included.")]
+Run = Annotated[Path | None, typer.Option(metavar="RUN", help="A finetune run folder or a pushed run's hub id "
+                                                             "(owner/name): its best model, PETL modules "
+                                                             "included.")]
 PerWindow = Annotated[bool, typer.Option(
     "--per-window", metavar="", help="Also save each window's embedding with its file and its start and end in "
                                      "seconds.")]

@@ -21,13 +21,15 @@ def evaluate(
     Multi-label runs: mAP, micro- and macro-F1 at the run's tuned thresholds, d′ and per-class
     AP and F1; no confusion matrix.
 
-    RUN: a run folder; without it, the most recent finished run under runs/.
+    RUN: a run folder or the hub id of a pushed run (owner/name; the confusion matrix then goes
+    to runs/hub/OWNER--NAME/); without it, the most recent finished run under runs/.
 
     Examples:
       softmoa evaluate
       softmoa evaluate runs/fsdd-soft-20250101-120000 --split test --json
     """
     from ...engine.evaluate import evaluate_run, save_confusion_png
+    from ...engine.train.rundir import output_folder
     from ..console import err, note
 
     run_dir = chosen_run(run_dir)
@@ -39,7 +41,7 @@ def evaluate(
         else:
             show_multi_label(report, split)
         return
-    png = save_confusion_png(report["confusion"], report["labels"], run_dir / f"confusion-{split}.png",
+    png = save_confusion_png(report["confusion"], report["labels"], output_folder(run_dir) / f"confusion-{split}.png",
                              f"{run_dir.name} · {split}")
     if as_json:
         print(json.dumps(report | {"confusion_png": str(png)}, indent=2))

@@ -12,7 +12,8 @@ import typer
 from ..options import AudioFiles, Classifier, Device, Json, RunsRoot
 
 
-Run = Annotated[Path | None, typer.Option(metavar="RUN", help="A finetune run folder: its best model and labels.")]
+Run = Annotated[Path | None, typer.Option(metavar="RUN", help="A finetune run folder or a pushed run's hub id "
+                                                             "(owner/name): its best model and labels.")]
 TopK = Annotated[int, typer.Option("--top-k", "-k", min=1, metavar="K", help="Labels shown per file.")]
 Threshold = Annotated[float | None, typer.Option(
     metavar="X", help="Multi-label models: mark labels scoring at least this (default: the run's thresholds "

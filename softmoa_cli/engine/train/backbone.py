@@ -16,9 +16,10 @@ import torch
 from ..config import ModelConfig
 from ..data.features import FeatureConfig
 from ..errors import SoftmoaError
+from ..hub import cached_hub_id
 from ..models.ast import AST, ASTConfig
 from ..models.pretrained import AUDIOSET_HUB_ID, OWN_CONFIG, Pretrained, load_pretrained, save_model
-from .rundir import load_backbone
+from .rundir import RUN_FILE, checkpoint_path, load_backbone
 
 RANDOM_DIR = "backbone"
 AUDIOSET_DIM = 768  # width of the AudioSet AST
@@ -27,7 +28,7 @@ AUDIOSET_DIM = 768  # width of the AudioSet AST
 @dataclass
 class Backbone:
     pretrained: Pretrained
-    reference: str  # hub id, absolute path, or RANDOM_DIR (inside the run folder)
+    reference: str  # hub id (also for a hub cache folder), absolute path, or RANDOM_DIR (in the run folder)
     description: str  # one line for the user
 
 
@@ -46,7 +47,8 @@ def resolve_backbone(model: ModelConfig, features: FeatureConfig, seed: int, cal
                      run_dir: Path | None = None) -> Backbone:
     """Load (or create) the run's backbone.
 
-    ``checkpoint``: a path, hub id or run folder; ``embedded``: the tool's own pretrained AST;
+    ``checkpoint``: a path, hub id or run (folder or pushed run's hub id); a snapshot folder of
+    the hub cache is referred to by its hub id; ``embedded``: the tool's own pretrained AST;
     ``random``: the preset's randomly initialised AST (seeded, so every process creates the
     same one; a resumed run loads it from ``run_dir``; ``save_random_backbone`` writes it);
     unset: the AudioSet AST when it is in the local Hugging Face cache, else the embedded one,
@@ -55,7 +57,7 @@ def resolve_backbone(model: ModelConfig, features: FeatureConfig, seed: int, cal
     checkpoint = model.checkpoint
     if checkpoint not in (None, "random", "embedded"):
         path = Path(checkpoint).expanduser()
-        reference = str(path.resolve()) if path.exists() else checkpoint
+        reference = (cached_hub_id(path) or str(path.resolve())) if path.exists() else checkpoint
         pretrained = load_backbone(reference)
         return Backbone(pretrained, reference, f"backbone: {reference} ({_dims(pretrained.model)})")
     cached = cached_audioset() if checkpoint is None else None
@@ -116,10 +118,9 @@ def backbone_dim(model: ModelConfig) -> int:
 
 
 def _checkpoint_dim(reference: str) -> int:
-    """d from a softmoa model folder, a Hugging Face folder or cached hub id, or a run folder."""
-    from .rundir import RUN_FILE
-
-    path = Path(reference).expanduser()
+    """d from a softmoa model folder, a Hugging Face folder or cached hub id, or a run (folder or
+    pushed run's hub id)."""
+    path = checkpoint_path(reference)
     if (path / RUN_FILE).is_file():  # a full fine-tune as backbone: follow its own backbone
         inner = json.loads((path / RUN_FILE).read_text())["backbone"]
         return _checkpoint_dim(str(path / inner) if (path / inner).exists() else inner)

@@ -14,12 +14,14 @@ from ..data.splits import plan_splits
 from ..data.table import FeatureTable
 from .distributed import World, resolve_device, setup
 from .loop import FoldJob, train_fold
+from .model_card import write_model_card
 from .progress import Callback
 from .rundir import RunFolder, default_run_dir
 
 
 def finetune(config: RunConfig, run_dir: str | Path | None = None, callback: Callback | None = None,
-             table: FeatureTable | None = None, *, alone: bool = False) -> tuple[Path, dict]:
+             table: FeatureTable | None = None, *, alone: bool = False,
+             command: str | None = None) -> tuple[Path, dict]:
     """Train ``config`` into ``run_dir`` (default ``runs/<dataset>-<method>-<time>``); if the
     folder holds an unfinished run of the same config, continue it. ``table``: features to
     use instead of opening (and if needed preparing) the data set's cache.
@@ -27,7 +29,8 @@ def finetune(config: RunConfig, run_dir: str | Path | None = None, callback: Cal
     Returns the run folder and its metrics (per fold and epoch, and the summary over folds).
     Under ``torchrun`` every process calls this; only rank 0 writes and reports. ``alone``:
     train in this process only, even under ``torchrun`` (rank 0 pretraining the embedded
-    backbone while the other ranks wait).
+    backbone while the other ranks wait). ``command``: the command line that asked for the run,
+    for its model card (``README.md``, written when the run finishes; None: trained from Python).
     """
     callback = callback or Callback()
     training = config.training
@@ -48,7 +51,7 @@ def finetune(config: RunConfig, run_dir: str | Path | None = None, callback: Cal
     folder = RunFolder(run_dir)
     splits = plan_splits(table, config.data)
     if world.main:
-        folder.start(config, [s.fold for s in splits], backbone.reference)
+        folder.start(config, [s.fold for s in splits], backbone.reference, command)
         save_random_backbone(backbone, run_dir)
         callback.message(backbone.description)
     for split in splits:
@@ -60,7 +63,10 @@ def finetune(config: RunConfig, run_dir: str | Path | None = None, callback: Cal
             reference = os.path.relpath(run_dir / RANDOM_DIR, directory)
         job = FoldJob(config, table, split, backbone.pretrained, reference, directory, world, len(splits))
         train_fold(job, callback, lambda history, result=None, fold=split.fold: folder.record(fold, history, result))
-    metrics = folder.finish() if world.main else {}
+    metrics = {}
+    if world.main:
+        metrics = folder.finish()
+        write_model_card(run_dir)
     world.close()
     return run_dir, metrics
 

@@ -1,10 +1,12 @@
 """The run folder: effective config, run description, per-fold/epoch metrics and a CSV log;
-reading a finished run back (its best model per fold, the latest run, a run as a backbone).
+reading a finished run back (its best model per fold, the latest run, a run as a backbone),
+given by its folder or by the hub id of a pushed run.
 
 Layout (a k-fold run has one ``fold-K/`` per fold holding what the run folder holds here)::
 
     runs/<dataset>-<method>-<time>/
       config.yaml  run.json  metrics.json  log.csv
+      README.md                           the model card (train/model_card.py), once finished
       adapter.safetensors  adapter.json   the best epoch's trained tensors
       state.pt                            resume state (removed when the fold is done)
       backbone/                           a randomly initialised backbone, when one is used
@@ -22,6 +24,7 @@ from ... import __version__
 from ..config import RunConfig, dump_config, read_config
 from ..errors import SoftmoaError
 from ..fsutil import atomic_write_json, atomic_write_text
+from ..hub import fetch_repo, is_hub_id, repo_has
 from ..data.features import FeatureConfig
 from ..models.ast import AST
 from ..models.pretrained import Pretrained, load_pretrained
@@ -32,6 +35,7 @@ RUN_FILE = "run.json"
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.json"
 LOG_FILE = "log.csv"
+CARD_FILE = "README.md"
 LOG_COLUMNS = ["fold", "epoch", "train_loss", "train_accuracy", "valid_loss", "valid_accuracy", "lr", "seconds",
                "data_wait"]  # data_wait: seconds the epoch's steps waited for their batches (loop.py)
 # The test metrics summarised over folds, per task (``metrics.json``'s "task").
@@ -66,21 +70,22 @@ class RunFolder:
         directory.mkdir(parents=True, exist_ok=True)
         return directory
 
-    def start(self, config: RunConfig, folds: list[int | None], backbone: str) -> None:
-        """Write the config and run description; on resume, insist the config is the same."""
+    def start(self, config: RunConfig, folds: list[int | None], backbone: str, command: str | None = None) -> None:
+        """Write the config and run description; on resume, insist the config is the same (and
+        keep the command that started the run). ``command``: the command line that trains the
+        run, for its model card (None: trained from Python)."""
         self.path.mkdir(parents=True, exist_ok=True)
         text = dump_config(config)
         saved = self.path / CONFIG_FILE
         if saved.is_file() and saved.read_text() != text:
             raise SoftmoaError(f"{self.path}: holds a run with another config; resume it with "
                                f"`softmoa finetune --resume {self.path}` or choose a new --out")
+        if (self.path / RUN_FILE).is_file():
+            command = json.loads((self.path / RUN_FILE).read_text()).get("command", command)
         atomic_write_text(saved, text)
-        self._write_run(config, folds, backbone, finished=False)
-
-    def _write_run(self, config: RunConfig, folds: list[int | None], backbone: str, finished: bool) -> None:
         self.run = {"format": "softmoa-run", "version": __version__, "dataset": config.data.dataset,
                     "method": config.method.name, "folds": [f for f in folds if f is not None],
-                    "backbone": backbone, "finished": finished}
+                    "backbone": backbone, "command": command, "finished": False}
         atomic_write_json(self.path / RUN_FILE, self.run)
 
     def record(self, fold: int | None, history: list[dict], result: dict | None = None) -> None:
@@ -133,12 +138,42 @@ def _round(value):
 
 # ---------------------------------------------------------------- reading finished runs
 
-def load_backbone(reference: str, base: Path | None = None) -> Pretrained:
-    """A backbone from a checkpoint reference: hub id or path (relative to ``base``), or a run
-    folder of a full fine-tune or linear probe."""
+def resolve_run(reference: str | Path) -> Path:
+    """A run given by folder or hub id as a local folder: an existing path as it is; otherwise a
+    hub id (``owner/name``) of a pushed run, through the Hugging Face cache (offline when
+    ``HF_HUB_OFFLINE=1``). Anything else comes back as given, for ``read_run`` to refuse."""
+    path = Path(reference).expanduser()
+    return path if path.exists() or not is_hub_id(reference) else fetch_repo(str(reference))
+
+
+def output_folder(reference: str | Path) -> Path:
+    """Where a command writes what it makes for a run (a confusion matrix, expert shares): the
+    run folder itself, or for a run from the hub ``runs/hub/<owner>--<name>/`` (the hub cache
+    stays as it was downloaded)."""
+    path = Path(reference).expanduser()
+    if path.exists() or not is_hub_id(reference):
+        return path
+    folder = Path("runs") / "hub" / str(reference).replace("/", "--")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def checkpoint_path(reference: str, base: Path | None = None) -> Path:
+    """A checkpoint reference as a local path: relative to ``base`` when it is there, the hub id
+    of a pushed run as its folder in the hub cache, anything else as given (a backbone's hub
+    id is left to ``load_pretrained``)."""
     path = Path(reference).expanduser()
     if base is not None and not path.is_absolute() and (base / path).exists():
-        path = base / path
+        return base / path
+    if not path.exists() and is_hub_id(reference) and repo_has(reference, RUN_FILE):
+        return fetch_repo(reference)
+    return path
+
+
+def load_backbone(reference: str, base: Path | None = None) -> Pretrained:
+    """A backbone from a checkpoint reference: hub id or path (relative to ``base``), or a run
+    (folder or pushed run's hub id) of a full fine-tune or linear probe."""
+    path = checkpoint_path(reference, base)
     if (path / RUN_FILE).is_file():
         model, labels, _ = load_run(path)
         run = json.loads((path / RUN_FILE).read_text())
@@ -150,33 +185,35 @@ def load_backbone(reference: str, base: Path | None = None) -> Pretrained:
 
 
 def read_run(run_dir: str | Path) -> dict:
-    """A run folder's ``run.json``; a SoftmoaError says when the folder is missing or not a run."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise SoftmoaError(f"{run_dir}: no such run folder; give a folder made by `softmoa finetune` (under runs/)")
+    """A run's ``run.json`` (the run a folder or hub id, see ``resolve_run``); a SoftmoaError
+    says when the run is missing or not a run."""
+    folder = resolve_run(run_dir)
+    if not folder.is_dir():
+        raise SoftmoaError(f"{run_dir}: no such run folder; give a folder made by `softmoa finetune` (under runs/) "
+                           "or the hub id of a pushed run (owner/name)")
     try:
-        return json.loads((run_dir / RUN_FILE).read_text())
+        return json.loads((folder / RUN_FILE).read_text())
     except (OSError, json.JSONDecodeError):
         raise SoftmoaError(f"{run_dir}: not a softmoa run folder (no readable {RUN_FILE}); give a folder made by "
-                           "`softmoa finetune`") from None
+                           "`softmoa finetune` or the hub id of a run pushed by `softmoa push`") from None
 
 
 def read_run_config(run_dir: str | Path) -> RunConfig:
     """The effective config a run was trained with (its ``config.yaml``), once the folder is
     known to be a run."""
     read_run(run_dir)
-    return read_config(Path(run_dir) / CONFIG_FILE)
+    return read_config(resolve_run(run_dir) / CONFIG_FILE)
 
 
 def fold_directory(run_dir: str | Path, fold: int | None = None) -> Path:
     """Where a fold's checkpoint lives: the run folder itself, or ``fold-K/`` of a k-fold run
     (``fold`` None: the first fold)."""
-    run_dir = Path(run_dir)
     folds = read_run(run_dir).get("folds") or [None]
     if fold is not None and fold not in folds:
         raise SoftmoaError(f"{run_dir}: no fold {fold}; the run has folds {folds}")
     chosen = folds[0] if fold is None else fold
-    return run_dir if chosen is None else run_dir / f"fold-{chosen}"
+    folder = resolve_run(run_dir)
+    return folder if chosen is None else folder / f"fold-{chosen}"
 
 
 def load_run(run_dir: str | Path, fold: int | None = None) -> tuple[AST, list[str], FeatureConfig]:

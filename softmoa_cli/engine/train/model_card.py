@@ -1,0 +1,216 @@
+"""The model card of a finished run: its ``README.md``, with the YAML front matter the Hugging
+Face Hub reads (library, tags, data set, base model, metrics as a model-index) over a page that
+says what the run is, how well it does on its test split or folds, what it costs, the command
+that trained it and how to load it.
+
+Everything comes from the run folder (``run.json``, ``config.yaml``, ``metrics.json``, the
+adapters), so a card can be written again at any time: ``softmoa push`` does, for the hub id.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from ..accounting import cost
+from ..fsutil import atomic_write_text
+from ..hub import is_hub_id
+from ..petl.adapter_files import ADAPTER_CONFIG, ADAPTER_WEIGHTS
+from .backbone import RANDOM_DIR
+from .rundir import (CARD_FILE, CONFIG_FILE, LOG_FILE, METRICS_FILE, RUN_FILE, SUMMARY_METRICS, fold_directory,
+                     load_run, read_run, read_run_config, resolve_run)
+
+METHOD_TAGS = {"linear": "linear-probe", "full": "full-fine-tuning", "adapter": "adapter", "dense": "dense-moa",
+               "soft": "soft-moa", "lora": "lora"}
+# metrics.json name -> (name on the card, the Hub's metric type, its averaging)
+METRICS = {"accuracy": ("accuracy", "accuracy", None), "macro_f1": ("macro-F1", "f1", "macro"),
+           "mAP": ("mAP", "mAP", "macro"), "micro_f1": ("micro-F1", "f1", "micro"), "d_prime": ("d′", "d_prime", None)}
+
+
+def write_model_card(run_dir: str | Path) -> Path:
+    """Write the card of a finished run into its folder (``README.md``, atomically)."""
+    path = Path(run_dir) / CARD_FILE
+    atomic_write_text(path, model_card(run_dir))
+    return path
+
+
+def model_card(run_dir: str | Path, repo_id: str | None = None) -> str:
+    """The card of a finished run (a folder or hub id); ``repo_id``: the hub id it is pushed to,
+    which its loading examples then use (else the run as given)."""
+    card = _Card(run_dir, repo_id)
+    return f"---\n{yaml.safe_dump(card.front_matter(), sort_keys=False, allow_unicode=True)}---\n\n{card.page()}"
+
+
+class _Card:
+    """What a card says, read from the run folder."""
+
+    def __init__(self, run_dir: str | Path, repo_id: str | None):
+        self.folder = resolve_run(run_dir)
+        self.ref = repo_id or str(run_dir)
+        self.name = repo_id.split("/")[-1] if repo_id else self.folder.name
+        self.run = read_run(run_dir)
+        self.config = read_run_config(run_dir)
+        self.metrics = json.loads((self.folder / METRICS_FILE).read_text())
+        self.adapter = json.loads((fold_directory(run_dir) / ADAPTER_CONFIG).read_text())
+        self.model = load_run(run_dir)[0]
+        self.dataset = Path(self.run["dataset"]).name
+        self.multi = self.metrics["task"] == "multilabel"
+        self.summary_names = SUMMARY_METRICS[self.metrics["task"]]
+        self.tested = {key: fold["test"] for key, fold in self.metrics["folds"].items() if fold.get("test")}
+
+    # ---------------------------------------------------------------- front matter
+
+    def front_matter(self) -> dict:
+        backbone = self.run["backbone"]
+        matter = {"library_name": "softmoa", "pipeline_tag": "audio-classification",
+                  "tags": ["audio-classification", "audio", "audio-spectrogram-transformer", "peft",
+                           METHOD_TAGS.get(self.run["method"], self.run["method"])]
+                  + (["multi-label"] if self.multi else []),
+                  "datasets": [self.dataset]}
+        if is_hub_id(backbone):
+            matter["base_model"] = backbone
+        matter["metrics"] = sorted({METRICS[name][1] for name in self.summary_names})
+        summary, folds = self.metrics["summary"], len(self.tested)
+        split = "test" if folds == 1 else f"test folds ({folds}-fold cross-validation)"
+        results = []
+        for name in self.summary_names:
+            shown, kind, average = METRICS[name]
+            entry = {"type": kind, "value": round(summary[f"{name}_mean"], 4),
+                     "name": f"test {shown}" + (f" (mean over {folds} folds)" if folds > 1 else "")}
+            results.append(entry | ({"args": {"average": average}} if average else {}))
+        matter["model-index"] = [{"name": self.name, "results": [{
+            "task": {"type": "audio-classification", "name": "Audio classification"},
+            "dataset": {"name": self.dataset, "type": self.dataset, "split": split},
+            "metrics": results}]}]
+        return matter
+
+    # ---------------------------------------------------------------- the page
+
+    def page(self) -> str:
+        return "\n\n".join([f"# {self.name}", self._summary(), "## Results", self._results(), "## Cost",
+                            self._cost(), "## Training", self._training(), "## Use", self._use(), "## Files",
+                            self._files()]) + "\n"
+
+    def _summary(self) -> str:
+        method = self.config.method
+        title = type(method).__doc__.strip().splitlines()[0].rstrip(".") if type(method).__doc__ else ""
+        options = ", ".join(f"{key} {_option(value)}" for key, value in method.model_dump(mode="json").items()
+                            if key != "name")
+        labels, features = self.adapter["labels"], self.adapter["features"]
+        shown = ", ".join(labels[:12]) + (f" and {len(labels) - 12} more" if len(labels) > 12 else "")
+        kind = ("multi-label: a sigmoid score per label, each marked at or above its own threshold, tuned on the "
+                "validation clips and kept in `adapter.json`" if self.multi else "single-label, softmax")
+        rows = [("data set", f"**{self.dataset}**"), ("method", f"`{method.name}`" + (f": {title}" if title else "")),
+                ("options", options or "none"), ("backbone", self._backbone()),
+                ("labels", f"{len(labels)} ({kind}): {shown}"),
+                ("input", f"log-mel fbank of 16 kHz audio, {features['num_mel_bins']} mel bins, windows of "
+                          f"{features['max_length']} frames of 10 ms; a longer clip scores as the mean over its "
+                          "windows")]
+        return (f"An audio classifier fine-tuned with softmoa {self.run.get('version', '')} on the data set "
+                f"{self.dataset} with the PETL method `{method.name}`.\n\n| | |\n|---|---|\n"
+                + "\n".join(f"| {what} | {value} |" for what, value in rows))
+
+    def _backbone(self) -> str:
+        reference, c = self.run["backbone"], self.model.config
+        dims = f"AST, dim {c.dim}, depth {c.depth}, heads {c.heads}"
+        if reference == RANDOM_DIR:
+            return f"a randomly initialised {dims}, saved in `{RANDOM_DIR}/` beside the adapter (it travels with it)"
+        if is_hub_id(reference):
+            return f"[{reference}](https://huggingface.co/{reference}) ({dims}; loaded through the Hugging Face cache)"
+        return (f"`{reference}` ({dims}), a local folder of the machine that trained it: whoever loads this run "
+                "needs that backbone at the same path")
+
+    def _results(self) -> str:
+        names = self.summary_names
+        header = "| split | " + " | ".join(METRICS[name][0] for name in names) + " | clips | best epoch |"
+        rows = [header, "|" + "---|" * (len(names) + 3)]
+        for key, result in self.tested.items():
+            split = "test" if key == "all" else f"fold {key} (test)"
+            rows.append(f"| {split} | " + " | ".join(_figure(result[name], name) for name in names)
+                        + f" | {result['clips']} | {result['best_epoch']} |")
+        summary, folds = self.metrics["summary"], len(self.tested)
+        if folds > 1:
+            rows.append(f"| **mean ± std over {folds} folds** | " + " | ".join(
+                f"{_figure(summary[name + '_mean'], name)} ± {_figure(summary[name + '_std'], name)}"
+                for name in names) + " | | |")
+        epochs = self.config.training.epochs
+        selected = "validation mAP" if self.multi else "validation accuracy"
+        plan = ("its test split" if folds == 1 else
+                f"{folds}-fold cross-validation: each fold's model is tested on the fold it did not train on")
+        f1 = " F1 counts a label as predicted at or above its tuned threshold." if self.multi else ""
+        return (f"Scored on {plan}. Each model is the epoch of best {selected} (of {epochs} epochs), tested "
+                f"once.{f1}\n\n" + "\n".join(rows))
+
+    def _cost(self) -> str:
+        spent = cost(self.model)
+        share = 100 * spent.trainable_params / spent.total_params
+        frames = self.adapter["features"]["max_length"]
+        size = next(iter(self.tested.values())).get("checkpoint_bytes")
+        rows = ["| | |", "|---|---|",
+                f"| trainable parameters | {spent.trainable_params:,} of {spent.total_params:,} ({share:.2f}%) |",
+                f"| forward FLOPs per window of {frames} frames | {_si(spent.flops)} (backbone {_si(spent.backbone_flops)}, "
+                f"PETL modules {_si(spent.petl_flops)}) |"]
+        if size:
+            rows.append(f"| `{ADAPTER_WEIGHTS}` per fold | {size:,} bytes |")
+        return "FLOPs count 2 per multiply-add of the matmuls and convolutions.\n\n" + "\n".join(rows)
+
+    def _training(self) -> str:
+        t = self.config.training
+        command = self.run.get("command")
+        how = (f"Trained by this command:\n\n```bash\n{command}\n```" if command else
+               "Trained from Python (`softmoa_cli.engine.train.finetune`), not from the command line.")
+        lr = f"{t.lr:g}" if t.lr else "the method's recipe value"
+        return (f"{how}\n\n{t.epochs} epochs at batch {t.batch_size}, seed {t.seed}, peak learning rate: {lr}. "
+                f"`{CONFIG_FILE}` holds the whole effective config: `softmoa finetune --preset {CONFIG_FILE}` "
+                "trains the same run again (with the data set where it names it).")
+
+    def _use(self) -> str:
+        ref = self.ref
+        lines = ["# the top labels of audio files", f"softmoa predict clip.wav --run {ref}",
+                 "# one embedding per file", f"softmoa embed clips/ --run {ref} --out clips.npz",
+                 f"# the test metrics again (needs the data set {self.dataset})", f"softmoa evaluate {ref}"]
+        if self.run["method"] in ("soft", "dense"):
+            lines += ["# what each expert contributes", f"softmoa analyze {ref}"]
+        if self.run["method"] in ("full", "linear"):
+            lines += ["# as the backbone of another run", f"softmoa finetune --dataset DATA --checkpoint {ref}"]
+        where = (f"A hub id loads through the Hugging Face cache: downloaded once, then offline too "
+                 "(`HF_HUB_OFFLINE=1`).\n\n" if is_hub_id(ref) and not Path(ref).exists() else "")
+        return (f"{where}With softmoa installed:\n\n```bash\n" + "\n".join(lines) + "\n```\n\nFrom Python:\n\n"
+                f"```python\nfrom softmoa_cli.engine.predict import predictor_for\nfrom softmoa_cli.engine.train "
+                f"import load_run\n\npredictor, _ = predictor_for(run=\"{ref}\")\n"
+                f"print(predictor.predict_file(\"clip.wav\", top_k=3))  # [(label, score), ...]\n"
+                f"model, labels, features = load_run(\"{ref}\")  # the torch model (eval mode), labels, "
+                f"feature settings\n```")
+
+    def _files(self) -> str:
+        folds = self.run.get("folds") or []
+        where = "in each `fold-K/` folder" if folds else "here"
+        files = [f"- `{ADAPTER_WEIGHTS}` and `{ADAPTER_CONFIG}` {where}: the trained tensors "
+                 + ("(the whole model: a full fine-tune)" if self.run["method"] == "full" else "only")
+                 + " and how to rebuild the model around them (backbone, method, labels, features)",
+                 f"- `{CONFIG_FILE}`: the effective config; `{RUN_FILE}`: the run's description",
+                 f"- `{METRICS_FILE}` and `{LOG_FILE}`: every epoch's training and validation figures, each "
+                 "test result"]
+        if self.run["backbone"] == RANDOM_DIR:
+            files.append(f"- `{RANDOM_DIR}/`: the randomly initialised backbone")
+        return "\n".join(files)
+
+
+def _option(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _figure(value: float | None, name: str) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.3f}" if name == "d_prime" else f"{value:.4f}"
+
+
+def _si(count: int) -> str:
+    """A count with a metric prefix: 12.3 G, 4.56 M, 789 k."""
+    for scale, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if count >= scale:
+            return f"{count / scale:.3g} {prefix}"
+    return str(count)

@@ -1,0 +1,72 @@
+"""Sharing a finished run on the Hugging Face Hub: the files that travel (each fold's adapter,
+the config, description and metrics, a random backbone kept in the run folder, and a model card
+written for the hub id), staged into a folder that ``softmoa push`` uploads, or that
+``--dry-run`` leaves for the user to look at. Resume state and feature caches never travel.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from ..errors import SoftmoaError
+from ..fsutil import atomic_write_text
+from ..hub import is_hub_id, upload
+from ..petl.adapter_files import ADAPTER_CONFIG, ADAPTER_WEIGHTS
+from .backbone import RANDOM_DIR
+from .model_card import model_card
+from .rundir import CARD_FILE, CONFIG_FILE, LOG_FILE, METRICS_FILE, RUN_FILE, read_run, resolve_run
+
+RUN_FILES = (CONFIG_FILE, RUN_FILE, METRICS_FILE, LOG_FILE)
+FOLD_FILES = (ADAPTER_WEIGHTS, ADAPTER_CONFIG)
+
+
+def shared_files(run_dir: str | Path) -> list[str]:
+    """The files of a finished run that travel, relative to its folder (the card aside: it is
+    written for the hub id)."""
+    run = read_run(run_dir)
+    if not run.get("finished"):
+        raise SoftmoaError(f"{run_dir}: training has not finished; continue it with "
+                           f"`softmoa finetune --resume {run_dir}`, then share it")
+    folder = resolve_run(run_dir)
+    folds = [f"fold-{fold}/" for fold in run.get("folds") or []] or [""]
+    names = list(RUN_FILES) + [f"{fold}{name}" for fold in folds for name in FOLD_FILES]
+    if run["backbone"] == RANDOM_DIR:
+        names += sorted(path.relative_to(folder).as_posix() for path in (folder / RANDOM_DIR).rglob("*")
+                        if path.is_file())
+    return [name for name in names if (folder / name).is_file()]
+
+
+def stage_run(run_dir: str | Path, out: Path, repo_id: str,
+              message: Callable[[str], None] = lambda text: None) -> list[str]:
+    """Write into the new or empty folder ``out`` exactly what pushing the run to ``repo_id``
+    uploads: its shared files and a model card for that id. ``message`` hears a warning when
+    the backbone is a local folder, which does not travel. Returns the files, card first."""
+    if not is_hub_id(repo_id):
+        raise SoftmoaError(f"{repo_id}: not a hub repo id; give one as owner/name, e.g. your-name/fsdd-soft")
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise SoftmoaError(f"{out}: not an empty folder; give a new or empty folder to stage the run in")
+    folder, names = resolve_run(run_dir), shared_files(run_dir)
+    backbone = read_run(run_dir)["backbone"]
+    if backbone != RANDOM_DIR and not is_hub_id(backbone):
+        message(f"the backbone is a local folder ({backbone}): whoever loads {repo_id} needs it at that path, as "
+                "its model card says")
+    card = model_card(run_dir, repo_id)
+    for name in names:
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(folder / name, out / name)
+    atomic_write_text(out / CARD_FILE, card)
+    return [CARD_FILE, *names]
+
+
+def push_run(run_dir: str | Path, repo_id: str, private: bool = False,
+             message: Callable[[str], None] = lambda text: None) -> tuple[str, list[str]]:
+    """Upload a finished run to hub repo ``repo_id`` (created if needed, ``private`` then) as
+    one commit of what ``stage_run`` writes. Returns the repo's URL and the files uploaded."""
+    with tempfile.TemporaryDirectory(prefix="softmoa-push-") as staged:
+        files = stage_run(run_dir, Path(staged), repo_id, message)
+        url = upload(Path(staged), repo_id, private, f"softmoa run {resolve_run(run_dir).name}")
+    return url, files
