@@ -56,7 +56,8 @@ PrintConfig = Annotated[bool, typer.Option("--print-config", metavar="", help="P
 
 
 def finetune(
-    ctx: typer.Context, dataset: Dataset = None, preset: Preset = None, method: Method = None, checkpoint: Checkpoint = None,
+    ctx: typer.Context,
+    dataset: Dataset = None, preset: Preset = None, method: Method = None, checkpoint: Checkpoint = None,
     experts: Experts = None, slots: Slots = None, reduction_rate: ReductionRate = None, location: Location = None,
     adapter_config: AdapterConfig = None, init: Init = None, kind: Kind = None, placement: Placement = None,
     normalize: Normalize = None, rank: Rank = None, alpha: Alpha = None,
