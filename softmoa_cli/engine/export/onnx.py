@@ -4,6 +4,7 @@ onnxruntime; ``model.json`` beside it (``sidecar.py``)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -23,24 +24,38 @@ def write_onnx(source: RunModel, model: AST, folder: Path) -> float:
     """Export ``model`` (``source``'s, LoRA merged) to ``folder``, run it under onnxruntime on the
     check's batches and refuse it when its logits leave the run's by more than TOLERANCE; then
     write the sidecar. Returns the largest |logit difference|."""
-    onnxruntime = _onnxruntime()
+    _onnxruntime()  # the exporter's and the check's packages, before the work
     inputs = check_inputs(source.features)
-    batch = torch.export.Dim("batch", min=1)
     try:
-        torch.onnx.export(model.eval(), (inputs[-1],), str(folder / MODEL_FILE), input_names=[INPUT],
-                          output_names=[OUTPUT], dynamic_shapes=({0: batch},), external_data=False, dynamo=True,
-                          verbose=False)
+        export_graph(model, inputs[-1], folder / MODEL_FILE)
     except Exception as error:
         reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
         raise SoftmoaError(f"{source.run}: torch.onnx cannot export this {source.method.name} model ({reason}); "
                            "try --format standalone, or SOFTMOA_DEBUG=1 for the traceback") from error
-    session = onnxruntime.InferenceSession(str(folder / MODEL_FILE), providers=["CPUExecutionProvider"])
-    run = lambda x: torch.from_numpy(session.run([OUTPUT], {INPUT: x.numpy()})[0])  # noqa: E731
-    difference = largest_difference(source.model, run, inputs)
+    difference = largest_difference(source.model, graph_runner(folder / MODEL_FILE), inputs)
     require_close(difference, "ONNX graph under onnxruntime", str(source.run))
     atomic_write_json(folder / SIDECAR, describe(source, MODEL_FILE, INPUT, OUTPUT, difference, TOLERANCE,
                                                  CHECK_BATCHES))
     return difference
+
+
+def export_graph(model: AST, example: torch.Tensor, path: Path) -> None:
+    """Write ``model`` as one ONNX file (weights inside): input ``features`` like ``example``
+    ``[batch, frames, mel_bins]`` with the batch dynamic, output ``logits [batch, classes]``."""
+    batch = torch.export.Dim("batch", min=1)
+    torch.onnx.export(model.eval(), (example,), str(path), input_names=[INPUT], output_names=[OUTPUT],
+                      dynamic_shapes=({0: batch},), external_data=False, dynamo=True, verbose=False)
+
+
+def graph_runner(path: Path, threads: int | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``features -> logits`` through onnxruntime's CPU provider (``threads``: its intra-op
+    threads; None: onnxruntime's choice)."""
+    onnxruntime = _onnxruntime()
+    options = onnxruntime.SessionOptions()
+    if threads is not None:
+        options.intra_op_num_threads = threads
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return lambda x: torch.from_numpy(session.run([OUTPUT], {INPUT: x.numpy()})[0])
 
 
 def _onnxruntime():
