@@ -160,7 +160,8 @@ class _Card:
         t = self.config.training
         command = self.run.get("command")
         how = (f"Trained by this command:\n\n```bash\n{command}\n```" if command else
-               "Trained from Python (`softmoa_cli.engine.train.finetune`), not from the command line.")
+               "The command that trained it was not recorded: it was trained from Python "
+               "(`softmoa_cli.engine.train.finetune`) or by `softmoa ablate`.")
         lr = f"{t.lr:g}" if t.lr else "the method's recipe value"
         return (f"{how}\n\n{t.epochs} epochs at batch {t.batch_size}, seed {t.seed}, peak learning rate: {lr}. "
                 f"`{CONFIG_FILE}` holds the whole effective config: `softmoa finetune --preset {CONFIG_FILE}` "
