@@ -1,6 +1,7 @@
 """The resume state of a fold: everything needed to continue bit-for-bit, written atomically.
 
-Holds the trainable tensors, optimizer and scheduler state, the position (epoch, next step),
+Holds the trainable tensors, optimizer and scheduler state, the gradient scaler's state (fp16
+runs: its scale and growth count), the position (epoch, next optimiser step),
 the epoch's running sums, the history and the best epoch's tensors. Random draws are
 derived from (seed, fold, epoch, step) (see ``loop.step_seed``), so no generator state
 needs saving: a resumed step draws exactly what the uninterrupted one drew.
