@@ -9,9 +9,12 @@ the steps after its checkpoint again, and a tracker shows both.
 - ``tensorboard``: event files in ``<fold folder>/tensorboard`` (``tensorboard --logdir runs``),
   the config as hyper-parameters and as text.
 - ``mlflow``: one MLflow run per fold, named after the run folder (``/fold-K``), in the
-  experiment named after the data set, at ``MLFLOW_TRACKING_URI`` (MLflow's default: ./mlruns).
+  experiment named after the data set, at ``MLFLOW_TRACKING_URI``: a tracking server
+  (``http://host:5000``), or a ``file:`` store with ``MLFLOW_ALLOW_FILE_STORE=true``; MLflow's
+  default, ``sqlite:///mlflow.db``, needs the full ``mlflow`` package.
 
-Both are optional extras (``pip install 'softmoa[tensorboard]'`` / ``'softmoa[mlflow]'``).
+Both are optional extras (``pip install 'softmoa[tensorboard]'`` / ``'softmoa[mlflow]'``, the
+latter mlflow-skinny).
 """
 
 from __future__ import annotations
