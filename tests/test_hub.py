@@ -180,3 +180,16 @@ def test_a_backbone_from_a_hub_cache_folder_is_stored_by_its_hub_id(tmp_path, hu
     assert json.loads((folder / "adapter.json").read_text())["backbone"] == "someone/tiny-ast"
     assert "base_model: someone/tiny-ast" in (folder / "README.md").read_text()
     assert load_run(folder)[1] == ["class0", "class1", "class2", "class3"]
+
+
+def test_a_run_on_a_local_backbone_says_it_must_be_there(toy_run, tmp_path):
+    config = toy_config("linear", epochs=1)
+    local = str((toy_run / "backbone").resolve())
+    config = config.model_copy(update={"model": config.model.model_copy(update={"checkpoint": local})})
+    folder, _ = finetune(config, tmp_path / "on-local", table=toy_table(n=80))
+    result = run("push", folder, "me/on-local", "--dry-run", tmp_path / "staged")
+    assert result.exit_code == 0, result.output
+    assert f"the backbone is a local folder ({local})" in result.stderr.replace("\n", "")
+    assert "backbone" not in {path.split("/")[0] for path in files_under(tmp_path / "staged")}
+    assert f"`{local}`" in (tmp_path / "staged" / "README.md").read_text() and "same path" in (
+        tmp_path / "staged" / "README.md").read_text()

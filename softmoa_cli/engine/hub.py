@@ -31,18 +31,17 @@ def cached_hub_id(path: str | Path) -> str | None:
     return f"{found['owner']}/{found['name']}" if found else None
 
 
-def fetch_repo(repo_id: str, what: str = "run") -> Path:
-    """The local snapshot of hub repo ``repo_id`` (downloaded into the hub cache if needed and
-    allowed); a SoftmoaError names the id, why it failed and what to do. ``what``: the word for
-    the repo in that error."""
+def fetch_repo(repo_id: str) -> Path:
+    """The local snapshot of the pushed run ``repo_id`` (downloaded into the hub cache if needed
+    and allowed); a SoftmoaError names the id, why it failed and what to do."""
     try:
         from huggingface_hub import snapshot_download
 
         return Path(snapshot_download(repo_id))
     except Exception as error:
-        raise SoftmoaError(f"{repo_id}: no {what} folder of that name here, and the hub repo of that id cannot be had "
-                           f"({_reason(error)}); give a {what} folder, or the hub id of a pushed {what} "
-                           "(online, or once downloaded into the Hugging Face cache)") from None
+        raise SoftmoaError(f"{repo_id}: no run folder of that name here, and the hub repo of that id cannot be had "
+                           f"({_reason(error)}); give a run folder, or the hub id of a pushed run (online, or once "
+                           "downloaded into the Hugging Face cache)") from None
 
 
 def repo_has(repo_id: str, filename: str) -> bool:

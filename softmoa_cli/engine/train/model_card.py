@@ -148,12 +148,13 @@ class _Card:
         share = 100 * spent.trainable_params / spent.total_params
         frames = self.adapter["features"]["max_length"]
         size = next(iter(self.tested.values())).get("checkpoint_bytes")
+        flops = f"{_si(spent.flops)} (backbone {_si(spent.backbone_flops)}, PETL modules {_si(spent.petl_flops)})"
         rows = ["| | |", "|---|---|",
                 f"| trainable parameters | {spent.trainable_params:,} of {spent.total_params:,} ({share:.2f}%) |",
-                f"| forward FLOPs per window of {frames} frames | {_si(spent.flops)} (backbone {_si(spent.backbone_flops)}, "
-                f"PETL modules {_si(spent.petl_flops)}) |"]
+                f"| forward FLOPs per window of {frames} frames | {flops} |"]
         if size:
-            rows.append(f"| `{ADAPTER_WEIGHTS}` per fold | {size:,} bytes |")
+            each = " (each fold)" if len(self.tested) > 1 else ""
+            rows.append(f"| `{ADAPTER_WEIGHTS}`{each} | {size:,} bytes |")
         return "FLOPs count 2 per multiply-add of the matmuls and convolutions.\n\n" + "\n".join(rows)
 
     def _training(self) -> str:
