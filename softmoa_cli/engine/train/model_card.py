@@ -96,7 +96,7 @@ class _Card:
     def _summary(self) -> str:
         method = self.config.method
         title = type(method).__doc__.strip().splitlines()[0].rstrip(".") if type(method).__doc__ else ""
-        options = ", ".join(f"{key} {_option(value)}" for key, value in method.model_dump(mode="json").items()
+        options = "; ".join(f"{key} {_option(value)}" for key, value in method.model_dump(mode="json").items()
                             if key != "name")
         labels, features = self.adapter["labels"], self.adapter["features"]
         shown = ", ".join(labels[:12]) + (f" and {len(labels) - 12} more" if len(labels) > 12 else "")
@@ -135,13 +135,13 @@ class _Card:
             rows.append(f"| **mean ± std over {folds} folds** | " + " | ".join(
                 f"{_figure(summary[name + '_mean'], name)} ± {_figure(summary[name + '_std'], name)}"
                 for name in names) + " | | |")
-        epochs = self.config.training.epochs
+        epochs = _plural(self.config.training.epochs, "epoch")
         selected = "validation mAP" if self.multi else "validation accuracy"
         plan = ("its test split" if folds == 1 else
                 f"{folds}-fold cross-validation: each fold's model is tested on the fold it did not train on")
         f1 = " F1 counts a label as predicted at or above its tuned threshold." if self.multi else ""
-        return (f"Scored on {plan}. Each model is the epoch of best {selected} (of {epochs} epochs), tested "
-                f"once.{f1}\n\n" + "\n".join(rows))
+        return (f"Scored on {plan}. Each model is the epoch of best {selected} (of {epochs}), tested once.{f1}\n\n"
+                + "\n".join(rows))
 
     def _cost(self) -> str:
         spent = cost(self.model)
@@ -163,8 +163,8 @@ class _Card:
         how = (f"Trained by this command:\n\n```bash\n{command}\n```" if command else
                "The command that trained it was not recorded: it was trained from Python "
                "(`softmoa_cli.engine.train.finetune`) or by `softmoa ablate`.")
-        lr = f"{t.lr:g}" if t.lr else "the method's recipe value"
-        return (f"{how}\n\n{t.epochs} epochs at batch {t.batch_size}, seed {t.seed}, peak learning rate: {lr}. "
+        return (f"{how}\n\n{_plural(t.epochs, 'epoch')} at batch {t.batch_size}, peak learning rate "
+                f"{t.learning_rate(self.run['method']):g}, seed {t.seed}. "
                 f"`{CONFIG_FILE}` holds the whole effective config: `softmoa finetune --preset {CONFIG_FILE}` "
                 "trains the same run again (with the data set where it names it).")
 
@@ -201,7 +201,16 @@ class _Card:
 
 
 def _option(value) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value).lower() if isinstance(value, bool) else str(value)
+    """A method option as a card shows it: 128 (not 128.0), false, q, v."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:g}"
+    return ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'s' * (count != 1)}"
 
 
 def _figure(value: float | None, name: str) -> str:
