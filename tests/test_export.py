@@ -178,3 +178,18 @@ def test_a_kfold_run_exports_the_fold_asked_for(tmp_path):
         assert torch.equal(ours, load_run(run_dir, 2)[0](x))
         assert not torch.equal(ours, load_run(run_dir, 1)[0](x))
     assert export_run(run_dir, "standalone", tmp_path / "first").checkpoint == "fold-1"  # as predict takes
+
+
+def test_a_multilabel_run_exports_its_task_and_thresholds(fsdd_clips, tmp_path):
+    from softmoa_cli.engine.petl.adapter_files import adapter_task
+
+    run_dir, _ = finetune(toy_config("soft", data={"task": "multilabel"}, epochs=1), tmp_path / "run",
+                          table=toy_table())
+    _, thresholds = adapter_task(run_dir)
+    meta = json.loads((export_run(run_dir, "onnx", tmp_path / "onnx").folder / "model.json").read_text())
+    assert meta["task"] == {"kind": "multilabel", "scores": "sigmoid", "thresholds": thresholds}
+    standalone, _ = predictor_for(checkpoint=str(export_run(run_dir, "standalone", tmp_path / "standalone").folder))
+    from_run, _ = predictor_for(run=run_dir)
+    assert standalone.multi_label and torch.equal(standalone.thresholds, from_run.thresholds)
+    for ours, theirs in zip(standalone.predict_files(fsdd_clips), from_run.predict_files(fsdd_clips)):
+        assert ours.to_dict() == theirs.to_dict() and ours.positive is not None
