@@ -10,6 +10,7 @@ import typer
 
 TRAINING = "Training"  # help panel of the training flags
 UNBALANCED = "Unbalanced data"  # help panel of balanced sampling, class weights and mixup
+MEMORY = "Memory"  # help panel of activation checkpointing (its long flag would be cut in the Training panel's table)
 DEFAULT_DATASET = "synth"  # the offline default: embedded synth data and backbone
 
 # Help shows a metavar (N, PATH, ...) for every value, never Python's type (<int>, <list[str]>);
@@ -75,11 +76,11 @@ Workers = Annotated[int | None, typer.Option(
          "CUDA); 0: in the training process (default 0).")]
 Log = Annotated[list[str] | None, typer.Option(
     metavar="NAME", show_default=False, rich_help_panel=TRAINING,
-    help="Also log to tensorboard (event files in the run folder) or mlflow (MLFLOW_TRACKING_URI); repeatable. "
-         "Optional extras: pip install 'softmoa[tensorboard]'. log.csv is always written.")]
+    help="Also log to tensorboard (event files in the run folder) or mlflow (at its tracking URI); repeatable; "
+         "each needs the extra of its name. log.csv is always written.")]
 ActivationCheckpointing = Annotated[bool | None, typer.Option(
-    "--activation-checkpointing/--no-activation-checkpointing", metavar="", show_default=False,
-    rich_help_panel=TRAINING,
+    "--activation-checkpointing", metavar="", show_default=False,
+    rich_help_panel=MEMORY,
     help="Recompute each transformer block's activations in the backward: far less memory, about one more "
          "forward per step (default: off).")]
 Lr = Annotated[float | None, typer.Option(metavar="LR", help="Peak learning rate (default: the preset's, else the "

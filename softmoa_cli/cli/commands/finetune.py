@@ -78,7 +78,7 @@ def finetune(
       softmoa finetune
       softmoa finetune --dataset fsc --method soft --experts 8 --slots 1
       softmoa finetune --dataset fsdd --preset fsdd-cpu --method adapter
-      softmoa finetune -d esc50 --batch-size 8 --accumulate 4 --warmup 0.1 --patience 5 --workers 4
+      softmoa finetune -d esc50 --batch-size 8 --accumulate 4 --patience 5
       softmoa finetune --resume runs/fsdd-soft-20250101-120000
     """
     from ...engine.train.jobs import Job, resume_config
