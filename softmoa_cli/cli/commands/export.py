@@ -52,4 +52,5 @@ def export(
     source = result.run if result.checkpoint == "." else result.run / result.checkpoint
     merged = f" ({result.merged} LoRA pairs merged)" if result.merged else ""
     line(f"{result.method} model of {source}{merged} -> {result.folder}")
-    line(f"checked against the run's model: largest |logit difference| {result.difference:.1e} (allowed 1e-4)")
+    line(f"checked against the run's model: largest |logit difference| {result.difference:.1e} "
+         f"(allowed {result.tolerance:g})")

@@ -26,13 +26,14 @@ FORMATS = ("onnx", "standalone")
 @dataclass(frozen=True)
 class Exported:
     """A finished export: the ``folder`` and its ``files`` as ``(name, bytes)``, the largest
-    |logit difference| against the run's torch model on the check's inputs, and what was
-    exported (run, checkpoint folder, method, LoRA pairs merged)."""
+    |logit difference| against the run's torch model on the check's inputs and the most it was
+    allowed, and what was exported (run, checkpoint folder, method, LoRA pairs merged)."""
 
     folder: Path
     format: str
     files: list[tuple[str, int]]
     difference: float
+    tolerance: float
     run: Path
     checkpoint: str
     method: str
@@ -51,6 +52,7 @@ def export_run(run: str | Path, format: str, out: str | Path, fold: int | None =
     check_format(format)
     import copy
 
+    from .check import TOLERANCE
     from .merge import merge_lora
     from .onnx import write_onnx
     from .source import read_run_model
@@ -64,4 +66,5 @@ def export_run(run: str | Path, format: str, out: str | Path, fold: int | None =
         merged = merge_lora(model)
         difference = writer(source, model, folder)
         files = sorted((f.name, f.stat().st_size) for f in folder.iterdir())
-    return Exported(Path(out), format, files, difference, source.run, source.checkpoint, source.method.name, merged)
+    return Exported(Path(out), format, files, difference, TOLERANCE, source.run, source.checkpoint,
+                    source.method.name, merged)
