@@ -213,7 +213,7 @@ class FoldTrainer:
         tracker = open_tracker(job.config, job.directory, job.split.fold) if self.world.main else Tracker()
         try:
             if self.world.main:
-                callback.fold_start(self.job.split.fold, self.job.folds, self.epochs, self.steps)
+                callback.fold_start(job.split.fold, job.folds, self.epochs, self.steps)
             session = Session(time.perf_counter())
             for epoch in range(self.state.epoch, self.epochs):
                 if self.stopped_early:
@@ -224,7 +224,7 @@ class FoldTrainer:
                 entry = self.end_epoch(epoch, epoch_start)
                 if self.world.main:
                     record(self.state.history)
-                    callback.epoch_end(self.job.split.fold, entry)
+                    callback.epoch_end(job.split.fold, entry)
                     tracker.scalars({f"epoch/{k}": v for k, v in entry.items() if k != "epoch"},
                                     epoch * self.steps + self._epoch_steps(epoch))
             if self.stopped_early and self.world.main:
@@ -234,7 +234,7 @@ class FoldTrainer:
         finally:
             tracker.close()
 
-    def train_epoch(self, epoch: int, session: "Session", callback: Callback, tracker: Tracker) -> None:
+    def train_epoch(self, epoch: int, session: Session, callback: Callback, tracker: Tracker) -> None:
         """The epoch's remaining optimiser steps, from the state's position, with progress and
         resume checkpoints."""
         t, train = self.t, self.job.split.train
@@ -348,7 +348,7 @@ class FoldTrainer:
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
 
-    def _step_info(self, epoch: int, step: int, session: "Session") -> StepInfo:
+    def _step_info(self, epoch: int, step: int, session: Session) -> StepInfo:
         """Progress after a step; rates over this session's steps (validation time included)."""
         running = self.state.running
         remaining = self.total_steps - epoch * self.steps - step - 1
