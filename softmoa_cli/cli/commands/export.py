@@ -53,4 +53,4 @@ def export(
     merged = f" ({result.merged} LoRA pairs merged)" if result.merged else ""
     line(f"{result.method} model of {source}{merged} -> {result.folder}")
     line(f"checked against the run's model: largest |logit difference| {result.difference:.1e} "
-         f"(allowed {result.tolerance:g})")
+         f"(allowed {result.tolerance:.0e})")
