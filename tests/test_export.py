@@ -82,7 +82,7 @@ def test_export_and_predict_from_the_command_line(toy_runs, fsdd_clips, tmp_path
     result = run_ok("export", toy_runs["soft"], "--format", "standalone", "--out", out)
     assert {line.split()[0] for line in table_lines(result.stdout)[2:]} == {"model.safetensors", "softmoa.json"}
     assert f"soft model of {toy_runs['soft']} -> {out}" in result.stdout
-    assert re.search(r"largest \|logit difference\| 0\.0e\+00 \(allowed 1e-4\)", result.stdout), result.stdout
+    assert re.search(r"largest \|logit difference\| 0\.0e\+00 \(allowed 1e-04\)", result.stdout), result.stdout
     by_run = json.loads(run_ok("predict", *fsdd_clips, "--run", toy_runs["soft"], "--json").stdout)
     by_folder = json.loads(run_ok("predict", *fsdd_clips, "--checkpoint", out, "--json").stdout)
     assert by_folder == by_run
