@@ -53,3 +53,21 @@ def test_an_accumulated_run_differs_from_its_micro_batch_alone(tmp_path):
     _, four, four_tensors = trained(tmp_path, "four", {}, batch_size=8, accumulate=4)
     assert (eight.per_epoch, four.per_epoch) == (14, 4)
     assert not all(torch.allclose(eight_tensors[k], four_tensors[k], atol=1e-5) for k in eight_tensors)
+
+
+def test_activation_checkpointing_is_set_on_the_model_and_steps_the_same(tmp_path):
+    from softmoa_cli.engine.data.splits import plan_splits
+    from softmoa_cli.engine.models.ast import AST
+    from softmoa_cli.engine.train.backbone import resolve_backbone
+    from softmoa_cli.engine.train.distributed import World
+    from softmoa_cli.engine.train.loop import FoldJob, FoldTrainer
+
+    table, losses = toy_table(), []
+    for on in (False, True):
+        config = toy_config("soft", activation_checkpointing=on)
+        split, = plan_splits(table, config.data)
+        backbone = resolve_backbone(config.model, table.feature_config, config.training.seed)
+        tr = FoldTrainer(FoldJob(config, table, split, backbone.pretrained, "random", tmp_path / str(on), World()))
+        assert [m.activation_checkpointing for m in tr.model.modules() if isinstance(m, AST)] == [on]
+        losses.append(tr.train_step(split.train[:16], 0, 0)[0])
+    assert losses[1] == pytest.approx(losses[0], rel=1e-6)
