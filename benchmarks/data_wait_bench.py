@@ -49,10 +49,10 @@ class Clock(Callback):
             raise Enough
 
     @property
-    def share(self) -> tuple[float, float]:
-        """(data wait / wall time, wall time per step) over the steps after the first."""
+    def per_step(self) -> tuple[float, float]:
+        """(wall time, data wait) per step, seconds, over the steps after the first."""
         (t0, w0), (t1, w1) = self.marks[0], self.marks[-1]
-        return (w1 - w0) / (t1 - t0), (t1 - t0) / (len(self.marks) - 1)
+        return (t1 - t0) / (len(self.marks) - 1), (w1 - w0) / (len(self.marks) - 1)
 
 
 def esc50_shaped(folder: Path, classes: int = 50, per_class: int = 8, seconds: float = 5.0) -> Path:
@@ -69,7 +69,7 @@ def esc50_shaped(folder: Path, classes: int = 50, per_class: int = 8, seconds: f
 
 
 def measure(table, data: dict, workers: int, steps: int, threads: int) -> tuple[float, float]:
-    """(data-wait share, seconds per step) of a run of the fsdd-cpu preset's model on ``table``."""
+    """(seconds, data wait) per step of a run of the fsdd-cpu preset's model on ``table``."""
     raw = read_preset(ROOT / "presets" / "fsdd-cpu.yaml")
     raw["data"] = data
     config = build_config(raw, {"model.checkpoint": "random", "training.workers": workers,
@@ -80,7 +80,7 @@ def measure(table, data: dict, workers: int, steps: int, threads: int) -> tuple[
             finetune(config, Path(run) / "run", clock, table)
         except Enough:
             pass
-    return clock.share
+    return clock.per_step
 
 
 def main() -> None:
@@ -98,10 +98,11 @@ def main() -> None:
                  {"dataset": "esc50-shaped", "max_length": 512, "spec_augment": {"freq_mask": 24, "time_mask": 80}})]
         for name, table, data in sets:
             for workers in args.workers:
-                share, per_step = measure(table, data, workers, args.steps, args.threads)
-                rows.append(f"| {name} | {workers} | {per_step:.3f} | {100 * share:.1f}% |")
+                step, wait = measure(table, data, workers, args.steps, args.threads)
+                rows.append(f"| {name} | {workers} | {step:.2f} | {1000 * wait:.1f} | {100 * wait / step:.2f}% |")
     print(f"load average at the end: {os.getloadavg()[0]:.1f}")
-    print("| data | --workers | seconds / step | data wait / step time |\n|---|---:|---:|---:|")
+    print("| data | --workers | seconds / step | data wait, ms / step | data wait / step time |\n"
+          "|---|---:|---:|---:|---:|")
     print("\n".join(rows))
 
 
