@@ -27,7 +27,7 @@ def write_onnx(source: RunModel, model: AST, folder: Path) -> float:
     _onnxruntime()  # the exporter's and the check's packages, before the work
     inputs = check_inputs(source.features)
     try:
-        export_graph(model, inputs[-1], folder / MODEL_FILE)
+        export_graph(model, folder / MODEL_FILE)
     except Exception as error:
         reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
         raise SoftmoaError(f"{source.run}: torch.onnx cannot export this {source.method.name} model ({reason}); "
@@ -39,9 +39,11 @@ def write_onnx(source: RunModel, model: AST, folder: Path) -> float:
     return difference
 
 
-def export_graph(model: AST, example: torch.Tensor, path: Path) -> None:
-    """Write ``model`` as one ONNX file (weights inside): input ``features`` like ``example``
-    ``[batch, frames, mel_bins]`` with the batch dynamic, output ``logits [batch, classes]``."""
+def export_graph(model: AST, path: Path) -> None:
+    """Write ``model`` as one ONNX file (weights inside): input ``features [batch, max_length,
+    mel_bins]`` with the batch dynamic, output ``logits [batch, classes]``. Traced on a batch of
+    two: torch.export fixes an axis it sees at size 1."""
+    example = torch.zeros(2, model.config.max_length, model.config.num_mel_bins)
     batch = torch.export.Dim("batch", min=1)
     torch.onnx.export(model.eval(), (example,), str(path), input_names=[INPUT], output_names=[OUTPUT],
                       dynamic_shapes=({0: batch},), external_data=False, dynamo=True, verbose=False)
