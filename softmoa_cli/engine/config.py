@@ -113,8 +113,9 @@ class TrainingConfig(Section):
                                                  "and under DDP synchronised once, at the last micro-batch")
     warmup: float = Field(0, ge=0, description="linear warm-up from 0 before the cosine decay: optimiser steps (1 or "
                                                "more, whole), or a fraction of all optimiser steps (below 1, e.g. 0.1)")
-    patience: int | None = Field(None, ge=1, description="early stopping: stop after this many epochs without a better "
-                                                         "validation score (the best epoch is still tested); unset: off")
+    patience: int | None = Field(None, ge=1, description="early stopping: stop after this many epochs without a "
+                                                         "better validation score (the best epoch is still tested); "
+                                                         "unset: off")
     max_steps: int | None = Field(None, ge=1, description="train exactly this many optimiser steps, overriding epochs "
                                                           "(the last epoch may be partial); the schedule spans them")
     workers: int = Field(0, ge=0, description="processes assembling training batches from the memory-mapped cache "

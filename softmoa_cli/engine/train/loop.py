@@ -241,7 +241,8 @@ class FoldTrainer:
         order = epoch_order(len(train), t.seed, self.fold, epoch, self.sample_weights)
         steps = self._epoch_steps(epoch)
         plan = [train[order[step * self.effective:(step + 1) * self.effective]] for step in range(steps)]
-        reads = [Read(plan[step], step_seed(t.seed, self.fold, epoch, step, 3)) for step in range(self.state.step, steps)]
+        reads = [Read(plan[step], step_seed(t.seed, self.fold, epoch, step, 3))  # crops seeded as in ``_read``
+                 for step in range(self.state.step, steps)]
         self.stream = batches(self.table, reads, t.workers, pin=self.world.device.type == "cuda")
         try:
             for step in range(self.state.step, steps):
