@@ -296,20 +296,23 @@ def generate(
     per_class: int = 60,
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    classes: dict[str, Event] | None = None,
 ) -> Path:
     """Write ``per_class`` clips of every class of ``task`` and their manifest under ``root/task``.
 
-    Files already holding the right bytes are left untouched. ``progress(done, total)`` is
-    called after each clip. Returns the path of ``manifest.csv``.
+    ``classes``: the task's events (default ``CLASSES[task]``). Files already holding the right
+    bytes are left untouched. ``progress(done, total)`` is called after each clip. Returns the
+    path of ``manifest.csv``.
     """
-    if task not in CLASSES:
+    if classes is None and task not in CLASSES:
         raise SoftmoaError(f"unknown synth task {task!r}; choose one of {', '.join(CLASSES)}")
+    classes = CLASSES[task] if classes is None else classes
     if per_class < 3:
         raise SoftmoaError(f"synth needs at least 3 clips per class for train/valid/test, got {per_class}")
     folder = Path(root) / task
-    total = len(CLASSES[task]) * per_class
+    total = len(classes) * per_class
     rows = []
-    for label, event in CLASSES[task].items():
+    for label, event in classes.items():
         for index in range(per_class):
             relative = f"audio/{label}/{label}_{index}.wav"
             _write_if_changed(folder / relative, _wav_bytes(synthesize(event, clip_rng(seed, label, index))))

@@ -139,9 +139,16 @@ class AST(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Features ``[b, frames, mel_bins]`` -> normalised tokens ``[b, 2 + patches, d]``."""
-        b = x.shape[0]
+        return self.forward_patches(self.embed_patches(x))
+
+    def embed_patches(self, x: torch.Tensor) -> torch.Tensor:
+        """Features ``[b, frames, mel_bins]`` -> patch embeddings ``[b, freq * time, d]``, frequency-major."""
         patches = self.patch_embed(x.transpose(1, 2).unsqueeze(1))  # [b, d, freq, time]
-        patches = patches.flatten(2).transpose(1, 2)  # [b, freq * time, d], frequency-major
+        return patches.flatten(2).transpose(1, 2)
+
+    def forward_patches(self, patches: torch.Tensor) -> torch.Tensor:
+        """Patch embeddings ``[b, patches, d]`` -> normalised tokens ``[b, 2 + patches, d]``."""
+        b = patches.shape[0]
         special = torch.cat([self.cls_token, self.dist_token], dim=1).expand(b, -1, -1)  # [b, 2, d]
         x = torch.cat([special, patches], dim=1) + self.pos_embed
         recompute = self.activation_checkpointing and self.training and torch.is_grad_enabled()
