@@ -131,7 +131,7 @@ def test_the_multilabel_task_on_single_label_data(tmp_path):
     run, metrics = finetune(toy_config("soft", epochs=1), tmp_path / "single", table=table)
     assert metrics["task"] == "singlelabel" and adapter_task(run) == (False, None)
     assert (run / "log.csv").read_text().splitlines()[0] == \
-        "fold,epoch,train_loss,train_accuracy,valid_loss,valid_accuracy,lr,seconds"
+        "fold,epoch,train_loss,train_accuracy,valid_loss,valid_accuracy,lr,seconds,data_wait"
     report = evaluate_run(run, "test", table=table)
     assert report["task"] == "singlelabel" and set(report["folds"][0]) == {"fold", "accuracy", "macro_f1", "loss",
                                                                            "clips"}
