@@ -75,7 +75,7 @@ class EpochLines(Callback):
         wait = record.get("data_wait", 0.0)
         share = f" ({wait / record['seconds']:.0%})" if record["seconds"] > 0 else ""
         plain(f"  {self.where}epoch {record['epoch']}/{self.epochs} · train loss {record['train_loss']:.4f} "
-              f"{scores} · lr {record['lr']:.2e}{rate} · data wait {wait:.1f} s{share} · "
+              f"{scores} · lr {record['lr']:.2e}{rate} · data wait {wait:.2f} s{share} · "
               f"elapsed {duration(time.perf_counter() - self.started)}")
 
     def fold_end(self, fold, result):
