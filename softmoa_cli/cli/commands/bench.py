@@ -52,7 +52,7 @@ def bench(
     Examples:
       softmoa bench --threads 2 --repeats 5 --json bench.json
       softmoa bench --methods adapter,lora:rank=8 --compare-transformers
-      softmoa bench --methods soft --reference soft --frames 1024 --activation-checkpointing
+      softmoa bench --methods soft --reference soft --activation-checkpointing
     """
     from rich.progress import Progress
 
