@@ -1,5 +1,5 @@
-"""The offline default: `softmoa finetune` alone builds the embedded data and backbone, trains
-Soft-MoA and a single adapter, and the run predicts on any WAV file."""
+"""The offline default: `softmoa finetune` alone builds the embedded data, trains Soft-MoA and
+a single adapter on the shipped embedded backbone, and the run predicts on any WAV file."""
 
 from __future__ import annotations
 
@@ -11,27 +11,23 @@ from typer.testing import CliRunner
 
 from softmoa_cli.cli.app import build_app
 from softmoa_cli.engine.data import synth_sets as embedded
-from softmoa_cli.engine.train import embedded_backbone as backbone
-
-SMALL_RECIPE = backbone.RECIPE | {"training": backbone.RECIPE["training"] | {"epochs": 12}}
 
 
 @pytest.fixture
 def small_default(tmp_path, monkeypatch):
-    """The default job at a reduced size: fewer clips per class and a shorter pretraining."""
+    """The default job at a reduced size: 60 clips per class instead of 100."""
     monkeypatch.setenv("SOFTMOA_HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(embedded, "PER_CLASS", {"downstream": 60, "upstream": 100})
-    monkeypatch.setattr(backbone, "RECIPE", SMALL_RECIPE)
+    monkeypatch.setattr(embedded, "PER_CLASS", embedded.PER_CLASS | {"downstream": 60})
     return tmp_path
 
 
 @pytest.mark.slow
-def test_default_finetune_trains_both_methods_well_above_chance_and_reuses_the_backbone(small_default, fsdd_clips):
+def test_default_finetune_trains_both_methods_well_above_chance_on_the_shipped_backbone(small_default, fsdd_clips):
     tmp_path = small_default
     app = build_app()
     first = CliRunner().invoke(app, ["finetune", "--out", str(tmp_path / "runs")])
     assert first.exit_code == 0, first.output
-    assert "pretraining the embedded backbone" in first.stderr
+    assert "pretrain" not in first.output and "embedded AST pretrained on synth-speech" in first.stderr
     assert "AudioSet AST" not in first.stderr  # the preset asks for the embedded backbone by name
     results = {}
     for method in ("adapter", "soft"):
@@ -39,17 +35,9 @@ def test_default_finetune_trains_both_methods_well_above_chance_and_reuses_the_b
         results[method] = metrics["folds"]["all"]["test"]["accuracy"]
         assert metrics["method"] == method and metrics["dataset"] == "synth"
     assert "Soft-MoA against a single adapter" in first.stdout
-    # chance: 1/12. Measured at this reduced size: soft 0.40 / adapter 0.24, and on a loaded machine
-    # (other thread timings, so other float sums in the 12-epoch pretraining) soft 0.25 / adapter 0.31:
-    # the reduced backbone is weak and its runs vary, so the bar is "well above chance" for both.
-    assert results["soft"] >= 0.2 and results["adapter"] >= 0.18, results
-    saved = backbone.embedded_path(tmp_path / "home") / "model.safetensors"
-    stamp = saved.stat().st_mtime_ns
-
-    again = CliRunner().invoke(app, ["finetune", "--method", "soft", "--epochs", "1", "--out", str(tmp_path / "again")])
-    assert again.exit_code == 0, again.output
-    assert "pretraining the embedded backbone" not in again.stderr
-    assert saved.stat().st_mtime_ns == stamp
+    # chance: 1/12.
+    assert results["soft"] >= 0.3 and results["adapter"] >= 0.3, results
+    assert not (tmp_path / "home" / "checkpoints").exists()  # nothing pretrained or installed
 
     clip = tmp_path / "clip.wav"
     shutil.copy(fsdd_clips[0], clip)

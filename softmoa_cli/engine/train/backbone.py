@@ -18,6 +18,7 @@ from ..data.features import FeatureConfig
 from ..errors import SoftmoaError
 from ..hub import cached_hub_id
 from ..models.ast import AST, ASTConfig
+from ..models.shipped import EMBEDDED, embedded_backbone
 from ..models.pretrained import AUDIOSET_HUB_ID, OWN_CONFIG, Pretrained, load_pretrained, save_model
 from .rundir import RUN_FILE, checkpoint_path, load_backbone
 
@@ -66,13 +67,13 @@ def resolve_backbone(model: ModelConfig, features: FeatureConfig, seed: int, cal
         return Backbone(pretrained, AUDIOSET_HUB_ID, f"backbone: {AUDIOSET_HUB_ID} from the local cache")
     if checkpoint == "random":
         return _random_backbone(model, run_dir, features, seed)
-    from .embedded_backbone import describe, embedded_backbone
+    from .embedded_backbone import describe
 
-    path = embedded_backbone(callback=callback)
+    path = embedded_backbone()
     why = "" if checkpoint == "embedded" else (
         f"; the AudioSet AST ({AUDIOSET_HUB_ID}) is not in the local Hugging Face cache: get it with "
         "`softmoa download ast-audioset` (online) or pass --checkpoint")
-    return Backbone(load_pretrained(path), str(path), f"backbone: {describe(path)}{why}")
+    return Backbone(load_pretrained(path), EMBEDDED, f"backbone: {describe(path)}{why}")
 
 
 def _random_backbone(model: ModelConfig, run_dir: Path | None, features: FeatureConfig, seed: int) -> Backbone:
@@ -111,7 +112,7 @@ def backbone_dim(model: ModelConfig) -> int:
     if model.checkpoint == "random":
         return model.random.dim if model.random else AUDIOSET_DIM
     if model.checkpoint == "embedded" or (model.checkpoint is None and cached_audioset() is None):
-        return RECIPE["model"]["random"]["dim"]
+        return RECIPE["ast"]["dim"]
     if model.checkpoint is None:
         return AUDIOSET_DIM
     return _checkpoint_dim(model.checkpoint)

@@ -1,11 +1,12 @@
-"""The embedded backbone: a small AST the tool pretrains itself, offline, on first use.
+"""The embedded backbone: a small AST the tool pretrains itself, shipped in the package.
 
-Full training on the ``synth-upstream`` task (12 procedural sound classes, none shared with
-the downstream ``synth`` task), through the ordinary fine-tuning machinery, so it resumes
-if interrupted. The result is saved once, in this tool's model format, under
-``$SOFTMOA_HOME/checkpoints/<EMBEDDED_NAME>/`` and reused afterwards. A user pretrains a
-backbone on their own data the same way: ``finetune --method full`` and then
-``--checkpoint RUN_DIR``.
+``softmoa pretrain-embedded`` makes it: masked spectrogram modelling (``masked_pretraining.py``)
+on two procedural sets, ``synth-speech`` (pseudo-words said by many synthetic voices) and
+``synth-upstream`` (sound events), generated on first use. Its quality is recorded as the
+test accuracy of a linear probe on the pseudo-words (``probe.py``) beside the final masked
+loss. The package ships the result (``models/shipped.py``), checked against its record at
+every use, so offline runs never pretrain and never use a damaged file. A user pretrains a
+backbone on their own data with ``finetune --method full`` and then ``--checkpoint RUN_DIR``.
 """
 
 from __future__ import annotations
@@ -14,65 +15,70 @@ import json
 import shutil
 from pathlib import Path
 
-from ..config import build_config
-from ..fsutil import file_lock
-from ..data.paths import checkpoints_dir
-from ..models.pretrained import OWN_CONFIG, Pretrained, save_model
-from .rundir import load_run
+import torch
+
+from ..config import DataConfig
+from ..data.cache import open_dataset
+from ..fsutil import atomic_write_json
+from ..models.ast import AST, ASTConfig
+from ..models.pretrained import OWN_CONFIG, OWN_WEIGHTS, Pretrained, save_model
+from ..models.shipped import RECORD, file_sha256
+from .masked_pretraining import Masking, MaskedRecipe, pretrain_masked
+from .probe import linear_probe_accuracy
 from .progress import Callback
 
-EMBEDDED_NAME = "synth-ast-v1"
+EMBEDDED_NAME = "synth-speech-ast-v2"
 RECIPE = {
-    # A 4-block AST of width 128 with non-overlapping 16x16 patches (50 tokens per second of
-    # audio): small enough to pretrain in about two minutes on 2 CPU cores.
-    "data": {"dataset": "synth-upstream", "max_length": 100},
-    "model": {"checkpoint": "random",
-              "random": {"dim": 128, "depth": 4, "heads": 4, "mlp_dim": 512, "fstride": 16, "tstride": 16}},
-    "method": {"name": "full"},
-    "training": {"epochs": 24, "batch_size": 32, "lr": 3e-3, "weight_decay": 0.05, "seed": 0},
+    "upstream": ["synth-speech", "synth-upstream"],  # the first also scores the linear probe
+    "max_length": 100,
+    # A 4-block AST of width 128 with 16x16 patches overlapping at stride 10: 12 x 9 = 108
+    # tokens per second of audio.
+    "ast": {"dim": 128, "depth": 4, "heads": 4, "mlp_dim": 512, "fstride": 10, "tstride": 10},
+    "masked": {"epochs": 8, "batch_size": 32, "lr": 1e-3, "weight_decay": 0.05, "warmup_epochs": 1, "seed": 0,
+               "time_span": 3, "freq_span": 3},
 }
 
 
-def embedded_path(home: Path | None = None) -> Path:
-    return checkpoints_dir(home) / EMBEDDED_NAME
-
-
-def embedded_backbone(home: Path | None = None, callback: Callback | None = None, recipe: dict | None = None) -> Path:
-    """The embedded backbone's folder, pretraining it first if it is not there yet.
-
-    Pretraining writes its run to ``.<name>.run/`` beside the final folder (an interrupted
-    pretraining resumes), then publishes the model by renaming a finished copy into place.
-    """
-    final = embedded_path(home)
-    if (final / OWN_CONFIG).is_file():
-        return final
-    callback = callback or Callback()
+def pretrain_embedded(out: Path, recipe: dict | None = None, callback: Callback | None = None,
+                      command: str | None = None) -> dict:
+    """Pretrain a backbone by ``recipe`` (default ``RECIPE``) and publish it in ``out``: a
+    softmoa model folder plus ``record.json``. The training state lives in ``.<out>.run/``
+    beside it until the end (an interrupted pretraining resumes). Returns the record."""
     recipe = recipe or RECIPE
-    with file_lock(final.with_name(f".{final.name}.lock"), callback.message):
-        if (final / OWN_CONFIG).is_file():  # built by another process while we waited
-            return final
-        callback.message(f"pretraining the embedded backbone on synth-upstream (once; saved to {final})")
-        from .run import finetune
-
-        # Alone: under torchrun only rank 0 gets here first (the others wait at a barrier), so
-        # the pretraining must not use the process group.
-        run_dir, metrics = finetune(build_config(recipe, source="embedded recipe"), final.with_name(f".{final.name}.run"),
-                                    callback, alone=True)
-        model, labels, _ = load_run(run_dir)
-        staging = final.with_name(f".{final.name}.staging")
-        shutil.rmtree(staging, ignore_errors=True)
-        extra = {"has_head": True, "pretrained_on": "synth-upstream",
-                 "upstream_test_accuracy": metrics["summary"]["accuracy_mean"], "recipe": recipe}
-        save_model(Pretrained(model, labels, False, EMBEDDED_NAME, extra), staging)
-        staging.replace(final)
-        shutil.rmtree(run_dir, ignore_errors=True)
-    return final
+    callback = callback or Callback()
+    out = Path(out).absolute()
+    run_dir = out.with_name(f".{out.name}.run")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tables = [open_dataset(DataConfig(dataset=name, max_length=recipe["max_length"]), callback.message)
+              for name in recipe["upstream"]]
+    masked = dict(recipe["masked"])
+    masking = Masking(masked.pop("time_span"), masked.pop("freq_span"))
+    torch.manual_seed(masked["seed"])
+    ast = AST(ASTConfig(**recipe["ast"], max_length=recipe["max_length"], num_classes=1, eps=1e-6))
+    ast, history = pretrain_masked(ast, tables, MaskedRecipe(**masked, masking=masking), run_dir, callback)
+    accuracy = linear_probe_accuracy(ast, tables[0])
+    extra = {"has_head": False, "pretrained_on": " + ".join(recipe["upstream"]), "upstream_test_accuracy": accuracy,
+             "masked_loss": history[-1]["loss"]}
+    staging = out.with_name(f".{out.name}.staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    save_model(Pretrained(ast, [], False, EMBEDDED_NAME, extra), staging)
+    record = {"name": EMBEDDED_NAME, "file": OWN_WEIGHTS, "sha256": file_sha256(staging / OWN_WEIGHTS),
+              "command": command or "pretrain_embedded() from Python", "seed": masked["seed"],
+              "upstream": recipe["upstream"], "upstream_test_accuracy": accuracy,
+              "upstream_classes": len(tables[0].label_names), "masked_loss": history[-1]["loss"],
+              "history": history, "recipe": recipe}
+    atomic_write_json(staging / RECORD, record)
+    shutil.rmtree(out, ignore_errors=True)
+    staging.replace(out)
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return record
 
 
 def describe(path: Path) -> str:
-    """One line about the embedded backbone: dims and upstream accuracy."""
+    """One line about the embedded backbone: dims and upstream probe accuracy."""
     meta = json.loads((path / OWN_CONFIG).read_text())
-    ast = meta["ast"]
-    accuracy = meta.get("extra", {}).get("upstream_test_accuracy")
-    upstream = f", {100 * accuracy:.1f}% on its upstream test set" if accuracy is not None else ""
-    return f"embedded AST pretrained on synth-upstream (dim {ast['dim']}, depth {ast['depth']}{upstream})"
+    ast, extra = meta["ast"], meta.get("extra", {})
+    accuracy = extra.get("upstream_test_accuracy")
+    probe = f", linear probe {100 * accuracy:.1f}% on its pseudo-words" if accuracy is not None else ""
+    return (f"embedded AST pretrained on {extra.get('pretrained_on', 'synthetic audio')} "
+            f"(dim {ast['dim']}, depth {ast['depth']}{probe})")

@@ -28,6 +28,7 @@ from ..hub import fetch_repo, is_hub_id, repo_has
 from ..data.features import FeatureConfig
 from ..models.ast import AST
 from ..models.pretrained import Pretrained, load_pretrained
+from ..models.shipped import EMBEDDED, embedded_backbone
 from ..petl.adapter_files import ADAPTER_WEIGHTS, backbone_reference, load_adapter
 from .metrics import mean_std
 
@@ -161,7 +162,9 @@ def output_folder(reference: str | Path) -> Path:
 def checkpoint_path(reference: str, base: Path | None = None) -> Path:
     """A checkpoint reference as a local path: relative to ``base`` when it is there, the hub id
     of a pushed run as its folder in the hub cache, anything else as given (a backbone's hub
-    id is left to ``load_pretrained``)."""
+    id is left to ``load_pretrained``); ``embedded``: the shipped backbone, checked."""
+    if reference == EMBEDDED:
+        return embedded_backbone()
     path = Path(reference).expanduser()
     if base is not None and not path.is_absolute() and (base / path).exists():
         return base / path
