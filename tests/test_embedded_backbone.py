@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
+from helpers import tiny_ast_config, toy_table
 from typer.testing import CliRunner
 
 from softmoa_cli.cli.app import build_app
@@ -15,7 +18,10 @@ from softmoa_cli.engine.data import synth, synth_sets, synth_speech
 from softmoa_cli.engine.errors import SoftmoaError
 from softmoa_cli.engine.models import shipped
 from softmoa_cli.engine.models.pretrained import OWN_WEIGHTS, load_pretrained
+from softmoa_cli.engine.models.ast import AST
 from softmoa_cli.engine.train import embedded_backbone as embedded
+from softmoa_cli.engine.train.masked_pretraining import (Masking, MaskedRecipe, draw_hidden, patch_targets,
+                                                          pretrain_masked)
 
 
 def test_shipped_backbone_matches_its_record_and_recipe():
@@ -81,3 +87,41 @@ def test_pretrain_embedded_makes_a_recorded_backbone_at_reduced_size(tmp_path, m
     assert load_pretrained(out).model.config.dim == 32
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # no run or staging folder left
     assert json.loads((out / shipped.RECORD).read_text()) == record
+
+
+def test_patch_targets_follow_the_order_of_the_patch_embedding():
+    """Target k of patch p is pixel k of the patch the convolution embeds as token p."""
+    ast = AST(tiny_ast_config(dim=256, max_length=48, num_mel_bins=32, fstride=10, tstride=10))
+    with torch.no_grad():  # embedding channel k reads pixel k of its patch
+        ast.patch_embed.weight.copy_(torch.eye(256).reshape(256, 1, 16, 16))
+        ast.patch_embed.bias.zero_()
+    x = torch.randn(2, 48, 32)
+    pixels = ast.embed_patches(x)  # [2, patches, 256]
+    normalised = (pixels - pixels.mean(-1, keepdim=True)) / (pixels.var(-1, keepdim=True) + 1e-6).sqrt()
+    assert torch.allclose(patch_targets(ast, x), normalised, atol=1e-5)
+
+
+def test_hidden_patches_are_a_band_of_rows_and_a_span_of_columns():
+    hidden = draw_hidden((12, 9), 64, Masking(time_span=3, freq_span=3), torch.Generator().manual_seed(0))
+    grid = hidden.reshape(64, 12, 9)
+    full_rows, full_columns = grid.all(2), grid.all(1)
+    assert (full_rows.sum(1) == 3).all() and (full_columns.sum(1) == 3).all()
+    assert torch.equal(grid, full_rows[:, :, None] | full_columns[:, None, :])  # nothing else hidden
+    assert len({tuple(r.nonzero().flatten().tolist()) for r in full_rows}) > 5  # positions vary
+
+
+def test_masked_pretraining_resumes_exactly_and_its_loss_falls(tmp_path):
+    table = toy_table(n=96)
+    config = tiny_ast_config(max_length=48, num_mel_bins=32, num_classes=1)
+    recipe = MaskedRecipe(epochs=3, batch_size=16, masking=Masking(time_span=2, freq_span=1))
+
+    def fresh() -> AST:
+        torch.manual_seed(0)
+        return AST(config)
+
+    straight, history = pretrain_masked(fresh(), [table], recipe, tmp_path / "straight")
+    pretrain_masked(fresh(), [table], replace(recipe, epochs=1), tmp_path / "resumed")
+    resumed, resumed_history = pretrain_masked(fresh(), [table], recipe, tmp_path / "resumed")
+    assert [e["loss"] for e in resumed_history] == [e["loss"] for e in history]
+    assert all(torch.equal(a, b) for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()))
+    assert history[-1]["loss"] < history[0]["loss"]

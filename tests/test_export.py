@@ -18,9 +18,8 @@ import torch
 
 from helpers import run, run_ok, table_lines, toy_config, toy_table
 from softmoa_cli.engine.data.audio import load_mono_16k
-from softmoa_cli.engine.data.features import FeatureConfig, log_mel, windows
+from softmoa_cli.engine.data.features import FeatureConfig, windows
 from softmoa_cli.engine.export import export_run
-from softmoa_cli.engine.export.sidecar import fbank_options
 from softmoa_cli.engine.models.pretrained import load_pretrained
 from softmoa_cli.engine.predict import predictor_for
 from softmoa_cli.engine.train import finetune, load_run
@@ -109,15 +108,6 @@ def test_the_readme_snippet_scores_a_wav_as_predict_does(toy_runs, fsdd_clips, t
     assert [label for label, _ in printed] == [p["label"] for p in predicted]
     for (_, score), p in zip(printed, predicted):
         assert abs(float(score) - p["score"]) <= 1e-5
-
-
-def test_the_jsons_fbank_options_are_the_features_fbank(fsdd_clips):
-    from torchaudio.compliance import kaldi
-
-    config = FeatureConfig(num_mel_bins=32, max_length=48)
-    wave = load_mono_16k(fsdd_clips[0])
-    assert torch.equal(kaldi.fbank(wave[None], **fbank_options(config.sample_rate, config.num_mel_bins)),
-                       log_mel(wave, config))
 
 
 def one_error_line(result) -> str:

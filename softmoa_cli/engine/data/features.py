@@ -27,21 +27,18 @@ class FeatureConfig:
     std: float = AUDIOSET_STD
 
 
+def fbank_options(config: FeatureConfig = FeatureConfig()) -> dict:
+    """The keyword arguments of ``torchaudio.compliance.kaldi.fbank`` (the AST recipe): 25 ms
+    Hanning windows every 10 ms, htk_compat, no energy, no dither."""
+    return {"sample_frequency": config.sample_rate, "num_mel_bins": config.num_mel_bins, "frame_length": 25.0,
+            "frame_shift": 10.0, "window_type": "hanning", "htk_compat": True, "use_energy": False, "dither": 0.0}
+
+
 def log_mel(wave: torch.Tensor, config: FeatureConfig = FeatureConfig()) -> torch.Tensor:
     """``wave [samples]`` mono at ``config.sample_rate`` -> log-mel ``[frames, mel_bins]``."""
     from torchaudio.compliance import kaldi
 
-    return kaldi.fbank(
-        wave.float().unsqueeze(0),
-        sample_frequency=config.sample_rate,
-        htk_compat=True,
-        window_type="hanning",
-        num_mel_bins=config.num_mel_bins,
-        use_energy=False,
-        dither=0.0,
-        frame_shift=10.0,
-        frame_length=25.0,
-    )
+    return kaldi.fbank(wave.float().unsqueeze(0), **fbank_options(config))
 
 
 def pad_or_cut(frames: torch.Tensor, max_length: int) -> torch.Tensor:

@@ -4,17 +4,10 @@ graph's input and its output into scores, without softmoa (see the README's "Exp
 from __future__ import annotations
 
 from ... import __version__
-from ..data.features import MIN_SAMPLES
+from ..data.features import MIN_SAMPLES, fbank_options
 from .source import RunModel
 
 SIDECAR = "model.json"
-
-
-def fbank_options(sample_rate: int, num_mel_bins: int) -> dict:
-    """The keyword arguments of ``torchaudio.compliance.kaldi.fbank`` that ``features.log_mel``
-    uses (the AST recipe): 25 ms Hanning windows every 10 ms, htk_compat, no energy, no dither."""
-    return {"sample_frequency": sample_rate, "num_mel_bins": num_mel_bins, "frame_length": 25.0,
-            "frame_shift": 10.0, "window_type": "hanning", "htk_compat": True, "use_energy": False, "dither": 0.0}
 
 
 def describe(source: RunModel, model_file: str, input_name: str, output_name: str, difference: float,
@@ -30,7 +23,7 @@ def describe(source: RunModel, model_file: str, input_name: str, output_name: st
             "sample_rate": f.sample_rate,
             "audio": "channels averaged to mono, resampled with torchaudio.functional.resample to sample_rate",
             "min_samples": MIN_SAMPLES,
-            "fbank": fbank_options(f.sample_rate, f.num_mel_bins),
+            "fbank": fbank_options(f),
             "mean": f.mean, "std": f.std,
             "normalize": "(fbank - mean) / (2 * std), after the window's zero-padding",
             "precision": "float16",

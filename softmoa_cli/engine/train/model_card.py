@@ -18,6 +18,7 @@ from ..accounting import cost
 from ..fsutil import atomic_write_text
 from ..hub import is_hub_id
 from ..petl.adapter_files import ADAPTER_CONFIG, ADAPTER_WEIGHTS
+from ..models.shipped import EMBEDDED
 from .backbone import RANDOM_DIR
 from .rundir import (CARD_FILE, CONFIG_FILE, LOG_FILE, METRICS_FILE, RUN_FILE, SUMMARY_METRICS, fold_directory,
                      load_run, read_run, read_run_config, resolve_run)
@@ -119,6 +120,8 @@ class _Card:
             return f"a randomly initialised {dims}, saved in `{RANDOM_DIR}/` beside the adapter (it travels with it)"
         if is_hub_id(reference):
             return f"[{reference}](https://huggingface.co/{reference}) ({dims}; loaded through the Hugging Face cache)"
+        if reference == EMBEDDED:
+            return f"softmoa's embedded backbone ({dims}), shipped in the package: it loads on any installation"
         return (f"`{reference}` ({dims}), a local folder of the machine that trained it: whoever loads this run "
                 "needs that backbone at the same path")
 

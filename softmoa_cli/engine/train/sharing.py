@@ -15,6 +15,7 @@ from ..errors import SoftmoaError
 from ..fsutil import atomic_write_text
 from ..hub import is_hub_id, upload
 from ..petl.adapter_files import ADAPTER_CONFIG, ADAPTER_WEIGHTS
+from ..models.shipped import EMBEDDED
 from .backbone import RANDOM_DIR
 from .model_card import model_card
 from .rundir import CARD_FILE, CONFIG_FILE, LOG_FILE, METRICS_FILE, RUN_FILE, read_run, resolve_run
@@ -51,7 +52,7 @@ def stage_run(run_dir: str | Path, out: Path, repo_id: str,
         raise SoftmoaError(f"{out}: not an empty folder; give a new or empty folder to stage the run in")
     folder, names = resolve_run(run_dir), shared_files(run_dir)
     backbone = read_run(run_dir)["backbone"]
-    if backbone != RANDOM_DIR and not is_hub_id(backbone):
+    if backbone not in (RANDOM_DIR, EMBEDDED) and not is_hub_id(backbone):
         message(f"the backbone is a local folder ({backbone}): whoever loads {repo_id} needs it at that path, as "
                 "its model card says")
     card = model_card(run_dir, repo_id)
