@@ -9,7 +9,8 @@ import math
 import pytest
 from helpers import Kill, _comparable, toy_config, toy_table
 
-from softmoa_cli.engine.config import ConfigError, build_config
+from softmoa_cli.engine.config import build_config
+from softmoa_cli.engine.errors import SoftmoaError
 from softmoa_cli.engine.train import Callback, finetune
 from softmoa_cli.engine.train.optim import lr_factor
 
@@ -104,5 +105,5 @@ def test_an_early_stop_survives_a_kill_and_resume(tmp_path, at):
 
 
 def test_warmup_of_fractional_steps_above_one_is_refused():
-    with pytest.raises(ConfigError, match="whole optimiser steps"):
+    with pytest.raises(SoftmoaError, match="whole optimiser steps"):  # ConfigError (reloaded by test_method_plugin)
         build_config({"data": {"dataset": "toy"}, "training": {"warmup": 2.5}})
