@@ -30,7 +30,7 @@ training: {epochs: 1, batch_size: 16, seed: 0}
 @pytest.fixture
 def tiny(tmp_path, monkeypatch):
     monkeypatch.setenv("SOFTMOA_HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(embedded, "PER_CLASS", {"downstream": 20, "upstream": 20})
+    monkeypatch.setattr(embedded, "PER_CLASS", embedded.PER_CLASS | {"downstream": 20})
     (tmp_path / "tiny.yaml").write_text(TINY_PRESET)
     return tmp_path
 
