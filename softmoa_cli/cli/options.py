@@ -54,30 +54,31 @@ Epochs = Annotated[int | None, typer.Option(metavar="N", help="Passes over the t
 BatchSize = Annotated[int | None, typer.Option(metavar="N", help="Clips through the model at once, over all DDP "
                                                 "processes together; with --accumulate, one micro-batch (default: the "
                                                 "preset's, else 32).", rich_help_panel=TRAINING)]
-Accumulate = Annotated[int | None, typer.Option(
-    metavar="N", show_default=False, rich_help_panel=TRAINING,
-    help="Gradient accumulation: N micro-batches of --batch-size per optimiser step, so the effective batch is "
+
+
+def _training(metavar: str, help: str):
+    """An optional training flag in the Training panel; its help says the default."""
+    return typer.Option(metavar=metavar, show_default=False, rich_help_panel=TRAINING, help=help)
+
+
+Accumulate = Annotated[int | None, _training(
+    "N", "Gradient accumulation: N micro-batches of --batch-size per optimiser step, so the effective batch is "
          "batch size x N at the memory of one micro-batch; the schedule counts optimiser steps (default 1).")]
-Warmup = Annotated[float | None, typer.Option(
-    metavar="STEPS", show_default=False, rich_help_panel=TRAINING,
-    help="Linear warm-up from 0 before the cosine decay: optimiser steps (1 or more), or a fraction of all of "
-         "them below 1, e.g. 0.1 (default 0).")]
-Patience = Annotated[int | None, typer.Option(
-    metavar="N", show_default=False, rich_help_panel=TRAINING,
-    help="Early stopping: stop after N epochs without a better validation score; the best epoch is still "
+Warmup = Annotated[float | None, _training(
+    "STEPS", "Linear warm-up from 0 before the cosine decay: optimiser steps (1 or more), or a fraction of all "
+             "of them below 1, e.g. 0.1 (default 0).")]
+Patience = Annotated[int | None, _training(
+    "N", "Early stopping: stop after N epochs without a better validation score; the best epoch is still "
          "tested (default: off).")]
-MaxSteps = Annotated[int | None, typer.Option(
-    metavar="N", show_default=False, rich_help_panel=TRAINING,
-    help="Train exactly N optimiser steps, overriding --epochs (the last epoch may be partial); the schedule "
+MaxSteps = Annotated[int | None, _training(
+    "N", "Train exactly N optimiser steps, overriding --epochs (the last epoch may be partial); the schedule "
          "spans them.")]
-Workers = Annotated[int | None, typer.Option(
-    metavar="N", show_default=False, rich_help_panel=TRAINING,
-    help="Processes assembling training batches from the feature cache ahead of the step (pinned memory on "
+Workers = Annotated[int | None, _training(
+    "N", "Processes assembling training batches from the feature cache ahead of the step (pinned memory on "
          "CUDA); 0: in the training process (default 0).")]
-Log = Annotated[list[str] | None, typer.Option(
-    metavar="NAME", show_default=False, rich_help_panel=TRAINING,
-    help="Also log to tensorboard (event files in the run folder) or mlflow (at its tracking URI); repeatable; "
-         "each needs the extra of its name. log.csv is always written.")]
+Log = Annotated[list[str] | None, _training(
+    "NAME", "Also log to tensorboard (event files in the run folder) or mlflow (at its tracking URI); "
+            "repeatable; each needs the extra of its name. log.csv is always written.")]
 ActivationCheckpointing = Annotated[bool | None, typer.Option(
     "--activation-checkpointing", metavar="", show_default=False,
     rich_help_panel=MEMORY,
