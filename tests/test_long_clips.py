@@ -130,3 +130,37 @@ def test_short_clips_read_as_before_and_draw_nothing(tmp_path):
     expected_x, expected_y = cache.batch(indices)
     assert torch.equal(x, expected_x) and torch.equal(y, expected_y)
     assert torch.equal(generator.get_state(), before)
+
+
+def test_a_runs_max_seconds_travels_to_predict_embed_and_both_exports(long_cache, tmp_path):
+    """A run trained on clips kept to their first 1.5 s scores only that much of a file wherever
+    its model goes: predict equals the run's own scoring of the cached clips, embed sees two
+    windows (not three), and both exports record the bound."""
+    import json
+
+    from softmoa_cli.engine.embed import Embedder
+    from softmoa_cli.engine.export import export_run
+    from softmoa_cli.engine.models.pretrained import load_pretrained
+    from softmoa_cli.engine.predict import predictor_for
+    from softmoa_cli.engine.train import load_run
+    from softmoa_cli.engine.train.distributed import World
+    from softmoa_cli.engine.train.evaluation import Precision, score_indices
+
+    root, home, _ = long_cache
+    table, _ = prepare_cache(root, max_length=L, home=home, max_seconds=1.5)
+    folder, _ = finetune(toy_config("soft", epochs=1, batch_size=4), tmp_path / "run", table=table)
+    model, _, features = load_run(folder)
+    assert features.max_seconds == 1.5
+    indices = np.arange(len(table))
+    expected = score_indices(model, table, indices, 8, World(), Precision("fp32", torch.device("cpu")))
+    predictor, _ = predictor_for(run=folder)
+    got = [result.scores for result in predictor.predict_files([root / path for path in table.paths], top_k=2)]
+    assert torch.allclose(torch.stack(got).double(), expected.probabilities, atol=1e-6)
+    wave = load_mono_16k(root / table.paths[0])  # 3 s
+    embedded = Embedder(model, features, torch.device("cpu")).embed(root / table.paths[0])
+    assert len(embedded.windows) == 2 and embedded.ends[-1] == pytest.approx(1.5)
+    assert torch.equal(predictor.scores(wave), predictor.scores(wave[:400 + 149 * 160]))
+    export_run(folder, "standalone", tmp_path / "standalone")
+    assert load_pretrained(tmp_path / "standalone").extra["features"]["max_seconds"] == 1.5
+    export_run(folder, "onnx", tmp_path / "onnx")
+    assert json.loads((tmp_path / "onnx" / "model.json").read_text())["features"]["max_seconds"] == 1.5

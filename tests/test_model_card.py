@@ -84,3 +84,20 @@ def test_a_run_from_the_command_line_records_that_command(tmp_path, monkeypatch)
     assert recorded == (f"softmoa finetune --dataset {tmp_path / 'mine'} --preset {preset} --method linear "
                         f"--max-length 20 --epochs 1 --batch-size 4 --out {tmp_path / 'run'}")
     assert f"```bash\n{recorded}\n```" in card_parts(tmp_path / "run")[1]
+
+
+def test_the_card_says_what_training_did_not_what_was_planned(tmp_path):
+    # --max-steps 5 of --epochs 10: 1 epoch (partial), 5 steps; not "10 epochs".
+    folder, _ = finetune(toy_config("adapter", epochs=10, max_steps=5), tmp_path / "steps", table=toy_table())
+    assert "Trained 1 epoch (max_steps 5), 5 optimiser steps at batch 16." in card_parts(folder)[1]
+    # A patience stop after 3 of 6 epochs (7 steps each): says so.
+    folder, metrics = finetune(toy_config("adapter", epochs=6, patience=2, lr=1e-12), tmp_path / "early",
+                               table=toy_table())
+    assert metrics["folds"]["all"]["test"]["stopped_early"]
+    assert ("Trained 3 epochs (6 epochs planned; early stopping (patience 2) ended it sooner), 21 optimiser steps "
+            "at batch 16.") in card_parts(folder)[1]
+    # --batch-size 4 --accumulate 4: the effective batch is 16.
+    folder, _ = finetune(toy_config("adapter", epochs=1, batch_size=4, accumulate=4), tmp_path / "accumulate",
+                         table=toy_table())
+    assert ("Trained 1 epoch (1 epoch planned), 7 optimiser steps at an effective batch of 16 clips (4 accumulated "
+            "micro-batches of 4).") in card_parts(folder)[1]

@@ -47,19 +47,21 @@ def test_each_steps_lr_follows_warmup_then_cosine(tmp_path, warmup, steps):
     finetune(toy_config("adapter", epochs=2, warmup=warmup), tmp_path / "run", rates, toy_table())
     total = 2 * 7  # 108 training clips at batch 16
     assert len(rates.lrs) == total
-    assert rates.lrs == pytest.approx([PEAK * lr_factor(s + 1, total, steps) for s in range(total)], abs=1e-12)
+    assert rates.lrs == pytest.approx([PEAK * lr_factor(s, total, steps) for s in range(total)], abs=1e-12)
     if steps:
-        assert rates.lrs[:steps] == pytest.approx([PEAK * (s + 1) / steps for s in range(steps)])
-    assert rates.lrs[-1] == pytest.approx(0.0, abs=1e-12)
+        assert rates.lrs[:steps] == pytest.approx([PEAK * s / steps for s in range(steps)])
+    # The last step's own rate: the cosine's last value before 0, not the 0 the schedule moves to after it.
+    assert rates.lrs[-1] == pytest.approx(PEAK * lr_factor(total - 1, total, steps)) and rates.lrs[-1] > 0
 
 
 def test_max_steps_overrides_epochs_and_the_schedule_spans_them(tmp_path):
     rates = Rates()
     _, metrics = finetune(toy_config("adapter", epochs=5, max_steps=10), tmp_path / "run", rates, toy_table())
     assert len(rates.lrs) == 10 and rates.epochs == [1, 2]  # 7 steps, then 3 of the second epoch
-    assert rates.lrs == pytest.approx([PEAK * lr_factor(s + 1, 10) for s in range(10)], abs=1e-12)
+    assert rates.lrs == pytest.approx([PEAK * lr_factor(s, 10) for s in range(10)], abs=1e-12)
     fold = metrics["folds"]["all"]
-    assert fold["epochs"][-1]["lr"] == pytest.approx(0.0, abs=1e-12) and fold["test"]["epochs_trained"] == 2
+    assert fold["epochs"][-1]["lr"] == pytest.approx(PEAK * lr_factor(9, 10)) and fold["test"]["epochs_trained"] == 2
+    assert [e["lr"] for e in fold["epochs"]] == pytest.approx([rates.lrs[6], rates.lrs[9]])  # each epoch's last step
     longer = Rates()
     finetune(toy_config("adapter", epochs=1, max_steps=16), tmp_path / "longer", longer, toy_table())
     assert len(longer.lrs) == 16 and longer.epochs == [1, 2, 3]  # more epochs than --epochs: max_steps wins

@@ -22,7 +22,7 @@ import torch
 
 from .data.audio import load_mono_16k
 from .data.custom import AUDIO
-from .data.features import MIN_SAMPLES, FeatureConfig, window_starts, windows
+from .data.features import FeatureConfig, frame_count, window_starts, windows
 from .errors import AudioError, SoftmoaError
 from .fsutil import atomic_write_bytes
 from .models.ast import AST
@@ -88,11 +88,6 @@ def block_tokens(model: AST, x: torch.Tensor, layer: int) -> torch.Tensor:
     return captured[0]
 
 
-def clip_frame_count(samples: int, config: FeatureConfig) -> int:
-    """Frames of 10 ms that ``data/features.clip_frames`` gives for a clip of ``samples``."""
-    return 1 + (max(samples, MIN_SAMPLES) - MIN_SAMPLES) // (config.sample_rate // 100)
-
-
 class Embedder:
     """A model and its features -> embeddings. ``layer`` None: the head's input; K (1..depth):
     block K's output tokens pooled alike. ``batch_size``: windows per forward pass."""
@@ -126,7 +121,7 @@ class Embedder:
         wave = load_mono_16k(path)
         inputs = windows(wave, self.features)
         vectors = self.window_embeddings(inputs)  # [w, d]
-        frames = clip_frame_count(wave.numel(), self.features)
+        frames = frame_count(wave.numel(), self.features)
         starts = window_starts(frames, self.features.max_length)
         assert len(starts) == len(vectors), (len(starts), len(vectors))
         ends = [min(start + self.features.max_length, frames) for start in starts]

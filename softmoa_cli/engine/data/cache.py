@@ -43,7 +43,7 @@ import numpy as np
 from ..errors import AudioError, SoftmoaError
 from ..fsutil import atomic_write_json, atomic_write_text, file_lock
 from .download import installed_root
-from .features import FeatureConfig, windows
+from .features import MAX_SECONDS, FeatureConfig, frame_count, windows
 from .paths import cache_dir
 from .registry import Clips, DatasetSpec, resolve
 from .shares import format_share
@@ -52,13 +52,12 @@ from .table import BAD, MAX_BAD, FeatureTable
 if TYPE_CHECKING:
     from ..config import DataConfig
 
-FORMAT = 3  # bump when the stored features change meaning (2: windows of long clips, float16 windows;
-# 3: the first max_seconds of a clip kept, its kept frames in the index)
+FORMAT = 4  # bump when the stored features change meaning (2: windows of long clips, float16 windows;
+# 3: the first max_seconds of a clip kept, its kept frames in the index; 4: max_seconds in the features)
 FEATURES = "features.f16"
 EXTRA = "extra.f16"
 INDEX = "index.json"
 ACCEPTED = "accepted.json"
-MAX_SECONDS = 600.0  # default --max-seconds: each clip is kept (and scored) up to its first 10 minutes
 
 Progress = Callable[[int, int], None]
 
@@ -93,50 +92,37 @@ def load_cache(folder: str | Path) -> FeatureTable:
 # --- features of one clip ----------------------------------------------------------------
 
 
-def kept_frames(max_seconds: float) -> int:
-    """How many frames of 10 ms of a clip the cache keeps: its first ``max_seconds`` (at least one)."""
-    return max(1, round(max_seconds * 100))
-
-
-def clip_windows_and_frames(path: Path, config: FeatureConfig,
-                            max_seconds: float = MAX_SECONDS) -> tuple[np.ndarray, int]:
-    """Windows of one audio file's first ``max_seconds`` by the window rule, float16
-    ``[windows, max_length, mel_bins]``, and the number of frames they cover; AudioError if
-    unusable. The audio is cut to the samples of the first ``kept_frames`` frames (the fbank
-    works frame by frame, so the kept frames are those of the whole clip)."""
+def clip_windows_and_frames(path: Path, config: FeatureConfig) -> tuple[np.ndarray, int]:
+    """Windows of one audio file by the window rule (``features.windows``: its first
+    ``config.max_seconds``), float16 ``[windows, max_length, mel_bins]``, and the number of frames
+    they cover; AudioError if unusable."""
     from .audio import load_mono_16k
-    from .features import MIN_SAMPLES
 
     wave = load_mono_16k(path, config.sample_rate)
-    hop = config.sample_rate // 100
-    keep = kept_frames(max_seconds)
-    wave = wave[:MIN_SAMPLES + (keep - 1) * hop]
-    frames = 1 + (max(wave.numel(), MIN_SAMPLES) - MIN_SAMPLES) // hop
-    return windows(wave, config).numpy(), frames
+    return windows(wave, config).numpy(), frame_count(wave.numel(), config)
 
 
-def clip_features(path: Path, config: FeatureConfig, max_seconds: float = MAX_SECONDS) -> np.ndarray:
+def clip_features(path: Path, config: FeatureConfig) -> np.ndarray:
     """Windows of one audio file by the window rule: float16 ``[windows, max_length, mel_bins]``;
     AudioError if unusable."""
-    return clip_windows_and_frames(path, config, max_seconds)[0]
+    return clip_windows_and_frames(path, config)[0]
 
 
 def _extra_path(features_path: str, start: int) -> Path:
     return Path(features_path).parent / "extra" / f"{start}.npy"
 
 
-def _compute_chunk(job: tuple[str, tuple[int, int, int], int, list[str], FeatureConfig, float]
-                   ) -> tuple[list, dict, dict]:
+def _compute_chunk(job: tuple[str, tuple[int, int, int], int, list[str], FeatureConfig]) -> tuple[list, dict, dict]:
     """Fill rows ``start..`` of the features file with the first window of the clips ``files``
     and save their further windows to ``extra/<start>.npy``; returns the bad clips as ``(row,
     reason)`` (their rows stay zero), ``{row: windows}`` and ``{row: kept frames}`` of the long
     clips. Runs in a worker process."""
-    features_path, shape, start, files, config, max_seconds = job
+    features_path, shape, start, files, config = job
     rows = np.memmap(features_path, dtype=np.float16, mode="r+", shape=shape)
     bad, counts, frames, extra = [], {}, {}, []
     for offset, file in enumerate(files):
         try:
-            clip, length = clip_windows_and_frames(Path(file), config, max_seconds)
+            clip, length = clip_windows_and_frames(Path(file), config)
         except AudioError as error:
             rows[start + offset] = 0
             bad.append((start + offset, error.reason))
@@ -190,11 +176,11 @@ def _digest(value: object) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:8]
 
 
-def settings_of(config: FeatureConfig, max_seconds: float = MAX_SECONDS) -> dict:
-    return {"format": FORMAT, "features": asdict(config), "max_seconds": float(max_seconds)}
+def settings_of(config: FeatureConfig) -> dict:
+    return {"format": FORMAT, "features": asdict(config)}
 
 
-def cache_key(root: Path, clips: Clips, config: FeatureConfig, max_seconds: float = MAX_SECONDS) -> str:
+def cache_key(root: Path, clips: Clips, config: FeatureConfig) -> str:
     """``L<max_length>-<settings hash>-<sources hash>`` (sources: each clip's metadata, size, mtime)."""
     sources = []
     for row, (path, split, fold) in enumerate(zip(clips.paths, clips.split.tolist(), clips.fold.tolist())):
@@ -204,15 +190,14 @@ def cache_key(root: Path, clips: Clips, config: FeatureConfig, max_seconds: floa
         except OSError:
             size, mtime = -1, 0
         sources.append((path, clips.label_text(row), split, fold, size, mtime))
-    return f"L{config.max_length}-{_digest(settings_of(config, max_seconds))}-{_digest(sources)}"
+    return f"L{config.max_length}-{_digest(settings_of(config))}-{_digest(sources)}"
 
 
 # --- building ----------------------------------------------------------------------------
 
 
 def _build(root: Path, clips: Clips, config: FeatureConfig, partial: Path, jobs: int, chunk: int,
-           progress: Progress | None, max_seconds: float = MAX_SECONDS
-           ) -> tuple[dict[int, str], dict[int, int], dict[int, int]]:
+           progress: Progress | None) -> tuple[dict[int, str], dict[int, int], dict[int, int]]:
     """Compute every clip's row in ``partial/features.f16``, resuming finished chunks; returns
     the bad clips ``{row: reason}``, the windows of the long clips ``{row: count}`` and their
     kept frames ``{row: frames}``."""
@@ -229,8 +214,8 @@ def _build(root: Path, clips: Clips, config: FeatureConfig, partial: Path, jobs:
     counts = {int(row): count for row, count in state["windows"].items()}
     frames = {int(row): count for row, count in state.get("frames", {}).items()}
     starts = [s for s in range(0, shape[0], chunk) if s // chunk not in done]
-    jobs_list = [(str(partial / FEATURES), shape, s, [str(root / p) for p in clips.paths[s:s + chunk]], config,
-                  max_seconds) for s in starts]
+    jobs_list = [(str(partial / FEATURES), shape, s, [str(root / p) for p in clips.paths[s:s + chunk]], config)
+                 for s in starts]
     finished = shape[0] - sum(len(job[3]) for job in jobs_list)
     if progress:
         progress(finished, shape[0])
@@ -266,8 +251,7 @@ def _build(root: Path, clips: Clips, config: FeatureConfig, partial: Path, jobs:
 
 
 def _publish(name: str, root: Path, clips: Clips, config: FeatureConfig, key: str, partial: Path,
-             bad: dict[int, str], counts: dict[int, int], final: Path, frames: dict[int, int] | None = None,
-             max_seconds: float = MAX_SECONDS) -> None:
+             bad: dict[int, str], counts: dict[int, int], final: Path, frames: dict[int, int] | None = None) -> None:
     """Drop the bad rows, gather the long clips' further windows into ``extra.f16``, write the
     index and the report, and rename ``partial`` to ``final``.
 
@@ -293,7 +277,7 @@ def _publish(name: str, root: Path, clips: Clips, config: FeatureConfig, key: st
     report = [(clips.paths[i], reason) for i, reason in sorted(bad.items())]
     atomic_write_text(partial / BAD, "path\treason\n" + "".join(f"{p}\t{r}\n" for p, r in report))
     atomic_write_json(partial / INDEX, {
-        "format": FORMAT, "name": name, "key": key, "root": str(root), "settings": settings_of(config, max_seconds),
+        "format": FORMAT, "name": name, "key": key, "root": str(root), "settings": settings_of(config),
         "label_names": clips.label_names, "listed": len(clips.paths), "bad": report,
         "multi_label": clips.multi_label, "paths": [clips.paths[i] for i in keep],
         "labels": [np.flatnonzero(row).tolist() for row in clips.labels[keep]] if clips.multi_label
@@ -375,30 +359,30 @@ def prepare_cache(name_or_path: str | Path, *, max_length: int | None = None, jo
     clips = spec.scan(root)
     if not clips.paths:
         raise SoftmoaError(f"{spec.name}: no clips listed in {root}")
-    config = feature_config(spec, root, clips, max_length, message)
-    key = cache_key(root, clips, config, max_seconds)
+    config = feature_config(spec, root, clips, max_length, message, max_seconds)
+    key = cache_key(root, clips, config)
     folder = cache_dir(spec.name, home)
     final, built = folder / key, False
     with file_lock(folder / f".{key}.lock", message):
         if not (final / INDEX).is_file():
             partial = folder / f".{key}.partial"
-            bad, counts, frames = _build(root, clips, config, partial, jobs, chunk, progress, max_seconds)
+            bad, counts, frames = _build(root, clips, config, partial, jobs, chunk, progress)
             if clips.multi_label:  # a clip without a label set cannot be learned from or scored
                 bad |= {int(row): "no labels: give it at least one label in the labels column, or remove it"
                         for row in np.flatnonzero(clips.labels.sum(axis=1) == 0)}
-            _publish(spec.name, root, clips, config, key, partial, bad, counts, final, frames, max_seconds)
+            _publish(spec.name, root, clips, config, key, partial, bad, counts, final, frames)
             built = True
     return load_cache(final), built
 
 
 def feature_config(spec: DatasetSpec, root: Path, clips: Clips, max_length: int | None,
-                   message: Callable[[str], None]) -> FeatureConfig:
+                   message: Callable[[str], None], max_seconds: float = MAX_SECONDS) -> FeatureConfig:
     """The features of a data set: ``max_length`` if given, else the data set's; users' data
     without one gets it derived from the clip durations and said aloud, and is warned when
     most clips are heavily padded or cut."""
     chosen = max_length or spec.max_length
     if chosen is not None and spec.location is None:
-        return FeatureConfig(max_length=chosen)  # a registered data set: its recipe's length
+        return FeatureConfig(max_length=chosen, max_seconds=max_seconds)  # a registered data set: its recipe's length
     from .audio import clip_seconds
     from .features import LONGEST, choose_max_length, frames_of, length_warning
 
@@ -414,13 +398,12 @@ def feature_config(spec: DatasetSpec, root: Path, clips: Clips, max_length: int 
     warning = length_warning(frames, chosen)
     if warning:
         message(f"{spec.name}: {warning}")
-    return FeatureConfig(max_length=chosen)
+    return FeatureConfig(max_length=chosen, max_seconds=max_seconds)
 
 
-def find_cache(name: str, config: FeatureConfig, home: Path | None = None,
-               max_seconds: float = MAX_SECONDS) -> Path | None:
+def find_cache(name: str, config: FeatureConfig, home: Path | None = None) -> Path | None:
     """The newest published cache of ``name`` with these settings, whatever its sources."""
-    prefix = f"L{config.max_length}-{_digest(settings_of(config, max_seconds))}-"
+    prefix = f"L{config.max_length}-{_digest(settings_of(config))}-"
     folder = cache_dir(name, home)
     found = [p for p in folder.glob(prefix + "*") if (p / INDEX).is_file()] if folder.is_dir() else []
     return max(found, key=lambda p: (p / INDEX).stat().st_mtime, default=None)
@@ -441,8 +424,8 @@ def open_cache(name_or_path: str | Path, max_length: int | None = None, prepare:
     try:
         root = _root_of(spec, None, home)
     except SoftmoaError:
-        config = FeatureConfig(max_length=max_length or spec.max_length)
-        fallback = None if spec.location is not None else find_cache(spec.name, config, home, max_seconds)
+        config = FeatureConfig(max_length=max_length or spec.max_length, max_seconds=max_seconds)
+        fallback = None if spec.location is not None else find_cache(spec.name, config, home)
         if fallback is None:
             raise
         message(f"{spec.name}: audio not installed; using its feature cache {fallback}")
@@ -458,8 +441,8 @@ def open_cache(name_or_path: str | Path, max_length: int | None = None, prepare:
                         f"-> {cache.path}")
         else:
             clips = spec.scan(root)
-            config = feature_config(spec, root, clips, max_length, message)
-            found = cache_dir(spec.name, home) / cache_key(root, clips, config, max_seconds)
+            config = feature_config(spec, root, clips, max_length, message, max_seconds)
+            found = cache_dir(spec.name, home) / cache_key(root, clips, config)
             if not (found / INDEX).is_file():
                 raise SoftmoaError(f"{spec.name}: no feature cache for max_length {config.max_length}; "
                                    f"run: softmoa prepare {name_or_path} --max-length {config.max_length}")

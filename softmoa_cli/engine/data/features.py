@@ -16,15 +16,21 @@ AUDIOSET_MEAN = -4.2677393
 AUDIOSET_STD = 4.5689974
 
 
+MAX_SECONDS = 600.0  # each clip is kept (and scored) up to its first 10 minutes unless a run says otherwise
+
+
 @dataclass(frozen=True)
 class FeatureConfig:
-    """Feature settings; ``max_length`` in frames of 10 ms."""
+    """What a model scores: ``max_length``-frame windows (frames of 10 ms) of the log-mel of a
+    clip's first ``max_seconds``. A run stores these settings (``adapter.json``), so every
+    command that scores with it (evaluate, predict, embed, the exports) sees the same windows."""
 
     sample_rate: int = 16_000
     num_mel_bins: int = 128
     max_length: int = 1024
     mean: float = AUDIOSET_MEAN
     std: float = AUDIOSET_STD
+    max_seconds: float = MAX_SECONDS
 
 
 def fbank_options(config: FeatureConfig = FeatureConfig()) -> dict:
@@ -89,12 +95,27 @@ def length_warning(frames: np.ndarray, max_length: int) -> str | None:
     return None
 
 
+def kept_frames(config: FeatureConfig = FeatureConfig()) -> int:
+    """How many frames of 10 ms of a clip are kept: those of its first ``max_seconds`` (at least one)."""
+    return max(1, round(config.max_seconds * 100))
+
+
 def clip_frames(wave: torch.Tensor, config: FeatureConfig = FeatureConfig()) -> torch.Tensor:
-    """Log-mel of a whole clip, ``[frames, bins]``; a clip shorter than one frame (25 ms) is
-    zero-padded to one frame first, so every readable clip gives at least one frame."""
+    """Log-mel of a clip's first ``max_seconds``, ``[frames, bins]`` (at most ``kept_frames``).
+    The audio is cut to the samples of those frames first (the fbank works frame by frame, so
+    they are the frames of the whole clip); a clip shorter than one frame (25 ms) is
+    zero-padded to one frame, so every readable clip gives at least one frame."""
+    hop = config.sample_rate // 100
+    wave = wave[:MIN_SAMPLES + (kept_frames(config) - 1) * hop]
     if wave.numel() < MIN_SAMPLES:
         wave = torch.nn.functional.pad(wave, (0, MIN_SAMPLES - wave.numel()))
     return log_mel(wave, config)
+
+
+def frame_count(samples: int, config: FeatureConfig = FeatureConfig()) -> int:
+    """Frames ``clip_frames`` gives for a clip of ``samples`` samples, without computing them."""
+    whole = 1 + (max(samples, MIN_SAMPLES) - MIN_SAMPLES) // (config.sample_rate // 100)
+    return min(whole, kept_frames(config))
 
 
 def window_starts(frames: int, max_length: int) -> list[int]:
@@ -111,16 +132,15 @@ def window_starts(frames: int, max_length: int) -> list[int]:
     return starts + [frames - max_length]
 
 
-def windows(wave: torch.Tensor, config: FeatureConfig = FeatureConfig(), max_windows: int | None = None) -> torch.Tensor:
-    """Model inputs of a clip of any length by the window rule: ``[n_windows, max_length, bins]``.
+def windows(wave: torch.Tensor, config: FeatureConfig = FeatureConfig()) -> torch.Tensor:
+    """The one way a wave becomes what a model scores (the feature cache, predict, embed and
+    the exports' documented recipe): the window rule over ``clip_frames`` (the clip's first
+    ``max_seconds``), ``[n_windows, max_length, bins]``.
 
     Float16, the precision the feature cache stores, so a file scored by ``predict`` and the
-    same clip read from a cache give the model identical numbers. ``max_windows`` keeps only
-    the first windows (the rule applied to the clip's first ``max_windows * max_length`` frames).
+    same clip read from a cache give the model identical numbers.
     """
     frames = clip_frames(wave, config)
-    if max_windows is not None:
-        frames = frames[:max_windows * config.max_length]
     length = config.max_length
     chunks = [pad_or_cut(frames[start:start + length], length) for start in window_starts(frames.shape[0], length)]
     return normalize(torch.stack(chunks), config).half()

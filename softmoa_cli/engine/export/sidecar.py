@@ -29,7 +29,10 @@ def describe(source: RunModel, model_file: str, input_name: str, output_name: st
             "precision": "float16",
             "precision_meaning": "normalised windows are rounded to float16 (as the feature cache stores them), "
                                  "then fed as float32",
-            "max_length": f.max_length},
+            "max_length": f.max_length,
+            "max_seconds": f.max_seconds,
+            "max_seconds_meaning": "only a clip's first max_seconds are scored: its audio is cut to min_samples + "
+                                   "(round(max_seconds * 100) - 1) * sample_rate / 100 samples before the fbank"},
         "window_rule": {
             "window": f.max_length,
             "starts": "a clip of at most `window` frames: one window at 0, zero-padded at the end; a longer clip: "

@@ -125,6 +125,7 @@ class FoldState:
     history: list[dict] = field(default_factory=list)
     seconds: float = 0.0  # training time over every session, validation excluded
     best: Best = field(default_factory=Best)
+    lr: float = 0.0  # the learning rate the last optimiser step used
 
     def to_dict(self) -> dict:
         """Plain containers and tensors, as ``torch.load(weights_only=True)`` reads them back."""
@@ -138,7 +139,7 @@ class FoldState:
         if "valid_accuracy" in best:  # a state saved before multi-label training
             best["score"] = best.pop("valid_accuracy")
         return cls(saved["epoch"], saved["step"], Running(*saved["running"]), saved["history"], saved["seconds"],
-                   Best(**best))
+                   Best(**best), saved.get("lr", 0.0))
 
 
 class FoldTrainer:
@@ -339,8 +340,10 @@ class FoldTrainer:
                             torch.tensor(float(len(y)), dtype=torch.float64, device=y.device)])
 
     def _optimizer_step(self) -> None:
-        """Apply the summed gradients (fp16: unscaled, the step skipped when they overflowed),
-        advance the schedule, clear the gradients."""
+        """Apply the summed gradients (fp16: unscaled, the step skipped when they overflowed) at
+        the schedule's rate for this step (kept as ``state.lr``), advance the schedule, clear the
+        gradients."""
+        self.state.lr = self.scheduler.get_last_lr()[0]
         if self.scaler is None:
             self.optimizer.step()
         else:
@@ -355,7 +358,7 @@ class FoldTrainer:
         remaining = self.total_steps - epoch * self.steps - step - 1
         elapsed = time.perf_counter() - session.started
         return StepInfo(self.job.split.fold, epoch + 1, self.epochs, step + 1, self.steps, running.mean_loss,
-                        running.accuracy, self.scheduler.get_last_lr()[0], session.samples / elapsed,
+                        running.accuracy, self.state.lr, session.samples / elapsed,
                         elapsed / session.steps * remaining, self.table.multi_label, running.data_wait)
 
     def end_epoch(self, epoch: int, epoch_start: float) -> dict:
@@ -365,7 +368,7 @@ class FoldTrainer:
                               self.scoring)
         entry = {"epoch": epoch + 1, "train_loss": state.running.mean_loss, "train_accuracy": state.running.accuracy,
                  "valid_loss": valid.loss, f"valid_{self.metric}": valid.score,
-                 "lr": self.scheduler.get_last_lr()[0], "seconds": time.perf_counter() - epoch_start,
+                 "lr": state.lr, "seconds": time.perf_counter() - epoch_start,
                  "data_wait": state.running.data_wait}
         state.history.append(entry)
         if entry[f"valid_{self.metric}"] > state.best.score:
@@ -385,6 +388,7 @@ class FoldTrainer:
                   **test.metrics(best.thresholds),
                   "trainable_params": sum(p.numel() for p in self.model.parameters() if p.requires_grad),
                   "train_seconds": self.state.seconds, "epochs_trained": self.state.epoch,
+                  "optimizer_steps": sum(self._epoch_steps(epoch) for epoch in range(self.state.epoch)),
                   "stopped_early": self.stopped_early}
         if self.world.main:
             result["checkpoint_bytes"] = save_adapter(job.directory, best.tensors, job.backbone_reference,

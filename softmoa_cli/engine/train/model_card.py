@@ -166,10 +166,29 @@ class _Card:
         how = (f"Trained by this command:\n\n```bash\n{command}\n```" if command else
                "The command that trained it was not recorded: it was trained from Python "
                "(`softmoa_cli.engine.train.finetune`) or by `softmoa ablate`.")
-        return (f"{how}\n\n{_plural(t.epochs, 'epoch')} at batch {t.batch_size}, peak learning rate "
-                f"{t.learning_rate(self.run['method']):g}, seed {t.seed}. "
-                f"`{CONFIG_FILE}` holds the whole effective config: `softmoa finetune --preset {CONFIG_FILE}` "
-                "trains the same run again (with the data set where it names it).")
+        return (f"{how}\n\n{self._schedule()} Peak learning rate {t.learning_rate(self.run['method']):g}, "
+                f"seed {t.seed}. `{CONFIG_FILE}` holds the whole effective config: `softmoa finetune --preset "
+                f"{CONFIG_FILE}` trains the same run again (with the data set where it names it).")
+
+    def _schedule(self) -> str:
+        """What training did, from the fold results: epochs trained of those planned (and why it
+        stopped sooner), optimiser steps, the effective batch."""
+        t, results = self.config.training, list(self.tested.values())
+        trained = [r.get("epochs_trained", t.epochs) for r in results]
+        steps = [r.get("optimizer_steps") for r in results]
+        planned = (f"max_steps {t.max_steps}" if t.max_steps else _plural(t.epochs, "epoch") + " planned")
+        epochs = f"{_plural(trained[0], 'epoch')}" if len(set(trained)) == 1 else (
+            "epochs per fold: " + ", ".join(map(str, trained)))
+        stops = sum(bool(r.get("stopped_early")) for r in results)
+        early = "" if not stops else (
+            f"; early stopping (patience {t.patience}) ended " + ("it" if len(results) == 1 else
+                                                                 f"{stops} of {len(results)} folds") + " sooner")
+        counted = "" if None in steps else (
+            f", {steps[0]:,} optimiser steps" if len(set(steps)) == 1 else
+            ", optimiser steps per fold: " + ", ".join(f"{s:,}" for s in steps))
+        batch = (f"an effective batch of {t.batch_size * t.accumulate} clips ({t.accumulate} accumulated "
+                 f"micro-batches of {t.batch_size})" if t.accumulate > 1 else f"batch {t.batch_size}")
+        return f"Trained {epochs} ({planned}{early}){counted} at {batch}."
 
     def _use(self) -> str:
         ref = self.ref

@@ -134,7 +134,8 @@ def summarize(results: list[dict]) -> dict:
 
 
 def _round(value):
-    return round(value, 6) if isinstance(value, float) else value
+    """A float to 6 significant digits (a late learning rate of 6.3e-05 keeps its digits)."""
+    return float(f"{value:.6g}") if isinstance(value, float) else value
 
 
 # ---------------------------------------------------------------- reading finished runs
