@@ -134,9 +134,10 @@ def test_a_pushed_run_loads_offline_by_its_hub_id(tmp_path, monkeypatch, hub_cac
         assert predicted.exit_code == 0, predicted.output
         embedded = run("embed", clip, "--run", by, "--out", tmp_path / "clip.npz")
         assert embedded.exit_code == 0, embedded.output
-        evaluated = run("evaluate", by, "--json")
+        data = [] if by != "me/digits-soft" else ["--dataset", tmp_path / "digits"]  # a local data set: not pushed
+        evaluated = run("evaluate", by, "--json", *data)
         assert evaluated.exit_code == 0, evaluated.output
-        analyzed = run("analyze", by, "--json")
+        analyzed = run("analyze", by, "--json", *data)
         assert analyzed.exit_code == 0, analyzed.output
         if by != "me/digits-soft":
             local = predicted.stdout, json.loads(evaluated.stdout), json.loads(analyzed.stdout)
@@ -191,5 +192,49 @@ def test_a_run_on_a_local_backbone_says_it_must_be_there(toy_run, tmp_path):
     assert result.exit_code == 0, result.output
     assert f"the backbone is a local folder ({local})" in result.stderr.replace("\n", "")
     assert "backbone" not in {path.split("/")[0] for path in files_under(tmp_path / "staged")}
-    assert f"`{local}`" in (tmp_path / "staged" / "README.md").read_text() and "same path" in (
-        tmp_path / "staged" / "README.md").read_text()
+    card = (tmp_path / "staged" / "README.md").read_text()
+    assert local not in card and "needs a copy of it named `backbone` beside `adapter.json`" in card
+    assert "randomly initialised" not in card
+    assert json.loads((tmp_path / "staged" / "run.json").read_text())["backbone_local"] is True
+
+
+def test_a_pushed_run_carries_no_local_paths_and_asks_for_its_local_data_set(tmp_path, monkeypatch):
+    from helpers import write_wav
+
+    for c, name in enumerate(("low", "high")):
+        for k in range(6):
+            write_wav(tmp_path / "private" / "birds" / name / f"{k}.wav", seconds=0.2, seed=10 * c + k)
+    monkeypatch.setenv("SOFTMOA_HOME", str(tmp_path / "home"))
+    preset = tmp_path / "private" / "tiny.yaml"
+    preset.write_text("model:\n  checkpoint: random\n  random: {dim: 32, depth: 1, heads: 2, mlp_dim: 64}\n")
+    data, folder = tmp_path / "private" / "birds", tmp_path / "private" / "runs" / "birds-linear"
+    trained = run("finetune", "--dataset", data, "--preset", preset, "-m", "linear", "--epochs", "1",
+                  "--batch-size", "4", "--max-length", "20", "--out", folder)
+    assert trained.exit_code == 0, trained.output
+    staged = tmp_path / "staged"
+    pushed = run("push", folder, "me/birds-linear", "--dry-run", staged)
+    assert pushed.exit_code == 0, pushed.output
+    private = str(tmp_path / "private")
+    for name in files_under(staged):
+        if not name.endswith(".safetensors"):
+            assert private not in (staged / name).read_text(), name
+    shared = json.loads((staged / "run.json").read_text())
+    assert shared["dataset"] == "birds" and shared["dataset_local"] is True and "backbone_local" not in shared
+    assert shared["command"] == ("softmoa finetune --dataset birds --preset tiny.yaml --method linear --max-length 20 "
+                                 "--epochs 1 --batch-size 4 --out birds-linear")
+    assert "softmoa evaluate me/birds-linear --dataset PATH/TO/birds" in (staged / "README.md").read_text()
+    refused = run("evaluate", staged)
+    assert refused.exit_code == 2 and len(refused.stderr.strip().splitlines()) == 1
+    assert "local data set (birds)" in refused.stderr and "--dataset PATH" in refused.stderr
+    scored = run("evaluate", staged, "--dataset", data, "--json")
+    assert scored.exit_code == 0, scored.output
+    assert json.loads(scored.stdout)["summary"]["accuracy_mean"] == pytest.approx(
+        json.loads((folder / "metrics.json").read_text())["summary"]["accuracy_mean"])
+
+
+def test_exports_name_their_run_without_its_path(toy_runs, tmp_path):
+    from softmoa_cli.engine.export import export_run
+
+    export_run(toy_runs["adapter"], "standalone", tmp_path / "standalone")
+    saved = json.loads((tmp_path / "standalone" / "softmoa.json").read_text())
+    assert saved["extra"]["run"] == "adapter" and str(tmp_path.parent) not in json.dumps(saved)

@@ -182,6 +182,10 @@ def preset_file(preset: str | None, dataset: str | None) -> Path | None:
     if path is not None:
         note(f"preset: {path}")
     return path
+RunDataset = Annotated[str | None, typer.Option(
+    "--dataset", "-d", metavar="DATA", show_default=False,
+    help="Score on this copy of the run's data set (a registered name, a folder or a manifest with the run's labels) "
+         "instead of the one it recorded; needed for a pushed run trained on a local data set.")]
 AudioFiles = Annotated[list[Path], typer.Argument(metavar="AUDIO", hidden=True, show_default=False)]
 Classifier = Annotated[str | None, typer.Option(
     "--checkpoint", "-c", metavar="MODEL", help="AST classifier: a directory, an original .pth, or a hub id "

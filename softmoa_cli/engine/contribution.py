@@ -123,19 +123,20 @@ def plot_contributions(contributions: Contributions, path: str | Path) -> Path:
 
 
 def analyze_run(run_dir: str | Path, split: str = "test", fold: int | None = None, batch_size: int = 64,
-                device: str = "cpu", message=None, table=None) -> Contributions:
+                device: str = "cpu", message=None, table=None, dataset: str | None = None) -> Contributions:
     """Expert contributions of a finished run's best model over one split of its own plan
     (``fold``: which fold of a k-fold run; None: the first). ``table``: the run's features
-    (a FeatureTable) when they are not a registered data set's cache."""
-    from .train.rundir import load_run, read_run_config
+    (a FeatureTable) when they are not a registered data set's cache; ``dataset``: a copy of
+    the run's data set elsewhere (``rundir.run_data``)."""
+    from .train.rundir import load_run, run_data
     from .data.cache import open_dataset
     from .data.splits import plan_splits
 
     if split not in ("test", "valid", "train"):
         raise SoftmoaError(f"--split {split}: choose test, valid or train")
-    config = read_run_config(run_dir)
-    table = table or open_dataset(config.data, message or (lambda text: None))
-    plans = plan_splits(table, config.data)
+    data = run_data(run_dir, dataset)
+    table = table or open_dataset(data, message or (lambda text: None))
+    plans = plan_splits(table, data)
     plan = plans[0] if fold is None else next((p for p in plans if p.fold == fold), None)
     if plan is None:
         raise SoftmoaError(f"{run_dir}: no fold {fold} in this run")

@@ -13,7 +13,7 @@ import torch
 from .errors import SoftmoaError
 from .fsutil import atomic_write_bytes
 from .petl.adapter_files import adapter_task
-from .train.rundir import fold_directory, load_run, read_run_config, summarize
+from .train.rundir import fold_directory, load_run, run_data, summarize
 from .data.splits import plan_splits
 from .data.table import FeatureTable
 from .train.distributed import World, resolve_device
@@ -22,7 +22,7 @@ from .train.metrics import per_class
 
 
 def evaluate_run(run_dir: str | Path, split: str = "test", table: FeatureTable | None = None,
-                 batch_size: int = 64, device: str = "cpu", message=None) -> dict:
+                 batch_size: int = 64, device: str = "cpu", message=None, dataset: str | None = None) -> dict:
     """Score every fold's best model on ``split`` ('test' or 'valid') of the run's own plan,
     each clip by the window rule (``data/features.py``), as ``predict`` scores a file.
 
@@ -38,17 +38,17 @@ def evaluate_run(run_dir: str | Path, split: str = "test", table: FeatureTable |
     if split not in ("test", "valid"):
         raise SoftmoaError(f"--split {split}: choose test or valid")
     run_dir = Path(run_dir)
-    config = read_run_config(run_dir)
+    data = run_data(run_dir, dataset)
     if table is None:
         from .data.cache import open_dataset
 
-        table = open_dataset(config.data, message or (lambda text: None))
-    elif config.data.task == "multilabel":
+        table = open_dataset(data, message or (lambda text: None))
+    elif data.task == "multilabel":
         table = table.as_multi_label()
     world = World(device=resolve_device(device))
     precision = Precision("fp32", world.device)
     folds, class_rows, confusion = [], [], None
-    for plan in plan_splits(table, config.data):
+    for plan in plan_splits(table, data):
         model, labels, _ = load_run(run_dir, plan.fold)
         if list(labels) != list(table.label_names):
             raise SoftmoaError(_label_mismatch(run_dir, labels, table))

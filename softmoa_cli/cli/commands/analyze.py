@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ..options import Device, Json, RunDir, chosen_run
+from ..options import Device, Json, RunDataset, RunDir, chosen_run
 
 
 def analyze(
@@ -19,6 +19,7 @@ def analyze(
                                                                "first).")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", metavar="DIR", help="Folder for experts.png and "
                                              "experts.json (default: the run folder).")] = None,
+    dataset: RunDataset = None,
     as_json: Json = False,
     device: Device = "cpu",
 ) -> None:
@@ -39,7 +40,7 @@ def analyze(
     from ..console import Column, note, show_table
 
     run = chosen_run(run)
-    result = analyze_run(run, split, fold, device=device, message=note)
+    result = analyze_run(run, split, fold, device=device, message=note, dataset=dataset)
     folder = out or output_folder(run)
     png = plot_contributions(result, folder / "experts.png")
     report = {"kind": result.kind, "split": split, "layers": result.rows()}

@@ -7,12 +7,13 @@ from typing import Annotated
 
 import typer
 
-from ..options import Device, Json, RunDir, chosen_run
+from ..options import Device, Json, RunDataset, RunDir, chosen_run
 
 
 def evaluate(
     run_dir: RunDir = None,
     split: Annotated[str, typer.Option(metavar="SPLIT", help="test or valid.")] = "test",
+    dataset: RunDataset = None,
     as_json: Json = False,
     device: Device = "cpu",
 ) -> None:
@@ -27,6 +28,7 @@ def evaluate(
     Examples:
       softmoa evaluate
       softmoa evaluate runs/fsdd-soft-20250101-120000 --split test --json
+      softmoa evaluate me/birds-soft --dataset ~/birds/tags.csv
     """
     from ...engine.evaluate import evaluate_run, save_confusion_png
     from ...engine.train.rundir import output_folder
@@ -34,7 +36,7 @@ def evaluate(
 
     run_dir = chosen_run(run_dir)
     with err.status("evaluating…"):
-        report = evaluate_run(run_dir, split, device=device, message=note)
+        report = evaluate_run(run_dir, split, device=device, message=note, dataset=dataset)
     if report["task"] == "multilabel":
         if as_json:
             print(json.dumps(report, indent=2))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from ... import __version__
 from ..data.features import MIN_SAMPLES, fbank_options
+from ..train.public import public_name
 from .source import RunModel
 
 SIDECAR = "model.json"
@@ -43,7 +44,7 @@ def describe(source: RunModel, model_file: str, input_name: str, output_name: st
         "task": {"kind": "multilabel" if source.multi_label else "singlelabel",
                  "scores": "sigmoid" if source.multi_label else "softmax",
                  "thresholds": list(source.thresholds) if source.thresholds is not None else None},
-        "source": {"run": str(source.run), "checkpoint": source.checkpoint,
+        "source": {"run": public_name(str(source.run)), "checkpoint": source.checkpoint,
                    "method": source.method.model_dump(mode="json")},
         "check": {"max_abs_logit_difference": difference, "tolerance": tolerance, "batches": list(batches),
                   "against": "the run's torch model (LoRA unmerged), onnxruntime CPUExecutionProvider"},

@@ -16,6 +16,7 @@ from ..models.ast import AST
 from ..models.pretrained import Pretrained, load_pretrained, save_model
 from ..petl.methods import apply_method, method_config, petl_modules
 from ..registry import Registry
+from ..train.public import public_name
 from .check import TOLERANCE, check_inputs, largest_difference, require_close
 from .source import RunModel
 
@@ -24,11 +25,12 @@ def write_standalone(source: RunModel, model: AST, folder: Path) -> float:
     """Save ``model`` (``source``'s, LoRA merged) to ``folder`` and load it back; refuse it when its
     logits leave the run's by more than TOLERANCE. Returns the largest |logit difference|."""
     method = source.method.model_dump(mode="json") if petl_modules(model) else None
-    extra = {"has_head": True, "features": asdict(source.features), "run": str(source.run),
+    extra = {"has_head": True, "features": asdict(source.features), "run": public_name(str(source.run)),
              "checkpoint": source.checkpoint}
     if source.thresholds is not None:
         extra["thresholds"] = list(source.thresholds)
-    save_model(Pretrained(model, source.labels, source.multi_label, str(source.run), extra, method), folder)
+    save_model(Pretrained(model, source.labels, source.multi_label, public_name(str(source.run)), extra, method),
+               folder)
     reloaded = load_pretrained(folder).model.eval()
     difference = largest_difference(source.model, reloaded, check_inputs(source.features))
     require_close(difference, "standalone model", str(source.run))

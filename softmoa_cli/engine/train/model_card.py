@@ -20,6 +20,7 @@ from ..hub import is_hub_id
 from ..petl.adapter_files import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 from ..models.shipped import EMBEDDED
 from .backbone import RANDOM_DIR
+from .public import public_run
 from .rundir import (CARD_FILE, CONFIG_FILE, LOG_FILE, METRICS_FILE, RUN_FILE, SUMMARY_METRICS, fold_directory,
                      load_run, read_run, read_run_config, resolve_run)
 
@@ -51,7 +52,7 @@ class _Card:
         self.folder = resolve_run(run_dir)
         self.ref = repo_id or str(run_dir)
         self.name = repo_id.split("/")[-1] if repo_id else self.folder.name
-        self.run = read_run(run_dir)
+        self.run = public_run(read_run(run_dir)) if repo_id else read_run(run_dir)  # a card to publish: no paths
         self.config = read_run_config(run_dir)
         self.metrics = json.loads((self.folder / METRICS_FILE).read_text())
         self.adapter = json.loads((fold_directory(run_dir) / ADAPTER_CONFIG).read_text())
@@ -116,6 +117,9 @@ class _Card:
     def _backbone(self) -> str:
         reference, c = self.run["backbone"], self.model.config
         dims = f"AST, dim {c.dim}, depth {c.depth}, heads {c.heads}"
+        if self.run.get("backbone_local"):  # a published card: the folder by its name only
+            return (f"`{reference}` ({dims}), a local folder of the machine that trained it: whoever loads this run "
+                    f"needs a copy of it named `{reference}` beside `{ADAPTER_CONFIG}`")
         if reference == RANDOM_DIR:
             return f"a randomly initialised {dims}, saved in `{RANDOM_DIR}/` beside the adapter (it travels with it)"
         if is_hub_id(reference):
@@ -194,7 +198,9 @@ class _Card:
         ref = self.ref
         lines = ["# the top labels of audio files", f"softmoa predict clip.wav --run {ref}",
                  "# one embedding per file", f"softmoa embed clips/ --run {ref} --out clips.npz",
-                 f"# the test metrics again (needs the data set {self.dataset})", f"softmoa evaluate {ref}"]
+                 f"# the test metrics again (needs the data set {self.dataset})",
+                 f"softmoa evaluate {ref}" + (f" --dataset PATH/TO/{self.dataset}" if self.run.get("dataset_local")
+                                              else "")]
         if self.run["method"] in ("soft", "dense"):
             lines += ["# what each expert contributes", f"softmoa analyze {ref}"]
         if self.run["method"] in ("full", "linear"):
@@ -217,7 +223,7 @@ class _Card:
                  f"- `{CONFIG_FILE}`: the effective config; `{RUN_FILE}`: the run's description",
                  f"- `{METRICS_FILE}` and `{LOG_FILE}`: every epoch's training and validation figures, each "
                  "test result"]
-        if self.run["backbone"] == RANDOM_DIR:
+        if self.run["backbone"] == RANDOM_DIR and not self.run.get("backbone_local"):
             files.append(f"- `{RANDOM_DIR}/`: the randomly initialised backbone")
         return "\n".join(files)
 

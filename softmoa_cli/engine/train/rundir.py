@@ -209,6 +209,19 @@ def read_run_config(run_dir: str | Path) -> RunConfig:
     return read_config(resolve_run(run_dir) / CONFIG_FILE)
 
 
+def run_data(run_dir: str | Path, dataset: str | None = None):
+    """The data section a run is scored on: its own, or with ``dataset`` (a copy of its data set
+    elsewhere, e.g. of a local data set that did not travel with a pushed run) in its place. A
+    run whose local data set stayed on the machine that trained it needs ``dataset``."""
+    config = read_run_config(run_dir)
+    if dataset is not None:
+        return config.data.model_copy(update={"dataset": str(dataset)})
+    if read_run(run_dir).get("dataset_local"):
+        raise SoftmoaError(f"{run_dir}: trained on a local data set ({config.data.dataset}) that does not travel with "
+                           f"the run; pass --dataset PATH with your copy of {config.data.dataset}")
+    return config.data
+
+
 def fold_directory(run_dir: str | Path, fold: int | None = None) -> Path:
     """Where a fold's checkpoint lives: the run folder itself, or ``fold-K/`` of a k-fold run
     (``fold`` None: the first fold)."""

@@ -1,23 +1,30 @@
 """Sharing a finished run on the Hugging Face Hub: the files that travel (each fold's adapter,
 the config, description and metrics, a random backbone kept in the run folder, and a model card
 written for the hub id), staged into a folder that ``softmoa push`` uploads, or that
-``--dry-run`` leaves for the user to look at. Resume state and feature caches never travel.
+``--dry-run`` leaves for the user to look at. Resume state and feature caches never travel, and
+neither do the paths of the machine that trained the run: a local data set, a local backbone
+and every path in the recorded command go by their last part (``public_name``), and
+``run.json`` marks the data set and backbone that stayed home (``dataset_local``,
+``backbone_local``).
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+import yaml
+
 from ..errors import SoftmoaError
-from ..fsutil import atomic_write_text
+from ..fsutil import atomic_write_json, atomic_write_text
 from ..hub import is_hub_id, upload
 from ..petl.adapter_files import ADAPTER_CONFIG, ADAPTER_WEIGHTS
-from ..models.shipped import EMBEDDED
-from .backbone import RANDOM_DIR
 from .model_card import model_card
+from .backbone import RANDOM_DIR
+from .public import is_local_dataset, is_local_path, public_name, public_run
 from .rundir import CARD_FILE, CONFIG_FILE, LOG_FILE, METRICS_FILE, RUN_FILE, read_run, resolve_run
 
 RUN_FILES = (CONFIG_FILE, RUN_FILE, METRICS_FILE, LOG_FILE)
@@ -40,25 +47,52 @@ def shared_files(run_dir: str | Path) -> list[str]:
     return [name for name in names if (folder / name).is_file()]
 
 
+def _write_public(source: Path, target: Path) -> None:
+    """Copy one shared file, its local paths made public (the run's description, metrics,
+    config and adapter configs; weights and logs as they are)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if source.name == RUN_FILE:
+        atomic_write_json(target, public_run(json.loads(source.read_text())))
+    elif source.name in (METRICS_FILE, ADAPTER_CONFIG):
+        value = json.loads(source.read_text())
+        if "dataset" in value:
+            value["dataset"] = Path(value["dataset"]).name
+        if "backbone" in value:  # relative references point inside the run (a random backbone) and travel
+            value["backbone"] = public_name(value["backbone"]) if Path(value["backbone"]).is_absolute() \
+                else value["backbone"]
+        atomic_write_json(target, value)
+    elif source.name == CONFIG_FILE:
+        value = yaml.safe_load(source.read_text())
+        value["data"]["dataset"] = Path(value["data"]["dataset"]).name
+        if value.get("model", {}).get("checkpoint"):
+            value["model"]["checkpoint"] = public_name(value["model"]["checkpoint"])
+        atomic_write_text(target, yaml.safe_dump(value, sort_keys=False))
+    else:
+        shutil.copy2(source, target)
+
+
 def stage_run(run_dir: str | Path, out: Path, repo_id: str,
               message: Callable[[str], None] = lambda text: None) -> list[str]:
     """Write into the new or empty folder ``out`` exactly what pushing the run to ``repo_id``
-    uploads: its shared files and a model card for that id. ``message`` hears a warning when
-    the backbone is a local folder, which does not travel. Returns the files, card first."""
+    uploads: its shared files, local paths made public, and a model card for that id.
+    ``message`` hears a warning when the data set or the backbone is a local one, which does not
+    travel. Returns the files, card first."""
     if not is_hub_id(repo_id):
         raise SoftmoaError(f"{repo_id}: not a hub repo id; give one as owner/name, e.g. your-name/fsdd-soft")
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise SoftmoaError(f"{out}: not an empty folder; give a new or empty folder to stage the run in")
     folder, names = resolve_run(run_dir), shared_files(run_dir)
-    backbone = read_run(run_dir)["backbone"]
-    if backbone not in (RANDOM_DIR, EMBEDDED) and not is_hub_id(backbone):
-        message(f"the backbone is a local folder ({backbone}): whoever loads {repo_id} needs it at that path, as "
-                "its model card says")
+    run = read_run(run_dir)
+    if is_local_path(run["backbone"]):
+        message(f"the backbone is a local folder ({run['backbone']}): it goes as {public_name(run['backbone'])!r}, "
+                f"and whoever loads {repo_id} needs a copy of it, as its model card says")
+    if is_local_dataset(run["dataset"]):
+        message(f"the data set is local ({run['dataset']}): it goes by its name, {public_name(run['dataset'])!r}; "
+                "evaluating the pushed run needs data.dataset given as the path of a copy")
     card = model_card(run_dir, repo_id)
     for name in names:
-        (out / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(folder / name, out / name)
+        _write_public(folder / name, out / name)
     atomic_write_text(out / CARD_FILE, card)
     return [CARD_FILE, *names]
 
