@@ -94,8 +94,10 @@ def test_print_config_shows_the_effective_config():
     result = _cli("--preset", "fsdd-cpu", "--method", "dense", "--experts", "3", "--epochs", "2", "--print-config")
     assert result.exit_code == 0, result.output
     printed = yaml.safe_load(result.stdout)
+    # The preset's embedded backbone is 128 wide: an unset rate keeps 8 hidden units (the paper's 128 would keep 1).
     assert printed["method"] == {"name": "dense", "location": "mhsa", "adapter_config": "pfeiffer",
-                                 "init": "zero_up", "experts": 3, "reduction_rate": 128.0}
+                                 "init": "zero_up", "experts": 3, "reduction_rate": 16.0}
+    assert "method.reduction_rate 16 (8 hidden units per expert): the paper's 128 would leave 1" in result.stderr
     assert list(printed["method"])[0] == "name"
     assert printed["method"]["experts"] == 3 and printed["training"]["epochs"] == 2
     assert printed["data"]["dataset"] == "fsdd" and printed["model"]["checkpoint"] == "embedded"

@@ -28,7 +28,8 @@ from softmoa_cli.engine.train.distributed import World
 from softmoa_cli.engine.train.loop import FoldJob, FoldTrainer, step_seed
 from softmoa_cli.engine.train.sampling import class_weights, epoch_order, mixup, sample_weights
 
-ALL_ON = {"balanced_sampling": True, "class_weights": True, "mixup": 0.4}
+ALL_ON = {"balanced_sampling": True, "mixup": 0.4}  # one correction (balancing or class weights) at a time
+WEIGHTED = {"class_weights": True, "mixup": 0.4}
 ALL_OFF = {"balanced_sampling": False, "class_weights": False, "mixup": 0}
 
 
@@ -244,9 +245,10 @@ def test_a_mixup_step_trains_on_the_mixed_batch_with_soft_targets(tmp_path, mult
 # --- all three on, all three off -----------------------------------------------------------------
 
 
-def test_a_multilabel_run_with_all_three_learns_and_resumes_exactly(tmp_path):
+@pytest.mark.parametrize("flags", [ALL_ON, WEIGHTED], ids=["balanced", "class-weights"])
+def test_a_multilabel_run_with_a_correction_and_mixup_learns_and_resumes_exactly(tmp_path, flags):
     table = multi_table()
-    config = toy_config("soft", epochs=4, **ALL_ON)  # 10 steps an epoch, checkpoints every 4
+    config = toy_config("soft", epochs=4, **flags)  # 10 steps an epoch, checkpoints every 4
     _, straight = finetune(config, tmp_path / "straight", table=table)
     fold = straight["folds"]["all"]
     chance = float(table.labels[table.split == "test"].mean(axis=0).mean())
@@ -314,11 +316,14 @@ def test_with_all_three_off_a_step_is_plain_cross_entropy_on_todays_order(tmp_pa
 
 
 def test_the_flags_set_the_config_and_are_checked():
-    result = run("finetune", "--preset", "fsdd-cpu", "--balanced-sampling", "--class-weights", "--mixup", "0.3",
-                 "--print-config")
+    result = run("finetune", "--preset", "fsdd-cpu", "--class-weights", "--mixup", "0.3", "--print-config")
     assert result.exit_code == 0, result.output
     training = yaml.safe_load(result.stdout)["training"]
-    assert (training["balanced_sampling"], training["class_weights"], training["mixup"]) == (True, True, 0.3)
+    assert (training["balanced_sampling"], training["class_weights"], training["mixup"]) == (False, True, 0.3)
+    both = run("finetune", "--preset", "fsdd-cpu", "--balanced-sampling", "--class-weights", "--print-config")
+    assert both.exit_code == 2 and both.stderr.strip().splitlines() == [
+        "error: --balanced-sampling and --class-weights both correct for unbalanced labels (together they favour "
+        "rare classes twice); use one of the two"]
     result = run("finetune", "--preset", "fsd50k", "--no-balancing", "--print-config")
     assert result.exit_code == 0, result.output
     training = yaml.safe_load(result.stdout)["training"]

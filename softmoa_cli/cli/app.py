@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import os
@@ -9,6 +10,7 @@ from collections.abc import Callable
 from typing import Annotated
 
 import typer
+import typer.core
 
 from .. import __version__
 from .plugins import load_commands
@@ -106,9 +108,51 @@ def _root(version: VersionFlag = False, show_help: HelpFlag = False) -> None:
     pass
 
 
+def _is_usage_error(error: BaseException) -> bool:
+    """A command-line parsing error of Typer's (a missing option, a bad value, an unknown flag or
+    command), told by its type's name: Typer keeps those types private. Not the request for help
+    that a bare ``softmoa`` makes."""
+    names = {kind.__name__ for kind in type(error).__mro__}
+    return "ClickException" in names and "NoArgsIsHelpError" not in names
+
+
+def usage_line(error: BaseException) -> str:
+    """A usage error on one line: its message, lower-cased and unwrapped, and where to look."""
+    message = " ".join(error.format_message().split()).rstrip(".").replace(". Did you mean", "; did you mean")
+    context = getattr(error, "ctx", None)
+    where = f" (see {context.command_path} --help)" if context is not None else ""
+    return f"{message[:1].lower()}{message[1:]}{where}"
+
+
+class OneLineErrors(typer.core.TyperGroup):
+    """The app's group: a usage error of any command (the group's own or a subcommand's) is one
+    line on stderr and exit code 2, as every other error of the tool, instead of Typer's box."""
+
+    def make_context(self, *args, **kwargs):
+        with self._one_line():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx):
+        with self._one_line():
+            return super().invoke(ctx)
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _one_line():
+        try:
+            yield
+        except Exception as error:
+            if not _is_usage_error(error):
+                raise
+            from .console import fail
+
+            fail(usage_line(error))
+            raise typer.Exit(2) from None
+
+
 def build_app() -> typer.Typer:
     app = typer.Typer(name="softmoa", help=HELP, no_args_is_help=True, add_completion=False, add_help_option=False,
-                      pretty_exceptions_enable=False, rich_markup_mode="rich")
+                      pretty_exceptions_enable=False, rich_markup_mode="rich", cls=OneLineErrors)
     app.callback()(_root)  # always a group of subcommands, even with one registered
     for name, function in sorted(load_commands().items()):
         app.command(name=name, short_help=short_help(function), help=help_text(function),

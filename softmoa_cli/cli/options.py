@@ -15,10 +15,27 @@ DEFAULT_DATASET = "synth"  # the offline default: embedded synth data and backbo
 
 # Help shows a metavar (N, PATH, ...) for every value, never Python's type (<int>, <list[str]>);
 # a flag shows none.
-Device = Annotated[str, typer.Option(metavar="DEVICE", help="cpu, cuda, cuda:1, ...")]
+def _device(value: str | None) -> str | None:
+    """A device flag names one (auto, cpu, cuda, cuda:N, mps), checked before torch loads."""
+    from ..engine.config import check_device
+
+    try:
+        return value if value is None else check_device(value)
+    except ValueError as error:
+        raise typer.BadParameter(f"{value}: {error}") from None
+
+
+def positive(value: float | None) -> float | None:
+    """A value that must be above 0 (seconds, a window, a hop)."""
+    if value is not None and not value > 0:
+        raise typer.BadParameter(f"{value:g} is not above 0")
+    return value
+
+
+Device = Annotated[str, typer.Option(metavar="DEVICE", callback=_device, help="cpu, cuda, cuda:1, ...")]
 Json = Annotated[bool, typer.Option("--json", metavar="", help="Print one JSON document on stdout instead of tables.")]
-Threads = Annotated[int | None, typer.Option(metavar="N", help="CPU threads for torch (default: torch's choice).",
-                                             show_default=False)]
+Threads = Annotated[int | None, typer.Option(min=1, metavar="N", help="CPU threads for torch (default: torch's "
+                                                                      "choice).", show_default=False)]
 
 
 def _frames(value: int | None) -> int | None:
@@ -88,7 +105,7 @@ Lr = Annotated[float | None, typer.Option(metavar="LR", help="Peak learning rate
                                                              "recipe's for the method).", rich_help_panel=TRAINING)]
 TrainingDevice = Annotated[str | None, typer.Option(metavar="DEVICE", help="auto (cuda if present), cpu, cuda, "
                                                     "cuda:1, ... (default: the preset's, else auto).",
-                                                    rich_help_panel=TRAINING)]
+                                                    rich_help_panel=TRAINING, callback=_device)]
 BalancedSampling = Annotated[bool | None, typer.Option(
     "--balanced-sampling/--no-balancing", metavar="", show_default=False, rich_help_panel=UNBALANCED,
     help="Draw each epoch's clips with replacement, weighted by the inverse frequency of their labels in the "
@@ -102,15 +119,8 @@ Mixup = Annotated[float | None, typer.Option(
     help="Mix each batch with a shuffled copy of itself, features and label vectors, by lambda ~ Beta(ALPHA, "
          "ALPHA); 0: off (default: the preset's, else 0).")]
 
-def _seconds(value: float | None) -> float | None:
-    """``--max-seconds`` is above 0, as the run config requires."""
-    if value is not None and not value > 0:
-        raise typer.BadParameter(f"{value} is not above 0 seconds")
-    return value
-
-
 MaxSeconds = Annotated[float | None, typer.Option(
-    callback=_seconds, metavar="SECONDS", show_default=False,
+    callback=positive, metavar="SECONDS", show_default=False,
     help="Keep each clip up to its first SECONDS (default 600); training reads a random max-length crop of a "
          "longer clip each epoch, evaluation scores all of its windows. Another bound is another feature cache.")]
 
@@ -146,6 +156,37 @@ def config_overrides(**values: Any) -> tuple[dict[str, Any], dict[str, str]]:
     return overrides, {key: flag for key, flag, _ in chosen}
 
 
+Settings = Annotated[list[str] | None, typer.Option(
+    "--set", metavar="KEY=VALUE", show_default=False,
+    help="Any config key, dotted, e.g. training.weight_decay=0 or method.experts=16 (repeatable; values as YAML).")]
+
+
+def parse_settings(items: list[str] | None) -> dict:
+    """``--set`` values: ``["training.weight_decay=0", ...]`` -> ``{"training.weight_decay": 0}`` (values as YAML)."""
+    import yaml
+
+    from ..engine.errors import SoftmoaError
+
+    settings = {}
+    for item in items or []:
+        key, eq, text = item.partition("=")
+        if not eq or not key.strip() or " " in key.strip():
+            raise SoftmoaError(f"--set {item}: expected KEY=VALUE with a dotted config key, "
+                               "e.g. --set training.weight_decay=0")
+        try:
+            settings[key.strip()] = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError:
+            raise SoftmoaError(f"--set {item}: {text!r} is not a valid value") from None
+    return settings
+
+
+def with_settings(overrides: dict, flags: dict, items: list[str] | None) -> tuple[dict, dict]:
+    """A command's config overrides and flags with its ``--set`` settings added (a flag wins over
+    ``--set`` of the same key); errors name ``--set KEY``."""
+    settings = parse_settings(items)
+    return settings | overrides, {key: f"--set {key}" for key in settings} | flags
+
+
 def parse_fold(value: str | None) -> int | None | str:
     """``--fold``: 'all' (every fold) is the default; otherwise a fold number."""
     if value is None or value == "all":
@@ -170,18 +211,16 @@ def chosen_run(run: Path | None) -> Path:
     return latest
 
 
-def preset_file(preset: str | None, dataset: str | None) -> Path | None:
+def preset_file(preset: str | None, dataset: str | None) -> tuple[Path | None, str | None]:
     """``--preset`` as a file (a path, or a name in presets/); without it, the preset named after
-    the data set (default synth) if there is one, with a note saying which."""
+    the data set (default synth) if there is one, and the line that says which (to print once
+    the config it starts is valid: a bad flag's error is then the only line)."""
     from ..config import default_preset, find_preset
-    from .console import note
 
     if preset:
-        return find_preset(preset)
+        return find_preset(preset), None
     path = default_preset(dataset or DEFAULT_DATASET)
-    if path is not None:
-        note(f"preset: {path}")
-    return path
+    return path, None if path is None else f"preset: {path}"
 RunDataset = Annotated[str | None, typer.Option(
     "--dataset", "-d", metavar="DATA", show_default=False,
     help="Score on this copy of the run's data set (a registered name, a folder or a manifest with the run's labels) "

@@ -23,7 +23,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .config import ModelConfig, RunConfig, build_config, dump_config
+from .config import ModelConfig, RunConfig, build_config, dump_config, read_config
 from .errors import SoftmoaError
 from .fsutil import atomic_write_json, atomic_write_text
 from .registry import unknown_name
@@ -118,10 +118,10 @@ def comparable_method(name: str, soft: dict, dim: int) -> dict:
     adapter of width W at the same sites, Dense-MoA with the same experts, LoRA on q and v of
     rank W x sites / 2 (4 d rank = 2 d W per block) with alpha = rank. Linear and full are as is.
     """
-    from .petl.layers import bottleneck_width  # torch: loaded after the flags are checked
+    from .petl.methods import bottleneck_units, method_config
 
     sites = {key: soft[key] for key in ("location", "adapter_config", "init")}
-    width = soft["experts"] * bottleneck_width(dim, soft["reduction_rate"])
+    width = soft["experts"] * bottleneck_units(method_config(**soft), dim)
     if name == "soft":
         return soft
     if name == "dense":
@@ -183,10 +183,25 @@ class PointResult:
         return cls(score=score, metric=metric, **saved)
 
 
-def read_point(run_dir: Path, config: RunConfig) -> PointResult | None:
-    """The result of a done grid point, None if not done; a folder of another config is an error."""
+def with_max_length(config: RunConfig, max_length: int | None) -> RunConfig:
+    """``config`` with ``data.max_length`` set where it is unset (the length a run derived from
+    the data, which the other points of a study then share)."""
+    if config.data.max_length is not None or max_length is None:
+        return config
+    return config.model_copy(update={"data": config.data.model_copy(update={"max_length": max_length})})
+
+
+def saved_max_length(run_dir: Path) -> int | None:
+    """The ``data.max_length`` a grid point's run recorded (its own or derived from the data), if any."""
     saved = run_dir / "config.yaml"
-    if saved.is_file() and saved.read_text() != dump_config(config):
+    return read_config(saved).data.max_length if saved.is_file() else None
+
+
+def read_point(run_dir: Path, config: RunConfig) -> PointResult | None:
+    """The result of a done grid point, None if not done; a folder of another config is an error
+    (a run fills in the ``max_length`` it derived from the data; that is no other config)."""
+    saved = run_dir / "config.yaml"
+    if saved.is_file() and saved.read_text() != dump_config(with_max_length(config, saved_max_length(run_dir))):
         raise SoftmoaError(f"{run_dir}: holds a run of another config (changed options?); "
                            "use a new --out for a new study")
     point = run_dir / POINT_FILE
@@ -208,12 +223,15 @@ OnPoint = Callable[[int, int, str, bool], None]
 
 def run_study(study: Study, base: RunConfig, out: str | Path, values: tuple | None = None, seeds: int = 1,
               train: Train | None = None, measure: Measure | None = None,
-              on_point: OnPoint | None = None) -> list[dict]:
+              on_point: OnPoint | None = None, message: Callable[[str], None] = lambda text: None) -> list[dict]:
     """Run (or continue) every grid point, write ``results.csv``, ``results.md`` and ``plot.png``
     into ``out`` and return the summary rows (``summarize``).
 
     ``train`` defaults to ``finetune`` (opening the data set's cache), ``measure`` to
-    ``measure_point``. Every point's config is validated before the first run starts.
+    ``measure_point``. Every point's config is validated before the first run starts. Defaults
+    that depend on the backbone (the reduction rate) are derived once, here, and said through
+    ``message``; one that depends on the data (``max_length``) is derived by the first point's
+    run, which says it, and shared by the others.
     """
     out = Path(out)
     values = tuple(values or study.values)
@@ -221,13 +239,22 @@ def run_study(study: Study, base: RunConfig, out: str | Path, values: tuple | No
         raise SoftmoaError(f"--seeds must be at least 1, not {seeds}")
     train = train or _finetune
     measure = measure or measure_point
-    from .train.backbone import backbone_dim  # torch: loaded after the flags are checked
+    from .petl.methods import PAPER_DIM, with_backbone_defaults
 
-    dim = backbone_dim(base.model) if study.key == "name" else 0
+    for value in values:  # a bad value is an error before torch loads
+        point_config(base, study, value, 0, PAPER_DIM)
+    from .train.backbone import backbone_dim  # torch
+
+    dim = backbone_dim(base.model)
+    method, said = with_backbone_defaults(base.method, dim)
+    base = base.model_copy(update={"method": method})
     grid = [(value, seed, point_config(base, study, value, seed, dim)) for value in values for seed in range(seeds)]
-    results = []
+    if said:
+        message(said)
+    results, max_length = [], None
     for index, (value, seed, config) in enumerate(grid, 1):
         run_dir = point_dir(out, value, seed)
+        config = with_max_length(config, max_length)
         result = read_point(run_dir, config)
         if on_point:
             on_point(index, len(grid), f"{study.name} = {value}, seed {seed}", result is not None)
@@ -238,6 +265,7 @@ def run_study(study: Study, base: RunConfig, out: str | Path, values: tuple | No
                                  metric=metric)
             atomic_write_json(run_dir / POINT_FILE, result.to_dict())
         results.append(result)
+        max_length = max_length or saved_max_length(run_dir)
     return write_results(study, results, out, describe_base(study, base),
                          **plot_facts(point_dir(out, values[0], 0)))
 

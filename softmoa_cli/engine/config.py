@@ -13,13 +13,14 @@ Errors are one line that names the key, the value and what is allowed, e.g.
 from __future__ import annotations
 
 import copy
+import re
 import types
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import SoftmoaError
 from .petl.methods import METHODS, SoftConfig
@@ -28,6 +29,15 @@ from .registry import unknown_name
 # Every registered method, plugins included (each config has a ``name: Literal[...]`` tag).
 MethodSection = Annotated[Union[tuple(METHODS.get(name).config for name in METHODS.names())],
                           Field(discriminator="name")]
+
+DEVICES = re.compile(r"auto|cpu|mps|cuda(:\d+)?")  # the devices a run or a command can name
+
+
+def check_device(value: str) -> str:
+    """``value`` if it names a device (auto, cpu, cuda, cuda:N, mps); else a ValueError saying so."""
+    if not isinstance(value, str) or not DEVICES.fullmatch(value):
+        raise ValueError("give auto, cpu, cuda, cuda:N (a GPU's index) or mps")
+    return value
 
 # Learning rates of the research code's recipe (docs/recipes.md), used when a preset sets none.
 RECIPE_LR = {"linear": 1e-3, "full": 5e-5}
@@ -73,7 +83,8 @@ class DataConfig(Section):
 
 
 class RandomBackbone(Section):
-    """Dims of a randomly initialised AST, used when the checkpoint is ``random``."""
+    """Dims of a randomly initialised AST, used when the checkpoint is ``random``; a run without
+    this section gets AST-base's (``AST_BASE``)."""
 
     dim: int = Field(192, ge=8)
     depth: int = Field(4, ge=1)
@@ -81,6 +92,9 @@ class RandomBackbone(Section):
     mlp_dim: int = Field(768, ge=8)
     fstride: int = Field(10, ge=1, le=16, description="patch stride over frequency (16: no overlap)")
     tstride: int = Field(10, ge=1, le=16, description="patch stride over time (16: no overlap)")
+
+
+AST_BASE = RandomBackbone(dim=768, depth=12, heads=12, mlp_dim=3072)  # the AudioSet AST's shape
 
 
 class ModelConfig(Section):
@@ -101,7 +115,7 @@ class TrainingConfig(Section):
     weight_decay: float = Field(0.1, ge=0, description="AdamW decay on weight matrices only (2 or more axes; never biases, norms or tokens)")
     betas: tuple[float, float] = (0.9, 0.98)
     eps: float = Field(1e-6, gt=0)
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     device: str = Field("auto", description="auto (cuda if present), cpu, cuda, cuda:1, ...")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="auto: bf16 autocast on CUDA, fp32 on CPU; fp16: float16 autocast with a gradient scaler "
@@ -133,8 +147,8 @@ class TrainingConfig(Section):
                                                        "training split (AST's sampler); steps per epoch unchanged")
     class_weights: bool = Field(False, description="weight each class's loss by its inverse label frequency in the "
                                                    "training split, normalised to mean 1 over the classes present "
-                                                   "(absent classes: 1); with balanced_sampling it corrects "
-                                                   "twice, favouring rare classes")
+                                                   "(absent classes: 1); not with balanced_sampling (one "
+                                                   "correction or the other)")
     mixup: float = Field(0, ge=0, description="mixup: each step mixes the batch with a shuffled copy of itself, "
                                               "features and label vectors, by lambda ~ Beta(alpha, alpha); "
                                               "the alpha, 0: off")
@@ -146,10 +160,19 @@ class TrainingConfig(Section):
             raise ValueError("give whole optimiser steps (1 or more) or a fraction below 1, such as 0.1")
         return value
 
+    _device = field_validator("device")(classmethod(lambda cls, value: check_device(value)))
+
     @field_validator("log", mode="before")
     @classmethod
     def _log(cls, value):
         return [value] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _one_correction(self):
+        if self.balanced_sampling and self.class_weights:
+            raise ValueError("training.balanced_sampling and training.class_weights both correct for unbalanced "
+                             "labels (together they favour rare classes twice); use one of the two")
+        return self
 
     def warmup_steps(self, total_steps: int) -> int:
         """Warm-up optimiser steps out of ``total_steps``: ``warmup`` itself, or its fraction of them."""
@@ -219,6 +242,8 @@ def build_config(preset: dict, overrides: dict[str, Any] | None = None, source: 
     command-line flags that set them, so that errors name the flag the user typed."""
     overrides = overrides or {}
     raw = apply_overrides(preset, overrides)
+    if isinstance(raw.get("method"), dict) and "name" not in raw["method"]:  # options alone: the default method's
+        raw["method"] = {"name": RunConfig.model_fields["method"].default.name, **raw["method"]}
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as error:
@@ -256,12 +281,22 @@ def _describe(item: dict, raw: dict, source: str, given: set[str], flags: dict[s
     if kind == "extra_forbidden":
         allowed = _allowed_keys(raw, loc[:-1])
         owner = f"method {raw['method'].get('name')!r}" if loc[:-1] == ["method"] else (".".join(loc[:-1]) or "a preset")
-        return f"{origin}: unknown key for {owner}; allowed: {', '.join(allowed)}"
+        owners = [name for name in METHODS.names() if loc[-1] in METHODS.get(name).config.model_fields]
+        where = (f"; {loc[-1]} is an option of {' and '.join(owners)}: choose it with "
+                 f"{flags.get('method.name', 'method.name')}" if loc[:-1] == ["method"] and owners else "")
+        return f"{origin}: unknown key for {owner}; allowed: {', '.join(allowed)}{where}"
     if kind in ("union_tag_invalid", "union_tag_not_found"):
         return f"{origin}: {unknown_name('method', value, METHODS.names(), 'allowed', show_name=False)}"
     if kind == "missing":
         return f"{source}: {key}: required, not given"
-    return f"{origin}: {item['msg'][0].lower()}{item['msg'][1:]}"
+    if isinstance(value, dict):  # a rule over a whole section: its message names the keys, as flags where typed
+        text = item["msg"].removeprefix("Value error, ")
+        for setting, flag in flags.items():
+            if setting in given:
+                text = text.replace(setting, flag)
+        return f"{source}: {text}" if text == item["msg"].removeprefix("Value error, ") else text
+    text = item["msg"].removeprefix("Value error, ")
+    return f"{origin}: {text[0].lower()}{text[1:]}"
 
 
 def _allowed_keys(raw: dict, loc: list[str]) -> list[str]:

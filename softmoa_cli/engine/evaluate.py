@@ -22,9 +22,11 @@ from .train.metrics import per_class
 
 
 def evaluate_run(run_dir: str | Path, split: str = "test", table: FeatureTable | None = None,
-                 batch_size: int = 64, device: str = "cpu", message=None, dataset: str | None = None) -> dict:
-    """Score every fold's best model on ``split`` ('test' or 'valid') of the run's own plan,
-    each clip by the window rule (``data/features.py``), as ``predict`` scores a file.
+                 batch_size: int = 64, device: str = "cpu", message=None, dataset: str | None = None,
+                 fold: int | None = None) -> dict:
+    """Score every fold's best model (``fold``: that fold's only) on ``split`` ('test' or
+    'valid') of the run's own plan, each clip by the window rule (``data/features.py``), as
+    ``predict`` scores a file.
 
     Returns ``{"run", "split", "task", "labels", "folds", "summary", "per_class"}`` and, for a
     single-label run, ``"confusion"``. ``task`` "singlelabel": folds ``[{fold, accuracy,
@@ -48,7 +50,14 @@ def evaluate_run(run_dir: str | Path, split: str = "test", table: FeatureTable |
     world = World(device=resolve_device(device))
     precision = Precision("fp32", world.device)
     folds, class_rows, confusion = [], [], None
-    for plan in plan_splits(table, data):
+    plans = plan_splits(table, data)
+    if fold is not None:
+        folds = [plan.fold for plan in plans]
+        if fold not in folds:
+            raise SoftmoaError(f"--fold {fold}: {run_dir} has " + (f"folds {', '.join(map(str, folds))}"
+                                                                   if folds[0] is not None else "no folds"))
+        plans = [plan for plan in plans if plan.fold == fold]
+    for plan in plans:
         model, labels, _ = load_run(run_dir, plan.fold)
         if list(labels) != list(table.label_names):
             raise SoftmoaError(_label_mismatch(run_dir, labels, table))

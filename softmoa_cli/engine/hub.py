@@ -12,7 +12,8 @@ import re
 from pathlib import Path
 
 from .errors import SoftmoaError
-from .models.pretrained import HUB_ID
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")  # owner/name
 
 # A folder of the hub cache: .../models--<owner>--<name>/snapshots/<commit>
 CACHED_SNAPSHOT = re.compile(r"models--(?P<owner>[^/]+?)--(?P<name>[^/]+)/snapshots/[0-9a-f]{40}/?$")

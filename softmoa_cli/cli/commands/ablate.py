@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 
 from ..options import (DEFAULT_DATASET, Accumulate, BalancedSampling, BatchSize, Checkpoint, ClassWeights, Dataset,
-                       Epochs, Lr, MaxLength, Mixup, Preset, Threads, TrainingDevice, Workers, config_overrides,
-                       preset_file)
+                       Epochs, Lr, MaxLength, Mixup, Preset, Settings, Threads, TrainingDevice, Workers,
+                       config_overrides, preset_file, with_settings)
 
 def ablate(
     study: Annotated[str, typer.Argument(metavar="STUDY", hidden=True, show_default=False)],
@@ -19,7 +19,7 @@ def ablate(
     preset: Preset = None,
     checkpoint: Checkpoint = None,
     epochs: Epochs = None,
-    seeds: Annotated[int, typer.Option(metavar="N", help="Runs per value (seeds 0..N-1 added to the preset's); "
+    seeds: Annotated[int, typer.Option(min=1, metavar="N", help="Runs per value (seeds 0..N-1 added to the preset's); "
                                             "error bars need 2 or more.")] = 1,
     out: Annotated[Path | None, typer.Option("--out", "-o", metavar="DIR", help="Study folder (default "
                                              "ablations/<study>-<dataset>); rerun the same command to continue "
@@ -34,8 +34,7 @@ def ablate(
     balanced_sampling: BalancedSampling = None,
     class_weights: ClassWeights = None,
     mixup: Mixup = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", metavar="KEY=VALUE", help="Any other config key, dotted, "
-                                                   "e.g. training.weight_decay=0 (repeatable).")] = None,
+    set_: Settings = None,
 ) -> None:
     """Run one of the paper's ablations: every grid value (x seeds) is an ordinary fine-tuning
     run; writes results.csv, results.md and plot.png into the study folder.
@@ -50,6 +49,7 @@ def ablate(
     """
     from ...engine.ablate import get_study, parse_values, run_study, study_config
     from ...engine.train.jobs import base_preset, study_dir
+    from ..console import note
 
     chosen = get_study(study)
     grid = parse_values(chosen, values)
@@ -57,33 +57,15 @@ def ablate(
                                         batch_size=batch_size, lr=lr, device=device, threads=threads,
                                         balanced_sampling=balanced_sampling, class_weights=class_weights,
                                         mixup=mixup, accumulate=accumulate, workers=workers)
-    settings = parse_settings(set_ or [])
-    overrides = settings | overrides
-    flags = {key: f"--set {key}" for key in settings} | flags
-    raw, source = base_preset(preset_file(preset, dataset), DEFAULT_DATASET)
+    overrides, flags = with_settings(overrides, flags, set_)
+    path, chosen_preset = preset_file(preset, dataset)
+    raw, source = base_preset(path, DEFAULT_DATASET)
     base = study_config(chosen, raw, overrides, source, flags)
+    if chosen_preset:
+        note(chosen_preset)
     folder = out or study_dir(chosen.name, base)
-    rows = run_study(chosen, base, folder, grid, seeds, train=_train_with_progress, on_point=_announce)
+    rows = run_study(chosen, base, folder, grid, seeds, train=_train_with_progress, on_point=_announce, message=note)
     show_results(chosen, base, rows, folder)
-
-
-def parse_settings(items: list[str]) -> dict:
-    """``["training.weight_decay=0", ...]`` -> ``{"training.weight_decay": 0}`` (values as YAML)."""
-    import yaml
-
-    from ...engine.errors import SoftmoaError
-
-    settings = {}
-    for item in items:
-        key, eq, text = item.partition("=")
-        if not eq or not key.strip() or " " in key.strip():
-            raise SoftmoaError(f"--set {item}: expected KEY=VALUE with a dotted config key, "
-                               "e.g. --set training.weight_decay=0")
-        try:
-            settings[key.strip()] = yaml.safe_load(text) if text.strip() else None
-        except yaml.YAMLError:
-            raise SoftmoaError(f"--set {item}: {text!r} is not a valid value") from None
-    return settings
 
 
 def _announce(index: int, total: int, label: str, reused: bool) -> None:

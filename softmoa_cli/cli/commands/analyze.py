@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -13,10 +13,10 @@ from ..options import Device, Json, RunDataset, RunDir, chosen_run
 
 def analyze(
     run: RunDir = None,
-    split: Annotated[str, typer.Option(metavar="SPLIT", help="test, valid or train clips of the run's own "
-                                                             "split.")] = "test",
-    fold: Annotated[int | None, typer.Option(metavar="K", help="K-fold runs: which fold's model (default: the "
-                                                               "first).")] = None,
+    split: Annotated[Literal["test", "valid", "train"], typer.Option(
+        metavar="SPLIT", help="test, valid or train clips of the run's own split.")] = "test",
+    fold: Annotated[int | None, typer.Option(min=1, metavar="K", help="K-fold runs: which fold's model (default: "
+                                                                      "the first).")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", metavar="DIR", help="Folder for experts.png and "
                                              "experts.json (default: the run folder).")] = None,
     dataset: RunDataset = None,

@@ -21,17 +21,17 @@ def bench(
     methods: Annotated[str, typer.Option(metavar="SPECS", help="Comma-separated method specs, name or "
                                          "name:key=value,...; a+b gives a list (lora:targets=q+v). Default: "
                                          f"{SHOWN_METHODS}.", show_default=False)] = DEFAULT_METHODS,
-    dim: Annotated[int, typer.Option(metavar="N", help="Token width d.")] = 768,
-    depth: Annotated[int, typer.Option(metavar="N", help="Transformer blocks.")] = 12,
-    heads: Annotated[int, typer.Option(metavar="N", help="Attention heads.")] = 12,
-    mlp_dim: Annotated[int, typer.Option(metavar="N", help="MLP hidden width.")] = 3072,
-    frames: Annotated[int, typer.Option(metavar="N", help="Input frames (max_length).")] = 400,
-    batch: Annotated[int, typer.Option(metavar="N", help="Examples per step.")] = 4,
-    classes: Annotated[int, typer.Option(metavar="N", help="Classes of the head, counted in the trainable "
+    dim: Annotated[int, typer.Option(min=1, metavar="N", help="Token width d.")] = 768,
+    depth: Annotated[int, typer.Option(min=1, metavar="N", help="Transformer blocks.")] = 12,
+    heads: Annotated[int, typer.Option(min=1, metavar="N", help="Attention heads.")] = 12,
+    mlp_dim: Annotated[int, typer.Option(min=1, metavar="N", help="MLP hidden width.")] = 3072,
+    frames: Annotated[int, typer.Option(min=16, metavar="N", help="Input frames (max_length).")] = 400,
+    batch: Annotated[int, typer.Option(min=1, metavar="N", help="Examples per step.")] = 4,
+    classes: Annotated[int, typer.Option(min=1, metavar="N", help="Classes of the head, counted in the trainable "
                                                            "parameters and FLOPs.")] = 10,
     threads: Threads = None,
-    warmup: Annotated[int, typer.Option(metavar="N", help="Untimed rounds first.")] = 1,
-    repeats: Annotated[int, typer.Option(metavar="N", help="Timed rounds; each times every method once (1 is "
+    warmup: Annotated[int, typer.Option(min=0, metavar="N", help="Untimed rounds first.")] = 1,
+    repeats: Annotated[int, typer.Option(min=1, metavar="N", help="Timed rounds; each times every method once (1 is "
                                                            "noise: use 5 or more).")] = 5,
     reference: Annotated[str, typer.Option(metavar="SPEC", help="Spec or method name the ratios divide "
                                                                 "by.")] = "adapter",

@@ -10,6 +10,13 @@ import typer
 from ..options import Home
 
 
+def _sha256(value: str | None) -> str | None:
+    """``--sha256``: 64 hexadecimal digits (checked before anything is fetched)."""
+    if value is not None and not (len(value) == 64 and all(c in "0123456789abcdefABCDEF" for c in value)):
+        raise typer.BadParameter(f"{value}: give the archive's SHA-256 as 64 hexadecimal digits")
+    return None if value is None else value.lower()
+
+
 def download(
     name: Annotated[str | None, typer.Argument(metavar="NAME", hidden=True, show_default=False)] = None,
     source: Annotated[Path | None, typer.Option("--from", metavar="PATH", show_default=False, help="A local archive "
@@ -17,7 +24,7 @@ def download(
                                                 "route.")] = None,
     force: Annotated[bool, typer.Option("--force", metavar="", help="Install again even if it is already "
                                                                     "there.")] = False,
-    sha256: Annotated[str | None, typer.Option(metavar="HEX", help="Expected SHA-256 of the archive.",
+    sha256: Annotated[str | None, typer.Option(metavar="HEX", callback=_sha256, help="Expected SHA-256 of the archive.",
                                                show_default=False)] = None,
     home: Home = None,
 ) -> None:

@@ -55,6 +55,11 @@ def embed(
       softmoa embed long.wav -c MODEL_DIR --per-window -o long.npz
       softmoa embed clips/ --layer 6 -o layer6.npz
     """
+    from ...engine.errors import SoftmoaError
+
+    if checkpoint is not None and run is not None:  # before torch loads
+        raise SoftmoaError("give --checkpoint or --run, not both")
+
     from ..console import err, fail, line, note
     from ...engine.embed import audio_files, embedder_for, save_embeddings
 

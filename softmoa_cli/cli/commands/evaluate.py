@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -12,7 +12,9 @@ from ..options import Device, Json, RunDataset, RunDir, chosen_run
 
 def evaluate(
     run_dir: RunDir = None,
-    split: Annotated[str, typer.Option(metavar="SPLIT", help="test or valid.")] = "test",
+    split: Annotated[Literal["test", "valid"], typer.Option(metavar="SPLIT", help="test or valid.")] = "test",
+    fold: Annotated[int | None, typer.Option(min=1, metavar="K", show_default=False,
+                                             help="K-fold runs: score fold K only (default: every fold).")] = None,
     dataset: RunDataset = None,
     as_json: Json = False,
     device: Device = "cpu",
@@ -36,7 +38,7 @@ def evaluate(
 
     run_dir = chosen_run(run_dir)
     with err.status("evaluating…"):
-        report = evaluate_run(run_dir, split, device=device, message=note, dataset=dataset)
+        report = evaluate_run(run_dir, split, device=device, message=note, dataset=dataset, fold=fold)
     if report["task"] == "multilabel":
         if as_json:
             print(json.dumps(report, indent=2))

@@ -15,7 +15,7 @@ Format = Annotated[str, typer.Option(
                                              "folder for predict --checkpoint and load_pretrained.")]
 Out = Annotated[Path, typer.Option("--out", "-o", metavar="DIR", show_default=False,
                                    help="The folder to create (absent or empty); it appears only when complete.")]
-Fold = Annotated[int | None, typer.Option(metavar="K", show_default=False,
+Fold = Annotated[int | None, typer.Option(min=1, metavar="K", show_default=False,
                                           help="The fold of a k-fold run to export (default: its first, as predict).")]
 
 

@@ -9,8 +9,8 @@ import typer
 
 from ..options import (DEFAULT_DATASET, TRAINING, Accumulate, ActivationCheckpointing, BalancedSampling, BatchSize,
                        Checkpoint, ClassWeights, Dataset, Epochs, Log, Lr, MaxLength, MaxSeconds, MaxSteps, Mixup,
-                       Patience, Preset, Threads, TrainingDevice, Warmup, Workers, config_overrides, parse_fold,
-                       preset_file)
+                       Patience, Preset, Settings, Threads, TrainingDevice, Warmup, Workers, config_overrides,
+                       parse_fold, preset_file, with_settings)
 
 if TYPE_CHECKING:
     from ...engine.train.jobs import Job
@@ -67,7 +67,7 @@ def finetune(
     accumulate: Accumulate = None, warmup: Warmup = None, patience: Patience = None, max_steps: MaxSteps = None,
     workers: Workers = None, log: Log = None, activation_checkpointing: ActivationCheckpointing = None,
     balanced_sampling: BalancedSampling = None, class_weights: ClassWeights = None, mixup: Mixup = None,
-    out: Out = None, resume: Resume = None, print_config: PrintConfig = False,
+    set_: Settings = None, out: Out = None, resume: Resume = None, print_config: PrintConfig = False,
 ) -> None:
     """Fine-tune an AST with a PETL method; validate every epoch, test the best epoch.
 
@@ -79,6 +79,7 @@ def finetune(
       softmoa finetune --dataset fsc --method soft --experts 8 --slots 1
       softmoa finetune --dataset fsdd --preset fsdd-cpu --method adapter
       softmoa finetune -d esc50 --batch-size 8 --accumulate 4 --patience 5
+      softmoa finetune -d fsdd --set training.weight_decay=0 --set method.normalize=true
       softmoa finetune --resume runs/fsdd-soft-20250101-120000
     """
     from ...engine.train.jobs import Job, resume_config
@@ -92,6 +93,7 @@ def finetune(
         compile=compile, threads=threads, balanced_sampling=balanced_sampling, class_weights=class_weights,
         mixup=mixup, accumulate=accumulate, warmup=warmup, patience=patience, max_steps=max_steps, workers=workers,
         log=log or None, activation_checkpointing=activation_checkpointing)
+    overrides, flags = with_settings(overrides, flags, set_)
     if resume is not None:
         given = [flags[key] for key in overrides] + (["--preset"] if preset else []) + (["--out"] if out else [])
         jobs = [Job(resume_config(resume, given), resume)]
@@ -111,10 +113,13 @@ def plan(dataset: str | None, preset: str | None, overrides: dict, flags: dict, 
     from ..console import note
 
     default_job = dataset is None and preset is None
+    path, chosen = preset_file(DEFAULT_DATASET if default_job else preset, dataset)
+    jobs = plan_jobs(path, overrides, flags, out, default_job=default_job)  # valid, or one error line
     if default_job:
         note(f"no --dataset: the offline default (preset {DEFAULT_DATASET}: embedded data and backbone)")
-    path = preset_file(DEFAULT_DATASET if default_job else preset, dataset)
-    return plan_jobs(path, overrides, flags, out, default_job=default_job)
+    elif chosen:
+        note(chosen)
+    return jobs
 
 
 def train(jobs: list[Job], command: str) -> None:
@@ -135,11 +140,19 @@ def train(jobs: list[Job], command: str) -> None:
 
 
 def show_configs(jobs: list[Job]) -> None:
+    """Each job's effective config as YAML, with the defaults that follow from its backbone
+    filled in (the data's, such as a derived max_length, are known once the data is read)."""
     from ...engine.config import dump_config
-    from ..console import out
+    from ...engine.petl.methods import with_backbone_defaults
+    from ...engine.train.backbone import backbone_dim
+    from ..console import note, out
 
     for job in jobs:
-        out.print(dump_config(job.config), end="", highlight=False, markup=False, soft_wrap=True)  # YAML unwrapped
+        method, said = with_backbone_defaults(job.config.method, backbone_dim(job.config.model))
+        if said:
+            note(said)
+        config = job.config.model_copy(update={"method": method})
+        out.print(dump_config(config), end="", highlight=False, markup=False, soft_wrap=True)  # YAML unwrapped
 
 
 def show_results(run_dir: Path, metrics: dict) -> None:

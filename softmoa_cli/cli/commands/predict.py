@@ -9,14 +9,14 @@ from typing import Annotated
 
 import typer
 
-from ..options import AudioFiles, Classifier, Device, Json, RunsRoot
+from ..options import AudioFiles, Classifier, Device, Json, RunsRoot, positive
 
 
 Run = Annotated[Path | None, typer.Option(metavar="RUN", help="A finetune run folder or a pushed run's hub id "
                                                              "(owner/name): its best model and labels.")]
 TopK = Annotated[int, typer.Option("--top-k", "-k", min=1, metavar="K", help="Labels shown per file.")]
 Threshold = Annotated[float | None, typer.Option(
-    metavar="X", help="Multi-label models: mark labels scoring at least this (default: the run's thresholds "
+    min=0, max=1, metavar="X", help="Multi-label models: mark labels scoring at least this (default: the run's thresholds "
                       "tuned on its validation clips; 0.5 for AudioSet checkpoints). With --timeline and a "
                       "single-label model: the top label's score a segment needs (default 0.5).",
     show_default=False)]
@@ -24,10 +24,10 @@ TimelineFlag = Annotated[bool, typer.Option(
     "--timeline", metavar="", help="Also score windows along each file (start and end in seconds) and merge "
                                    "consecutive windows that agree on a label above threshold into segments.")]
 Window = Annotated[float | None, typer.Option(
-    metavar="S", help="--timeline: window length in seconds, at most the model's input (default: the model's "
+    callback=positive, metavar="S", help="--timeline: window length in seconds, at most the model's input (default: the model's "
                       "max_length; a shorter window is zero-padded to it).", show_default=False)]
 Hop = Annotated[float | None, typer.Option(
-    metavar="S", help="--timeline: seconds between window starts (default: half the window).", show_default=False)]
+    callback=positive, metavar="S", help="--timeline: seconds between window starts (default: half the window).", show_default=False)]
 BatchSize = Annotated[int, typer.Option(
     "--batch-size", min=1, metavar="N", help="Windows per forward pass, packed across files.")]
 Workers = Annotated[int | None, typer.Option(
@@ -73,14 +73,18 @@ def predict(
       cat clip.flac | softmoa predict -
       softmoa predict long.wav --timeline --hop 0.5 --json
     """
-    from ..console import err, note
     from ...engine.errors import SoftmoaError
-    from ...engine.predict import Timeline, predictor_for
 
-    if as_json and as_csv:
+    if as_json and as_csv:  # conflicting flags fail before torch loads
         raise SoftmoaError("give --json or --csv, not both")
     if not timeline and (window is not None or hop is not None):
         raise SoftmoaError("--window and --hop go with --timeline")
+    if checkpoint is not None and run is not None:
+        raise SoftmoaError("give --checkpoint or --run, not both")
+
+    from ..console import err, note
+    from ...engine.predict import Timeline, predictor_for
+
     predictor, description = predictor_for(checkpoint=checkpoint, run=run, runs_root=runs_root, device=device,
                                            threshold=threshold, timeline=timeline, batch_size=batch_size,
                                            workers=workers)

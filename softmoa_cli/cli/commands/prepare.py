@@ -23,7 +23,7 @@ def prepare(
                                          "0.05 or 5%; remembered with the cache for finetune and evaluate.")] = "1%",
     data: Annotated[Path | None, typer.Option(metavar="DIR", help="A copy of the data set elsewhere than "
                                               "$SOFTMOA_HOME/data/NAME.", show_default=False)] = None,
-    seed: Annotated[int, typer.Option(metavar="N", help="Seed of the split of users' data that has none.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, metavar="N", help="Seed of the split of users' data that has none.")] = 0,
     home: Home = None,
 ) -> None:
     """Compute log-mel features of every clip into a memory-mapped cache for training.

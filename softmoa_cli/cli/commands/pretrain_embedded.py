@@ -19,7 +19,7 @@ def pretrain_embedded(
                                             help="Token width (default: the recipe's, 128).")] = None,
     depth: Annotated[int | None, typer.Option(min=1, metavar="N", show_default=False,
                                               help="Transformer blocks (default: the recipe's, 4).")] = None,
-    seed: Annotated[int, typer.Option(metavar="N", help="Seed of the weights and the data order.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, metavar="N", help="Seed of the weights and the data order.")] = 0,
     threads: Threads = None,
 ) -> None:
     """Pretrain the embedded backbone on synthetic speech and sound events, with its record.

@@ -31,6 +31,12 @@ def push(run: Run, repo_id: RepoId, private: Private = False, dry_run: DryRun = 
       softmoa push runs/fsdd-soft-20261128-120000 me/fsdd-soft --private
       softmoa push runs/fsdd-soft-20261128-120000 me/fsdd-soft --dry-run out/
     """
+    from ...engine.errors import SoftmoaError
+    from ...engine.hub import is_hub_id
+
+    if not is_hub_id(repo_id):  # before torch loads
+        raise SoftmoaError(f"{repo_id}: not a hub repo id; give one as owner/name, e.g. your-name/fsdd-soft")
+
     from ...engine.train.sharing import push_run, stage_run
     from ..console import err, line, note
 

@@ -359,6 +359,11 @@ def prepare_cache(name_or_path: str | Path, *, max_length: int | None = None, jo
     clips = spec.scan(root)
     if not clips.paths:
         raise SoftmoaError(f"{spec.name}: no clips listed in {root}")
+    if not clips.multi_label and len(clips.label_names) < 2:
+        raise SoftmoaError(f"{spec.name}: every clip is {clips.label_names[0]!r}, and classifying one class learns "
+                           "nothing (single-label needs two or more); to detect a sound, add a second class of clips "
+                           "without it (e.g. a background/ folder), or tag clips with a manifest's labels column "
+                           "(multi-label)")
     config = feature_config(spec, root, clips, max_length, message, max_seconds)
     key = cache_key(root, clips, config)
     folder = cache_dir(spec.name, home)

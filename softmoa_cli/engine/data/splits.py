@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -48,6 +49,39 @@ def plan_splits(table: FeatureTable, data: DataConfig) -> list[Split]:
     if not len(valid):
         train, valid = _hold_out(train, table.labels[train], data.valid_fraction)
     return [Split(None, train, valid, test)]
+
+
+def check_plans(table: FeatureTable, plans: list[Split], message: Callable[[str], None]) -> None:
+    """Say aloud what cannot work, before training: a validation or test label with no training
+    clip in its fold is a warning naming the labels and the fold (those clips can only be
+    missed); a fold in which no test label was trained at all (folds that hold whole classes) is
+    a SoftmoaError saying what to do. Multi-label: the same per label, by positive clips."""
+    for plan in plans:
+        where = "the fixed split" if plan.fold is None else f"fold {plan.fold}"
+        trained = _labels_in(table, plan.train)
+        tested = _labels_in(table, plan.test)
+        if tested and not tested & trained:
+            fix = ("reassign the folds so that every class has clips in several folds, or drop the fold column "
+                   "and let the tool split" if plan.fold is not None else
+                   "put clips of every class in the training split, or drop the split column and let the tool split")
+            raise SoftmoaError(f"{table.name}: {where}: none of its test labels ({_names(table, tested)}) has a "
+                               f"training clip, so every test clip would be missed; {fix}")
+        for part, indices in (("validation", plan.valid), ("test", plan.test)):
+            missing = _labels_in(table, indices) - trained
+            if missing:
+                message(f"{table.name}: {where}: {part} clips of {_names(table, missing)} have no training clip "
+                        f"in this fold and can only be missed")
+
+
+def _labels_in(table: FeatureTable, indices: np.ndarray) -> set[int]:
+    """The label ids with at least one clip (multi-label: one positive clip) among ``indices``."""
+    labels = table.labels[indices]
+    return set(np.flatnonzero(labels.any(axis=0)).tolist()) if table.multi_label else set(labels.tolist())
+
+
+def _names(table: FeatureTable, ids: set[int], shown: int = 6) -> str:
+    names = [table.label_names[i] for i in sorted(ids)]
+    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
 
 def _hold_out(indices: np.ndarray, labels: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:

@@ -19,13 +19,13 @@ import torch
 from ... import __version__
 from ..errors import CheckpointError
 from ..fsutil import atomic_save_tensors, atomic_write_json
+from ..hub import is_hub_id
 from ..registry import Registry
 from .ast import AST, ASTConfig
 
 AUDIOSET_HUB_ID = "MIT/ast-finetuned-audioset-10-10-0.4593"
 OWN_CONFIG = "softmoa.json"
 OWN_WEIGHTS = "model.safetensors"
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 # How a saved model's recorded PETL modules are put back into a plain AST: ``rebuild(model,
 # method) -> model`` under the name "method". That knowledge sits in layers above this one (they
 # import models), so it arrives through the entry-point group, as plugins do.
@@ -255,7 +255,7 @@ def load_pretrained(source: str | Path, max_length: int | None = None, **overrid
     elif path.exists():
         raise CheckpointError(f"{path}: not a checkpoint this tool knows (expected a directory with config.json "
                               f"or {OWN_CONFIG}, or an AST .pth file)")
-    elif HUB_ID.match(str(source)) and not str(source).startswith((".", "/", "~")):
+    elif is_hub_id(source):
         pretrained = _load_hf_dir(_download_hub(str(source)), str(source))
     else:
         raise CheckpointError(f"{source}: checkpoint not found; give an existing path or a hub id "

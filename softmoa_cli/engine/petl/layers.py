@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .methods import Init
+from .methods import Init, bottleneck_width  # noqa: F401 (bottleneck_width: plugins' API)
 
 class PETLModule(nn.Module):
     """Base of every trainable PETL module."""
@@ -20,11 +20,6 @@ class PETLModule(nn.Module):
     def flops(self, tokens: int) -> int:
         """Forward FLOPs (2 per multiply-add) for one example of ``tokens`` tokens."""
         raise NotImplementedError
-
-
-def bottleneck_width(dim: int, reduction_rate: float) -> int:
-    """``r = round(d / reduction_rate)``, at least 1."""
-    return max(1, round(dim / reduction_rate))
 
 
 def init_projections_(down: torch.Tensor, up: torch.Tensor, biases: list[torch.Tensor], fan_in: int,

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -81,12 +81,28 @@ class AdapterSites(MethodConfig):
         return ParallelSite(sublayer, module)
 
 
+PAPER_DIM = 768  # the width of AST-base, on which the paper's reduction rates were chosen
+NARROW_UNITS = 8  # hidden units a bottleneck keeps at least on a narrower backbone
+RATE_HELP = ("bottleneck r = round(d / reduction_rate); unset: the paper's rate ({paper}) on backbones as wide as "
+             f"AST-base, and at least {NARROW_UNITS} hidden units on narrower ones")
+
+
+def default_reduction_rate(dim: int, paper_rate: float) -> float:
+    """The reduction rate for a backbone of width ``dim`` when none is given: the paper's on a
+    backbone as wide as AST-base or wider (768 / 128 = 6 hidden units), else the rate that
+    leaves ``NARROW_UNITS`` (the paper's rate on a width-128 backbone would leave one unit)."""
+    if dim >= PAPER_DIM or round(dim / paper_rate) >= NARROW_UNITS:
+        return paper_rate
+    return dim / NARROW_UNITS
+
+
 class AdapterConfig(AdapterSites):
     """A single adapter per location."""
 
+    paper_reduction_rate: ClassVar[float] = 64
     name: Literal["adapter"] = "adapter"
     kind: Literal["bottleneck", "convpass"] = "bottleneck"
-    reduction_rate: float = Field(64, gt=0, description="bottleneck r = round(d / reduction_rate)")
+    reduction_rate: float | None = Field(None, gt=0, description=RATE_HELP.format(paper=64))
     placement: Literal["parallel", "sequential"] = "parallel"
     residual: bool = Field(True, description="sequential only: s + A(s) (True) or A(s) (False)")
 
@@ -101,18 +117,20 @@ class AdapterConfig(AdapterSites):
 class DenseConfig(AdapterSites):
     """Dense-MoA: every expert on every token, weighted by a softmax router."""
 
+    paper_reduction_rate: ClassVar[float] = 128
     name: Literal["dense"] = "dense"
     experts: int = Field(7, ge=1)
-    reduction_rate: float = Field(128, gt=0)
+    reduction_rate: float | None = Field(None, gt=0, description=RATE_HELP.format(paper=128))
 
 
 class SoftConfig(AdapterSites):
     """Soft-MoA: experts see slots, soft combinations of the tokens."""
 
+    paper_reduction_rate: ClassVar[float] = 128
     name: Literal["soft"] = "soft"
     experts: int = Field(7, ge=1)
     slots: int = Field(1, ge=1)
-    reduction_rate: float = Field(128, gt=0)
+    reduction_rate: float | None = Field(None, gt=0, description=RATE_HELP.format(paper=128))
     normalize: bool = Field(False, description="L2-normalise tokens and slot parameters (Soft-MoE 2.3)")
 
 
@@ -199,28 +217,58 @@ def _train_petl_modules(model: AST) -> None:
     model.norm.requires_grad_(True)
 
 
+# ---------------------------------------------------------------- bottleneck widths
+
+def reduction_rate(config: MethodConfig, dim: int) -> float:
+    """The config's reduction rate, or its default for width ``dim`` when unset."""
+    given = getattr(config, "reduction_rate", None)
+    return given if given is not None else default_reduction_rate(dim, getattr(config, "paper_reduction_rate", 128))
+
+
+def bottleneck_width(dim: int, reduction_rate: float) -> int:
+    """``r = round(d / reduction_rate)``, at least 1."""
+    return max(1, round(dim / reduction_rate))
+
+
+def bottleneck_units(config: MethodConfig, dim: int) -> int:
+    """Hidden units of each adapter or expert of ``config`` on width ``dim`` (``bottleneck_width``)."""
+    return bottleneck_width(dim, reduction_rate(config, dim))
+
+
+def with_backbone_defaults(config: MethodConfig, dim: int) -> tuple[MethodConfig, str | None]:
+    """``config`` with an unset reduction rate derived from the backbone's width ``dim``
+    (``default_reduction_rate``), and one line saying what was chosen and why (None when
+    nothing was unset), so that a run records and says the width it trains."""
+    if "reduction_rate" not in type(config).model_fields or config.reduction_rate is not None:
+        return config, None
+    paper, rate = config.paper_reduction_rate, reduction_rate(config, dim)
+    units = bottleneck_units(config, dim)
+    why = (f"the paper's rate on a backbone of width {dim}" if rate == paper else
+           f"the paper's {paper:g} would leave {bottleneck_width(dim, paper)} on a backbone of width {dim}")
+    return (config.model_copy(update={"reduction_rate": rate}),
+            f"method.reduction_rate {rate:g} ({units} hidden units per {'expert' if hasattr(config, 'experts') else 'adapter'}): "
+            f"{why}; set method.reduction_rate to choose another")
+
+
 # ---------------------------------------------------------------- modules of the adapter methods
 
 def single_adapter(config: AdapterConfig, dim: int) -> PETLModule:
-    from .layers import BottleneckAdapter, ConvpassAdapter, bottleneck_width
+    from .layers import BottleneckAdapter, ConvpassAdapter
 
     layer = {"bottleneck": BottleneckAdapter, "convpass": ConvpassAdapter}[config.kind]
-    return layer(dim, bottleneck_width(dim, config.reduction_rate), config.init)
+    return layer(dim, bottleneck_units(config, dim), config.init)
 
 
 def dense_moa(config: DenseConfig, dim: int) -> PETLModule:
-    from .layers import bottleneck_width
     from .mixtures import DenseMoA
 
-    return DenseMoA(dim, config.experts, bottleneck_width(dim, config.reduction_rate), config.init)
+    return DenseMoA(dim, config.experts, bottleneck_units(config, dim), config.init)
 
 
 def soft_moa(config: SoftConfig, dim: int) -> PETLModule:
-    from .layers import bottleneck_width
     from .mixtures import SoftMoA
 
-    return SoftMoA(dim, config.experts, config.slots, bottleneck_width(dim, config.reduction_rate),
-                   config.normalize, config.init)
+    return SoftMoA(dim, config.experts, config.slots, bottleneck_units(config, dim), config.normalize, config.init)
 
 
 # ---------------------------------------------------------------- registration

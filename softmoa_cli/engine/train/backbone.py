@@ -13,9 +13,8 @@ from pathlib import Path
 
 import torch
 
-from ..config import ModelConfig
+from ..config import AST_BASE, ModelConfig
 from ..data.features import FeatureConfig
-from ..errors import SoftmoaError
 from ..hub import cached_hub_id
 from ..models.ast import AST, ASTConfig
 from ..models.shipped import EMBEDDED, embedded_backbone
@@ -77,20 +76,21 @@ def resolve_backbone(model: ModelConfig, features: FeatureConfig, seed: int, cal
 
 
 def _random_backbone(model: ModelConfig, run_dir: Path | None, features: FeatureConfig, seed: int) -> Backbone:
-    if model.random is None:
-        raise SoftmoaError("checkpoint 'random': the preset has no model.random section with the AST dims")
+    """A seeded random AST of ``model.random``'s dims (none given: AST-base's, and the
+    description says so), or the one a resumed run saved."""
     saved = None if run_dir is None else run_dir / RANDOM_DIR
+    why = "" if model.random else "; AST-base dims, as no model.random section gives others"
     if saved is not None and (saved / OWN_CONFIG).is_file():
         pretrained = load_pretrained(saved)
     else:
-        r = model.random
+        r = model.random or AST_BASE
         config = ASTConfig(dim=r.dim, depth=r.depth, heads=r.heads, mlp_dim=r.mlp_dim, fstride=r.fstride,
                            tstride=r.tstride, num_mel_bins=features.num_mel_bins, max_length=features.max_length,
                            eps=1e-6)
         torch.manual_seed(seed)
         pretrained = Pretrained(AST(config), [], False, "random", {"has_head": False})
     return Backbone(pretrained, RANDOM_DIR, f"backbone: randomly initialised AST ({_dims(pretrained.model)}, "
-                                            f"seed {seed})")
+                                            f"seed {seed}{why})")
 
 
 def save_random_backbone(backbone: Backbone, run_dir: Path) -> None:
@@ -110,7 +110,7 @@ def backbone_dim(model: ModelConfig) -> int:
     from .embedded_backbone import RECIPE
 
     if model.checkpoint == "random":
-        return model.random.dim if model.random else AUDIOSET_DIM
+        return (model.random or AST_BASE).dim
     if model.checkpoint == "embedded" or (model.checkpoint is None and cached_audioset() is None):
         return RECIPE["ast"]["dim"]
     if model.checkpoint is None:

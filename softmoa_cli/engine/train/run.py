@@ -10,7 +10,8 @@ import torch
 from ..config import RunConfig
 from .backbone import RANDOM_DIR, resolve_backbone, save_random_backbone
 from ..petl.adapter_files import ADAPTER_WEIGHTS
-from ..data.splits import plan_splits
+from ..petl.methods import with_backbone_defaults
+from ..data.splits import check_plans, plan_splits
 from ..data.table import FeatureTable
 from .distributed import World, resolve_device, setup
 from .loop import FoldJob, train_fold
@@ -42,18 +43,22 @@ def finetune(config: RunConfig, run_dir: str | Path | None = None, callback: Cal
         from ..data.cache import open_dataset
 
         table = _main_first(world, lambda: open_dataset(config.data, callback.message))
+    say = callback.message if world.main else lambda text: None
+    splits = plan_splits(table, config.data)
+    check_plans(table, splits, say)  # data that cannot work: refused or said before anything else
     # On first use rank 0 pretrains the embedded backbone here, alone, while the others wait at
     # the barrier (within the group's timeout: 30 min by default with gloo, 10 with NCCL).
     backbone = _main_first(world, lambda: resolve_backbone(config.model, table.feature_config, training.seed,
                                                           callback, given))
+    config, said = derived_config(config, table, backbone.pretrained.model.config.dim)
+    for line in [backbone.description, *said]:
+        say(line)
     # The folder is named for the time the run starts: once its data and backbone are ready.
     run_dir = Path(_agree(world, str(given or default_run_dir(config))))
     folder = RunFolder(run_dir)
-    splits = plan_splits(table, config.data)
     if world.main:
         folder.start(config, [s.fold for s in splits], backbone.reference, command)
         save_random_backbone(backbone, run_dir)
-        callback.message(backbone.description)
     for split in splits:
         directory = folder.fold_dir(split.fold)
         if folder.results.get(folder.key(split.fold)) and (directory / ADAPTER_WEIGHTS).is_file():
@@ -69,6 +74,16 @@ def finetune(config: RunConfig, run_dir: str | Path | None = None, callback: Cal
         write_model_card(run_dir)
     world.close()
     return run_dir, metrics
+
+
+def derived_config(config: RunConfig, table: FeatureTable, dim: int) -> tuple[RunConfig, list[str]]:
+    """``config`` with the defaults that depend on the data and the backbone filled in, so the
+    run records what it trained with: ``data.max_length`` of the feature table (derived from
+    the clip durations for users' data, said when the table was opened) and a reduction rate
+    for the backbone's width ``dim`` (said here: the lines returned)."""
+    method, said = with_backbone_defaults(config.method, dim)
+    data = config.data.model_copy(update={"max_length": table.feature_config.max_length})
+    return config.model_copy(update={"data": data, "method": method}), [said] if said else []
 
 
 def _main_first(world: World, make):
