@@ -209,7 +209,14 @@ def test_checkpoint_from_the_hub_cache_offline(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert str(snapshot / "snapshots" / revision) in result.stdout.replace("\n", "")
 
+    listed = run("download", "--home", tmp_path / "home")  # the list says where each checkpoint is
+    rows = {line.split()[0]: line for line in listed.stdout.splitlines() if line.startswith(" ")}
+    assert "yes: Hugging Face cache" in rows["ast-audioset"] and "yes: shipped in the package" in rows["embedded"]
+
     monkeypatch.setattr(hub, "HF_HUB_CACHE", str(tmp_path / "empty"))
+    listed = run("download", "--home", tmp_path / "home")
+    assert " no " in {line.split()[0]: line for line in listed.stdout.splitlines()
+                      if line.startswith(" ")}["ast-audioset"] + " "
     missing = run("download", "ast-audioset", "--home", tmp_path / "home")
     assert missing.exit_code == 2 and "--from PATH" in missing.output and "Traceback" not in missing.output
 

@@ -187,3 +187,50 @@ def test_a_table_too_wide_loses_optional_columns_then_stacks(columns, monkeypatc
     assert all(len(line) <= columns for line in table_lines(printed)), printed
     if columns == 40:  # stacked: every value beside its header
         assert not table_lines(printed) and "  step ms: 12.5 · step/ref: 1.044" in printed, printed
+
+
+def test_advice_is_said_once_and_only_where_it_can_be_acted_on(tmp_path, monkeypatch):
+    """A study of two runs on a user's folder without a backbone named: the derived max_length
+    and the AudioSet advice once each; evaluate on one of its runs says neither."""
+    from helpers import write_wav
+
+    for c, name in enumerate(("low", "high")):
+        for k in range(6):
+            write_wav(tmp_path / "mine" / name / f"{k}.wav", seconds=0.2, seed=10 * c + k)
+    monkeypatch.setenv("SOFTMOA_HOME", str(tmp_path / "home"))
+    study = run_ok("ablate", "slots", "--dataset", tmp_path / "mine", "--values", "1,2", "--epochs", 1,
+                   "--batch-size", 4, "--threads", 1, "--out", tmp_path / "study")
+    said = " ".join(study.stderr.split())
+    assert said.count("max_length 20 frames (0.20 s) from the clip durations") == 1, study.stderr
+    assert said.count("is not in the local Hugging Face cache") == 1, study.stderr
+    assert said.count("backbone: embedded AST") == 2  # each run says its backbone
+    evaluated = run_ok("evaluate", tmp_path / "study" / "runs" / "2-seed0")
+    assert "max_length" not in evaluated.stderr and "Hugging Face cache" not in evaluated.stderr
+
+
+def test_home_and_runs_hold_for_every_command_that_reads_them(tmp_path, monkeypatch):
+    """Runs go to --runs and are found there (the error says where it looked); --home points
+    evaluate at the caches of another home; neither outlives its command."""
+    import os
+
+    from helpers import write_wav
+
+    for c, name in enumerate(("low", "high")):
+        for k in range(5):
+            write_wav(tmp_path / "mine" / name / f"{k}.wav", seconds=0.2, seed=10 * c + k)
+    monkeypatch.delenv("SOFTMOA_RUNS", raising=False)
+    monkeypatch.chdir(tmp_path)
+    home, runs = tmp_path / "home", tmp_path / "elsewhere" / "runs"
+    run_ok("finetune", "-d", tmp_path / "mine", "-m", "linear", "--checkpoint", "embedded", "--epochs", 1,
+           "--batch-size", 4, "--home", home, "--runs", runs)
+    assert len(list(runs.glob("mine-linear-*"))) == 1 and not (tmp_path / "runs").exists()
+    assert (home / "cache").is_dir() and os.environ["SOFTMOA_HOME"] != str(home)
+    missing = run("evaluate")
+    assert missing.exit_code == 2 and f"no finished run under {tmp_path / 'runs'} (runs/ of the current folder" \
+        in " ".join(missing.stderr.split())
+    found = run_ok("evaluate", "--runs", runs, "--home", home, "--json")
+    assert found.stderr.splitlines()[0].startswith(f"run: {runs}")
+    session = Path(os.environ["SOFTMOA_HOME"])  # evaluate read the cache of --home, made none here
+    assert not list(session.glob("cache/mine-*")) and len(list(home.glob("cache/mine-*/L*"))) == 1
+    monkeypatch.setenv("SOFTMOA_RUNS", str(runs))
+    assert run("predict", tmp_path / "mine" / "low" / "0.wav").exit_code == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -106,12 +107,13 @@ def test_predict_uses_a_run_and_by_default_the_latest_one(fsdd_clips, tmp_path):
     run, _ = finetune(toy_config("soft", epochs=1), tmp_path / "runs" / "toy-soft", table=toy_table())
     app = build_app()
     by_run = CliRunner().invoke(app, ["predict", str(fsdd_clips[0]), "--run", str(run), "--json", "-k", "4"])
-    latest = CliRunner().invoke(app, ["predict", str(fsdd_clips[0]), "--runs-root", str(tmp_path / "runs"),
+    latest = CliRunner().invoke(app, ["predict", str(fsdd_clips[0]), "--runs", str(tmp_path / "runs"),
                                       "--json", "-k", "4"])
     assert by_run.exit_code == latest.exit_code == 0, by_run.output + latest.output
     assert json.loads(by_run.stdout) == json.loads(latest.stdout)
     predictions = json.loads(by_run.stdout)[0]["predictions"]
     assert sorted(p["label"] for p in predictions) == ["class0", "class1", "class2", "class3"]
     assert abs(sum(p["score"] for p in predictions) - 1.0) < 1e-4
-    nothing = CliRunner().invoke(app, ["predict", str(fsdd_clips[0]), "--runs-root", str(tmp_path / "empty")])
-    assert nothing.exit_code == 2 and "no finished run" in nothing.stderr
+    nothing = CliRunner().invoke(app, ["predict", str(fsdd_clips[0]), "--runs", str(tmp_path / "empty")])
+    assert nothing.exit_code == 2 and f"no finished run under {tmp_path / 'empty'} (given)" in nothing.stderr
+    assert "SOFTMOA_RUNS" not in os.environ  # --runs holds for its command only

@@ -104,8 +104,26 @@ def help_text(function: Callable) -> str | None:
     return "\n\n".join(paragraphs)
 
 
-def _root(version: VersionFlag = False, show_help: HelpFlag = False) -> None:
-    pass
+SCOPED_ENV = ("SOFTMOA_HOME", "SOFTMOA_RUNS")  # set by --home and --runs for one command only
+
+
+def _root(ctx: typer.Context, version: VersionFlag = False, show_help: HelpFlag = False) -> None:
+    """Runs before each command: forget the advice given, and put back the environment that
+    --home and --runs change when the command ends (several commands in one process, as in the
+    tests, each see their own)."""
+    from .console import start_command
+
+    start_command()
+    saved = {key: os.environ.get(key) for key in SCOPED_ENV}
+
+    def restore() -> None:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+    ctx.call_on_close(restore)
 
 
 def _is_usage_error(error: BaseException) -> bool:

@@ -35,6 +35,23 @@ def note(message: str) -> None:
     err.print("[dim]" + escape(message) + "[/]", highlight=False, soft_wrap=True)
 
 
+_advised: set[str] = set()  # the advice given during this command (``start_command`` empties it)
+
+
+def advise(message: str) -> None:
+    """Print a line of advice on stderr once per command, however often the engine gives it (an
+    ablation trains many runs, the offline default two)."""
+    if message not in _advised:
+        _advised.add(message)
+        note(message)
+
+
+def start_command() -> None:
+    """Forget the advice given: a new command (the CLI calls this as each command starts, so that
+    several commands in one process, as in tests, each say theirs)."""
+    _advised.clear()
+
+
 def line(text: str, console: Console | None = None) -> None:
     """Print ``text`` as one plain line (no markup, no highlighting) that is never wrapped or cut:
     paths and commands stay whole, to be copied."""

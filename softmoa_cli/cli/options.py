@@ -55,9 +55,18 @@ Checkpoint = Annotated[str | None, typer.Option(
                                "Default: the preset's, else the AudioSet AST if cached, else embedded.")]
 # Arguments are described in their command's help (Typer would show a Python type beside them).
 RunDir = Annotated[Path | None, typer.Argument(metavar="RUN", hidden=True, show_default=False)]
+def _home(value: Path | None) -> Path | None:
+    """``--home``: the engine reads SOFTMOA_HOME wherever it needs the home, so the flag sets it."""
+    import os
+
+    if value is not None:
+        os.environ["SOFTMOA_HOME"] = str(value)
+    return value
+
+
 Home = Annotated[Path | None, typer.Option(
-    "--home", envvar="SOFTMOA_HOME", metavar="DIR", help="Data sets and feature caches live here (default ~/.softmoa).",
-    show_default=False)]
+    "--home", envvar="SOFTMOA_HOME", metavar="DIR", callback=_home, show_default=False,
+    help="Data sets, feature caches and checkpoints live here (default ~/.softmoa; also SOFTMOA_HOME).")]
 
 # Options of the commands that train (finetune, ablate); each sets the run-config key of CONFIG_FLAGS.
 Dataset = Annotated[str | None, typer.Option(
@@ -199,14 +208,15 @@ def parse_fold(value: str | None) -> int | None | str:
 def chosen_run(run: Path | None) -> Path:
     """RUN, or without it the most recent finished run under runs/, with a note saying which."""
     from ..engine.errors import SoftmoaError
-    from ..engine.train import latest_run
+    from ..engine.train.rundir import latest_run, runs_dir_said
     from .console import note
 
     if run is not None:
         return run
     latest = latest_run()
     if latest is None:
-        raise SoftmoaError("no finished run under runs/: pass a RUN folder, or train one with `softmoa finetune`")
+        raise SoftmoaError(f"no finished run under {runs_dir_said()}: pass a RUN folder, or train one with "
+                           "`softmoa finetune`")
     note(f"run: {latest}")
     return latest
 
@@ -229,4 +239,16 @@ AudioFiles = Annotated[list[Path], typer.Argument(metavar="AUDIO", hidden=True, 
 Classifier = Annotated[str | None, typer.Option(
     "--checkpoint", "-c", metavar="MODEL", help="AST classifier: a directory, an original .pth, or a hub id "
                                                 "such as MIT/ast-finetuned-audioset-10-10-0.4593.")]
-RunsRoot = Annotated[Path, typer.Option(metavar="DIR", help="Where to look for the most recent run.")]
+def _runs(value: Path | None) -> Path | None:
+    """``--runs``: the engine reads SOFTMOA_RUNS wherever it writes or looks for runs, so the flag sets it."""
+    import os
+
+    if value is not None:
+        os.environ["SOFTMOA_RUNS"] = str(value)
+    return value
+
+
+Runs = Annotated[Path | None, typer.Option(
+    "--runs", envvar="SOFTMOA_RUNS", metavar="DIR", callback=_runs, show_default=False,
+    help="Where runs are written and the most recent one is looked for (default: runs/ of the current folder; "
+         "also SOFTMOA_RUNS).")]

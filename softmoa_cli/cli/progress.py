@@ -8,7 +8,7 @@ from pathlib import Path
 from rich.text import Text
 
 from ..engine.train.progress import Callback
-from .console import err, note
+from .console import advise, err, note
 
 
 def training_progress(show: bool):
@@ -91,6 +91,9 @@ class EpochLines(Callback):
 
     def message(self, text):
         note(text)
+
+    def advise(self, text):
+        advise(text)
 
 
 class TrainingProgress:

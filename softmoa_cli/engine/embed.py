@@ -138,7 +138,7 @@ class Embedder:
                 yield FileEmbedding(str(path), error=error.reason, exception=error)
 
 
-def embedder_for(checkpoint: str | None = None, run: str | Path | None = None, runs_root: str | Path = "runs",
+def embedder_for(checkpoint: str | None = None, run: str | Path | None = None, runs_root: str | Path | None = None,
                  device: str = "cpu", batch_size: int = 32, layer: int | None = None) -> tuple[Embedder, str]:
     """An Embedder over the model ``predict`` would use (``predict.predictor_for``: a
     ``checkpoint``, a ``run`` folder, or the latest finished run under ``runs_root``), with a

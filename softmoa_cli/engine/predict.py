@@ -371,11 +371,12 @@ def _complete(entry: _Decoded) -> bool:
     return entry.error is not None or entry.done == len(entry.windows)
 
 
-def predictor_for(checkpoint: str | None = None, run: str | Path | None = None, runs_root: str | Path = "runs",
+def predictor_for(checkpoint: str | None = None, run: str | Path | None = None, runs_root: str | Path | None = None,
                   device: str = "cpu", threshold: float | None = None, timeline: bool = False,
                   batch_size: int = 32, workers: int | None = None) -> tuple[Predictor, str]:
     """A Predictor with a one-line description: an AST classifier ``checkpoint``, a finetune
-    ``run`` folder, or (neither given) the most recent finished run under ``runs_root``.
+    ``run`` folder, or (neither given) the most recent finished run under ``runs_root`` (None:
+    ``rundir.runs_dir``).
 
     A multi-label run marks the labels at or above the thresholds tuned on its validation clips
     (its first fold's, for a k-fold run; a standalone export of a run keeps its thresholds and
@@ -384,7 +385,7 @@ def predictor_for(checkpoint: str | None = None, run: str | Path | None = None, 
     unless ``timeline``: there it is the top label's score a segment needs, default 0.5)."""
     from .models.pretrained import load_pretrained
     from .petl.adapter_files import adapter_task
-    from .train.rundir import fold_directory, latest_run, load_run
+    from .train.rundir import fold_directory, latest_run, load_run, runs_dir_said
 
     if threshold is not None and not 0 <= threshold <= 1:
         raise SoftmoaError(f"--threshold {threshold}: give a score between 0 and 1")
@@ -394,7 +395,7 @@ def predictor_for(checkpoint: str | None = None, run: str | Path | None = None, 
     if checkpoint is None:
         run = run or latest_run(runs_root)
         if run is None:
-            raise SoftmoaError(f"no model given and no finished run under {runs_root}/: pass --run RUN_DIR or "
+            raise SoftmoaError(f"no model given and no finished run under {runs_dir_said(runs_root)}: pass --run RUN_DIR or "
                                "--checkpoint PATH_OR_HUB_ID, or train one with `softmoa finetune`")
         model, labels, features = load_run(run)
         multi, thresholds = adapter_task(fold_directory(run))

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ..options import (DEFAULT_DATASET, Accumulate, BalancedSampling, BatchSize, Checkpoint, ClassWeights, Dataset,
-                       Epochs, Lr, MaxLength, Mixup, Preset, Settings, Threads, TrainingDevice, Workers,
+                       Epochs, Home, Lr, MaxLength, Mixup, Preset, Settings, Threads, TrainingDevice, Workers,
                        config_overrides, preset_file, with_settings)
 
 def ablate(
@@ -35,6 +35,7 @@ def ablate(
     class_weights: ClassWeights = None,
     mixup: Mixup = None,
     set_: Settings = None,
+    home: Home = None,
 ) -> None:
     """Run one of the paper's ablations: every grid value (x seeds) is an ordinary fine-tuning
     run; writes results.csv, results.md and plot.png into the study folder.

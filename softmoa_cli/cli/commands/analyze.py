@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from ..options import Device, Json, RunDataset, RunDir, chosen_run
+from ..options import Device, Home, Json, RunDataset, RunDir, Runs, chosen_run
 
 
 def analyze(
@@ -20,6 +20,8 @@ def analyze(
     out: Annotated[Path | None, typer.Option("--out", "-o", metavar="DIR", help="Folder for experts.png and "
                                              "experts.json (default: the run folder).")] = None,
     dataset: RunDataset = None,
+    home: Home = None,
+    runs: Runs = None,
     as_json: Json = False,
     device: Device = "cpu",
 ) -> None:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ..options import AudioFiles, Classifier, Device, RunsRoot
+from ..options import AudioFiles, Classifier, Device, Runs
 
 
 Out = Annotated[Path, typer.Option("--out", "-o", metavar="FILE", show_default=False,
@@ -30,7 +30,7 @@ def embed(
     out: Out,
     checkpoint: Classifier = None,
     run: Run = None,
-    runs_root: RunsRoot = Path("runs"),
+    runs: Runs = None,
     per_window: PerWindow = False,
     layer: Layer = None,
     batch_size: BatchSize = 32,
@@ -64,7 +64,7 @@ def embed(
     from ...engine.embed import audio_files, embedder_for, save_embeddings
 
     files = audio_files(audio)
-    embedder, description = embedder_for(checkpoint=checkpoint, run=run, runs_root=runs_root, device=device,
+    embedder, description = embedder_for(checkpoint=checkpoint, run=run, runs_root=runs, device=device,
                                          batch_size=batch_size, layer=layer)
     note(f"model: {description}")
     results = []

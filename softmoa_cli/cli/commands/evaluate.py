@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from ..options import Device, Json, RunDataset, RunDir, chosen_run
+from ..options import Device, Home, Json, RunDataset, RunDir, Runs, chosen_run
 
 
 def evaluate(
@@ -16,6 +16,8 @@ def evaluate(
     fold: Annotated[int | None, typer.Option(min=1, metavar="K", show_default=False,
                                              help="K-fold runs: score fold K only (default: every fold).")] = None,
     dataset: RunDataset = None,
+    home: Home = None,
+    runs: Runs = None,
     as_json: Json = False,
     device: Device = "cpu",
 ) -> None:

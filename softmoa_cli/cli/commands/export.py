@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ..options import RunDir, chosen_run
+from ..options import RunDir, Runs, chosen_run
 
 Format = Annotated[str, typer.Option(
     "--format", "-f", metavar="FORMAT", help="onnx: one ONNX graph from features to logits, with model.json "
@@ -24,6 +24,7 @@ def export(
     run_dir: RunDir = None,
     export_format: Format = "onnx",
     fold: Fold = None,
+    runs: Runs = None,
 ) -> None:
     """Export a run's model for use outside softmoa: the whole classifier (backbone, PETL modules, head; LoRA merged
     into its weights) as an ONNX graph or a standalone model folder with the backbone inside.

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ..options import (DEFAULT_DATASET, TRAINING, Accumulate, ActivationCheckpointing, BalancedSampling, BatchSize,
-                       Checkpoint, ClassWeights, Dataset, Epochs, Log, Lr, MaxLength, MaxSeconds, MaxSteps, Mixup,
-                       Patience, Preset, Settings, Threads, TrainingDevice, Warmup, Workers, config_overrides,
+                       Checkpoint, ClassWeights, Dataset, Epochs, Home, Log, Lr, MaxLength, MaxSeconds, MaxSteps, Mixup,
+                       Patience, Preset, Runs, Settings, Threads, TrainingDevice, Warmup, Workers, config_overrides,
                        parse_fold, preset_file, with_settings)
 
 if TYPE_CHECKING:
@@ -67,7 +67,8 @@ def finetune(
     accumulate: Accumulate = None, warmup: Warmup = None, patience: Patience = None, max_steps: MaxSteps = None,
     workers: Workers = None, log: Log = None, activation_checkpointing: ActivationCheckpointing = None,
     balanced_sampling: BalancedSampling = None, class_weights: ClassWeights = None, mixup: Mixup = None,
-    set_: Settings = None, out: Out = None, resume: Resume = None, print_config: PrintConfig = False,
+    set_: Settings = None, home: Home = None, runs: Runs = None, out: Out = None, resume: Resume = None,
+    print_config: PrintConfig = False,
 ) -> None:
     """Fine-tune an AST with a PETL method; validate every epoch, test the best epoch.
 
@@ -79,7 +80,7 @@ def finetune(
       softmoa finetune --dataset fsc --method soft --experts 8 --slots 1
       softmoa finetune --dataset fsdd --preset fsdd-cpu --method adapter
       softmoa finetune -d esc50 --batch-size 8 --accumulate 4 --patience 5
-      softmoa finetune -d fsdd --set training.weight_decay=0 --set method.normalize=true
+      softmoa finetune -d fsdd --set training.weight_decay=0
       softmoa finetune --resume runs/fsdd-soft-20250101-120000
     """
     from ...engine.train.jobs import Job, resume_config

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from ..options import AudioFiles, Classifier, Device, Json, RunsRoot, positive
+from ..options import AudioFiles, Classifier, Device, Json, Runs, positive
 
 
 Run = Annotated[Path | None, typer.Option(metavar="RUN", help="A finetune run folder or a pushed run's hub id "
@@ -42,7 +42,7 @@ def predict(
     audio: AudioFiles,
     checkpoint: Classifier = None,
     run: Run = None,
-    runs_root: RunsRoot = Path("runs"),
+    runs: Runs = None,
     top_k: TopK = 5,
     threshold: Threshold = None,
     timeline: TimelineFlag = False,
@@ -85,7 +85,7 @@ def predict(
     from ..console import err, note
     from ...engine.predict import Timeline, predictor_for
 
-    predictor, description = predictor_for(checkpoint=checkpoint, run=run, runs_root=runs_root, device=device,
+    predictor, description = predictor_for(checkpoint=checkpoint, run=run, runs_root=runs, device=device,
                                            threshold=threshold, timeline=timeline, batch_size=batch_size,
                                            workers=workers)
     spec = Timeline(window, hop) if timeline else None

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ..options import Threads
+from ..options import Home, Threads
 
 
 def pretrain_embedded(
@@ -21,6 +21,7 @@ def pretrain_embedded(
                                               help="Transformer blocks (default: the recipe's, 4).")] = None,
     seed: Annotated[int, typer.Option(min=0, metavar="N", help="Seed of the weights and the data order.")] = 0,
     threads: Threads = None,
+    home: Home = None,
 ) -> None:
     """Pretrain the embedded backbone on synthetic speech and sound events, with its record.
 

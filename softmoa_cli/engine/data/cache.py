@@ -43,7 +43,8 @@ import numpy as np
 from ..errors import AudioError, SoftmoaError
 from ..fsutil import atomic_write_json, atomic_write_text, file_lock
 from .download import installed_root
-from .features import MAX_SECONDS, FeatureConfig, frame_count, windows
+from .features import (LONGEST, MAX_SECONDS, FeatureConfig, choose_max_length, frame_count, frames_of, length_warning,
+                       windows)
 from .paths import cache_dir
 from .registry import Clips, DatasetSpec, resolve
 from .shares import format_share
@@ -364,12 +365,14 @@ def prepare_cache(name_or_path: str | Path, *, max_length: int | None = None, jo
                            "nothing (single-label needs two or more); to detect a sound, add a second class of clips "
                            "without it (e.g. a background/ folder), or tag clips with a manifest's labels column "
                            "(multi-label)")
-    config = feature_config(spec, root, clips, max_length, message, max_seconds)
+    config = feature_config(spec, root, clips, max_length, max_seconds)
     key = cache_key(root, clips, config)
     folder = cache_dir(spec.name, home)
     final, built = folder / key, False
     with file_lock(folder / f".{key}.lock", message):
         if not (final / INDEX).is_file():
+            for line in length_advice(spec, root, clips, config, derived=not (max_length or spec.max_length)):
+                message(line)
             partial = folder / f".{key}.partial"
             bad, counts, frames = _build(root, clips, config, partial, jobs, chunk, progress)
             if clips.multi_label:  # a clip without a label set cannot be learned from or scored
@@ -381,29 +384,36 @@ def prepare_cache(name_or_path: str | Path, *, max_length: int | None = None, jo
 
 
 def feature_config(spec: DatasetSpec, root: Path, clips: Clips, max_length: int | None,
-                   message: Callable[[str], None], max_seconds: float = MAX_SECONDS) -> FeatureConfig:
+                   max_seconds: float = MAX_SECONDS) -> FeatureConfig:
     """The features of a data set: ``max_length`` if given, else the data set's; users' data
-    without one gets it derived from the clip durations and said aloud, and is warned when
-    most clips are heavily padded or cut."""
-    chosen = max_length or spec.max_length
-    if chosen is not None and spec.location is None:
-        return FeatureConfig(max_length=chosen, max_seconds=max_seconds)  # a registered data set: its recipe's length
+    without one gets it derived from the clip durations (``length_advice`` says so)."""
+    chosen = max_length or spec.max_length or choose_max_length(clip_frame_counts(root, clips))
+    return FeatureConfig(max_length=chosen, max_seconds=max_seconds)
+
+
+def clip_frame_counts(root: Path, clips: Clips) -> np.ndarray:
+    """Frames of 10 ms of each readable clip, from its header (no decoding)."""
     from .audio import clip_seconds
-    from .features import LONGEST, choose_max_length, frames_of, length_warning
 
     seconds = [s for s in (clip_seconds(root / path) for path in clips.paths) if s is not None]
-    frames = np.array([frames_of(s) for s in seconds] or [LONGEST])
-    if chosen is None:
-        chosen = choose_max_length(frames)
+    return np.array([frames_of(s) for s in seconds] or [LONGEST])
+
+
+def length_advice(spec: DatasetSpec, root: Path, clips: Clips, config: FeatureConfig, derived: bool) -> list[str]:
+    """What to say about a user's data set's ``max_length`` when its cache is built (once, where
+    it can still be acted on): how a ``derived`` one was chosen, and a warning when most clips are
+    heavily padded or cut. Nothing for a registered data set: its recipe chose the length."""
+    if spec.location is None:
+        return []
+    frames, chosen, said = clip_frame_counts(root, clips), config.max_length, []
+    if derived:
         covered = float((frames <= chosen).mean())
         capped = ", capped at the AudioSet AST's 1024" if chosen == LONGEST and covered < 0.95 else ""
-        message(f"{spec.name}: max_length {chosen} frames ({chosen / 100:.2f} s) from the clip durations: it holds "
-                f"{covered:.0%} of {len(seconds)} clips whole (longest {frames.max() / 100:.2f} s){capped}; "
-                "set --max-length to choose another")
+        said.append(f"{spec.name}: max_length {chosen} frames ({chosen / 100:.2f} s) from the clip durations: it "
+                    f"holds {covered:.0%} of {len(frames)} clips whole (longest {frames.max() / 100:.2f} s)"
+                    f"{capped}; set data.max_length to choose another")
     warning = length_warning(frames, chosen)
-    if warning:
-        message(f"{spec.name}: {warning}")
-    return FeatureConfig(max_length=chosen, max_seconds=max_seconds)
+    return said + ([f"{spec.name}: {warning}"] if warning else [])
 
 
 def find_cache(name: str, config: FeatureConfig, home: Path | None = None) -> Path | None:
@@ -446,7 +456,7 @@ def open_cache(name_or_path: str | Path, max_length: int | None = None, prepare:
                         f"-> {cache.path}")
         else:
             clips = spec.scan(root)
-            config = feature_config(spec, root, clips, max_length, message, max_seconds)
+            config = feature_config(spec, root, clips, max_length, max_seconds)
             found = cache_dir(spec.name, home) / cache_key(root, clips, config)
             if not (found / INDEX).is_file():
                 raise SoftmoaError(f"{spec.name}: no feature cache for max_length {config.max_length}; "

@@ -372,6 +372,41 @@ def install_checkpoint(name: str, source: Path | None = None, *, force: bool = F
                            f"softmoa download {name} --from PATH") from None
 
 
+@dataclass(frozen=True)
+class CheckpointState:
+    """A checkpoint ``softmoa download`` knows: what it is, where it comes from, where it is here
+    (None: not here)."""
+
+    name: str
+    title: str
+    source: str
+    found: str | None
+
+
+def checkpoint_states(home: Path | None = None) -> list[CheckpointState]:
+    """Every checkpoint ``download`` installs and the embedded one the package ships, with
+    whether each is here: a copy under ``$SOFTMOA_HOME/checkpoints/`` or in the Hugging Face cache
+    (looked up offline), the embedded one when its weights match their record."""
+    from huggingface_hub import try_to_load_from_cache
+
+    states = []
+    for name, repo in CHECKPOINTS.items():
+        copy = checkpoints_dir(home) / name
+        cached = try_to_load_from_cache(repo, "config.json")
+        found = str(copy) if copy.exists() else "Hugging Face cache" if isinstance(cached, str) else None
+        states.append(CheckpointState(name, "AudioSet AST (AST-base, 527 labels)", repo, found))
+    from ..models.shipped import EMBEDDED, SHIPPED, read_record
+
+    try:
+        read_record()
+        found = "shipped in the package"
+    except SoftmoaError:
+        found = None
+    states.append(CheckpointState(EMBEDDED, "embedded AST (width 128, 4 blocks)", str(SHIPPED.name) + "/ in the "
+                                  "package", found))
+    return states
+
+
 def _copy_checkpoint(name: str, source: Path, force: bool, home: Path | None) -> Path:
     target = checkpoints_dir(home) / name
     if source.is_dir() and not ((source / "config.json").is_file()

@@ -30,6 +30,7 @@ class Backbone:
     pretrained: Pretrained
     reference: str  # hub id (also for a hub cache folder), absolute path, or RANDOM_DIR (in the run folder)
     description: str  # one line for the user
+    advice: str | None = None  # what the user can do for a better one (said once: ``Callback.advise``)
 
 
 def cached_audioset() -> Path | None:
@@ -69,10 +70,11 @@ def resolve_backbone(model: ModelConfig, features: FeatureConfig, seed: int, cal
     from .embedded_backbone import describe
 
     path = embedded_backbone()
-    why = "" if checkpoint == "embedded" else (
-        f"; the AudioSet AST ({AUDIOSET_HUB_ID}) is not in the local Hugging Face cache: get it with "
-        "`softmoa download ast-audioset` (online) or pass --checkpoint")
-    return Backbone(load_pretrained(path), EMBEDDED, f"backbone: {describe(path)}{why}")
+    advice = None if checkpoint == "embedded" else (
+        f"the AudioSet AST ({AUDIOSET_HUB_ID}) is not in the local Hugging Face cache, so the embedded backbone "
+        "serves: get the AudioSet one with `softmoa download ast-audioset` (online), or choose one with "
+        "model.checkpoint")
+    return Backbone(load_pretrained(path), EMBEDDED, f"backbone: {describe(path)}", advice)
 
 
 def _random_backbone(model: ModelConfig, run_dir: Path | None, features: FeatureConfig, seed: int) -> Backbone:

@@ -43,3 +43,8 @@ class Callback:
     def fold_end(self, fold: int | None, result: dict) -> None: ...
 
     def message(self, text: str) -> None: ...
+
+    def advise(self, text: str) -> None:
+        """Advice the user can act on (a better backbone to get, a setting to choose): a front
+        end says each once per command, however many runs the command trains."""
+        self.message(text)

@@ -53,6 +53,8 @@ def finetune(config: RunConfig, run_dir: str | Path | None = None, callback: Cal
     config, said = derived_config(config, table, backbone.pretrained.model.config.dim)
     for line in [backbone.description, *said]:
         say(line)
+    if backbone.advice and world.main:
+        callback.advise(backbone.advice)
     # The folder is named for the time the run starts: once its data and backbone are ready.
     run_dir = Path(_agree(world, str(given or default_run_dir(config))))
     folder = RunFolder(run_dir)

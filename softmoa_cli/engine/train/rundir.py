@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import time
 from pathlib import Path
 
@@ -43,10 +44,25 @@ LOG_COLUMNS = ["fold", "epoch", "train_loss", "train_accuracy", "valid_loss", "v
 SUMMARY_METRICS = {"singlelabel": ("accuracy", "macro_f1"), "multilabel": ("mAP", "micro_f1", "macro_f1", "d_prime")}
 
 
-def default_run_dir(config: RunConfig, root: str | Path = "runs") -> Path:
+RUNS_ENV = "SOFTMOA_RUNS"  # where runs are written and looked for, unless a command is told
+
+
+def runs_dir(root: str | Path | None = None) -> Path:
+    """The runs folder: ``root``, else ``$SOFTMOA_RUNS``, else ``runs/`` of the current folder."""
+    return Path(root or os.environ.get(RUNS_ENV) or "runs").expanduser()
+
+
+def runs_dir_said(root: str | Path | None = None) -> str:
+    """Where the runs folder is and why, for a message: ``/abs/runs (runs/ of the current folder)``."""
+    why = ("given" if root else f"${RUNS_ENV}" if os.environ.get(RUNS_ENV) else "runs/ of the current folder; "
+           f"--runs DIR or ${RUNS_ENV} names another")
+    return f"{runs_dir(root).absolute()} ({why})"
+
+
+def default_run_dir(config: RunConfig, root: str | Path | None = None) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     dataset = Path(config.data.dataset).name or "data"
-    return Path(root) / f"{dataset}-{config.method.name}-{stamp}"
+    return runs_dir(root) / f"{dataset}-{config.method.name}-{stamp}"
 
 
 class RunFolder:
@@ -150,12 +166,12 @@ def resolve_run(reference: str | Path) -> Path:
 
 def output_folder(reference: str | Path) -> Path:
     """Where a command writes what it makes for a run (a confusion matrix, expert shares): the
-    run folder itself, or for a run from the hub ``runs/hub/<owner>--<name>/`` (the hub cache
+    run folder itself, or for a run from the hub ``<runs>/hub/<owner>--<name>/`` (the hub cache
     stays as it was downloaded)."""
     path = Path(reference).expanduser()
     if path.exists() or not is_hub_id(reference):
         return path
-    folder = Path("runs") / "hub" / str(reference).replace("/", "--")
+    folder = runs_dir() / "hub" / str(reference).replace("/", "--")
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
@@ -245,8 +261,8 @@ def load_run(run_dir: str | Path, fold: int | None = None) -> tuple[AST, list[st
     return load_adapter(directory, load_backbone(backbone_reference(directory), directory))
 
 
-def latest_run(root: str | Path = "runs") -> Path | None:
-    """The most recently finished run under ``root`` (by its metrics file), or None."""
-    finished = [path.parent for path in Path(root).glob(f"*/{RUN_FILE}")
+def latest_run(root: str | Path | None = None) -> Path | None:
+    """The most recently finished run under ``root`` (``runs_dir``), by its run file, or None."""
+    finished = [path.parent for path in runs_dir(root).glob(f"*/{RUN_FILE}")
                 if json.loads(path.read_text()).get("finished")]
     return max(finished, key=lambda run: (run / RUN_FILE).stat().st_mtime, default=None)
