@@ -97,6 +97,7 @@ def test_evaluate_prints_per_class_ap_and_writes_no_confusion_matrix(home):
 
     report = json.loads(run_ok("evaluate", folder, "--json", "--split", "valid").stdout)
     assert report["task"] == "multilabel" and "confusion" not in report and "confusion_png" not in report
+    assert report["ap_png"] == str(folder / "ap-valid.png") and Path(report["ap_png"]).read_bytes()[:4] == b"\x89PNG"
     assert report["folds"][0]["mAP"] == pytest.approx(metrics["valid_mAP"], abs=1e-6)
     assert report["summary"]["mAP_mean"] == report["folds"][0]["mAP"]
     assert [row["label"] for row in report["per_class"]] == LABELS and not list(folder.glob("confusion*"))
@@ -112,6 +113,10 @@ def predicted(home, *options) -> tuple[list[dict], str]:
 def test_predict_marks_the_labels_above_threshold(home):
     found, table = predicted(home)
     assert all(set(entry) == {"file", "predictions", "positive"} for entry in found)
+    tuned = json.loads((home["run"] / "adapter.json").read_text())["thresholds"]
+    for entry in found:  # each label's threshold beside its score: the run's tuned one
+        for p in entry["predictions"] + entry["positive"]:
+            assert p["threshold"] == pytest.approx(tuned[LABELS.index(p["label"])], abs=1e-6)
     marked = sum(len(entry["positive"]) for entry in found)
     assert marked > 0
     listed = [line for line in table.splitlines() if line.startswith("above threshold (")]
@@ -120,7 +125,7 @@ def test_predict_marks_the_labels_above_threshold(home):
         positive = ", ".join(f"{p['label']} {p['score']:.4f}" for p in entry["positive"]) or "none"
         assert line == f"above threshold ({len(entry['positive'])}): {positive}", (line, entry)
     header = next(line for line in table.splitlines() if "┃" in line)
-    assert [cell.strip() for cell in header.split("┃")] == ["label", "score", "above threshold"], header
+    assert [cell.strip() for cell in header.split("┃")] == ["label", "score", "threshold", "above"], header
     ticks = [line for line in table.splitlines() if "│" in line and line.rstrip().endswith("✓")]
     shown = sum(1 for entry in found for p in entry["predictions"][:2] if p["label"] in
                 {q["label"] for q in entry["positive"]})
@@ -140,7 +145,7 @@ def test_threshold_is_refused_for_a_single_label_run_and_out_of_range(home):
     run_ok("finetune", "--dataset", home["single"], "--preset", home["preset"], "--method", "linear", "--epochs", 1,
            "--out", single)
     clip = home["manifest"].parent / home["rows"][-1]["path"]
-    for folder, threshold, message in ((single, 0.5, "single-label"), (home["run"], 1.5, "between 0 and 1")):
+    for folder, threshold, message in ((single, 0.5, "single-label"), (home["run"], 1.5, "--threshold': Input should be less than or equal to 1")):
         result = run("predict", clip, "--run", folder, "--threshold", threshold)
         assert result.exit_code == 2, result.output
         assert message in result.output and len(result.output.strip().splitlines()) == 1, result.output

@@ -142,9 +142,49 @@ def confusion_figure(confusion: list[list[int]], labels: list[str], title: str =
     return figure
 
 
-def save_confusion_png(confusion: list[list[int]], labels: list[str], path: str | Path, title: str = "") -> Path:
-    """``confusion_figure`` as a PNG at ``path``."""
+def average_precision_figure(report: dict, title: str = ""):
+    """A multi-label report's per-class AP (a matplotlib Figure): one bar per label, highest AP at
+    the top, each bar labelled with its AP and positive clips; beside each bar a dashed mark at
+    its chance AP (the label's share of positive clips: what a random ranking scores); the mAP as
+    a vertical line. Labels without positive clips have no AP and are listed under the axis."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    clips = sum(fold["clips"] for fold in report["folds"])
+    rows = sorted((row for row in report["per_class"] if row["ap"] is not None), key=lambda row: -row["ap"])
+    absent = [row["label"] for row in report["per_class"] if row["ap"] is None]
+    n = max(len(rows), 1)
+    font = 9 if n <= 30 else 7 if n <= 80 else 5
+    figure = Figure(figsize=(9, min(2.2 + 0.28 * n, 40)), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    y = list(range(len(rows)))
+    axes.barh(y, [row["ap"] for row in rows], color="tab:blue", alpha=0.8, label="AP")
+    chance = [row["support"] / clips if clips else 0 for row in rows]
+    axes.scatter(chance, y, marker="|", s=160, color="0.2", zorder=3, label="chance AP (share of positive clips)")
+    for k, (row, level) in enumerate(zip(rows, chance)):  # right of the bar and of its chance mark
+        axes.text(max(row["ap"], level) + 0.015, k, f"{row['ap']:.3f}  ({row['support']} positive)", va="center",
+                  fontsize=font - 1)
+    mean = report["summary"]["mAP_mean"]
+    axes.axvline(mean, color="tab:red", linestyle="--", linewidth=1.2, label=f"mAP {mean:.3f}")
+    axes.set_yticks(y, [row["label"] for row in rows], fontsize=font)
+    axes.set_ylim(len(rows) - 0.5, -0.5)  # the best at the top
+    axes.set_xlim(0, 1.3)  # room for the labels beside the longest bars
+    axes.set_xticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    axes.set_xlabel("average precision" + (f"\nno positive clip, so no AP: {', '.join(absent)}" if absent else ""))
+    axes.set_title(" · ".join(part for part in (title, f"per-class AP over {clips} clips") if part), fontsize=11)
+    figure.legend(*axes.get_legend_handles_labels(), loc="outside lower center", ncol=3, fontsize=8, frameon=False)
+    return figure
+
+
+def save_png(figure, path: str | Path) -> Path:
+    """A figure as a PNG at ``path``, written atomically."""
     buffer = io.BytesIO()
-    confusion_figure(confusion, labels, title).savefig(buffer, format="png", dpi=120)
+    figure.savefig(buffer, format="png", dpi=120)
     atomic_write_bytes(path, buffer.getvalue())
     return Path(path)
+
+
+def save_confusion_png(confusion: list[list[int]], labels: list[str], path: str | Path, title: str = "") -> Path:
+    """``confusion_figure`` as a PNG at ``path``."""
+    return save_png(confusion_figure(confusion, labels, title), path)

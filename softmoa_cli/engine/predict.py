@@ -131,8 +131,9 @@ class Segment:
 class FilePrediction:
     """Top-k ``(label, score)`` pairs for one file, or the reason it could not be scored; for a
     multi-label model also ``positive``, every ``(label, score)`` at or above its threshold
-    (highest score first; None for a single-label model); with a timeline, ``timeline`` and
-    ``segments``."""
+    (highest score first; None for a single-label model), and ``thresholds``, each label's
+    threshold (label -> threshold; None for a single-label model); with a timeline,
+    ``timeline`` and ``segments``."""
 
     file: str
     predictions: list[tuple[str, float]] | None = None
@@ -142,11 +143,15 @@ class FilePrediction:
     timeline: list[WindowPrediction] | None = None
     segments: list[Segment] | None = None
     scores: torch.Tensor | None = field(default=None, repr=False)  # every label's score, unrounded
+    thresholds: dict[str, float] | None = None
 
     def to_dict(self) -> dict:
-        """``{"file", "predictions": [{label, score}]}`` and, multi-label, ``"positive"`` alike;
-        with a timeline ``"timeline": [{start, end, predictions}]`` and ``"segments"``."""
-        pairs = lambda items: [{"label": l, "score": s} for l, s in items or []]
+        """``{"file", "predictions": [{label, score}]}`` and, multi-label, ``"positive"`` alike,
+        each entry with its label's ``threshold``; with a timeline ``"timeline": [{start, end,
+        predictions}]`` and ``"segments"``."""
+        marks = self.thresholds or {}
+        pairs = lambda items: [{"label": l, "score": s, **({"threshold": marks[l]} if l in marks else {})}
+                               for l, s in items or []]
         result = {"file": self.file, "predictions": pairs(self.predictions)}
         if self.positive is not None:
             result["positive"] = pairs(self.positive)
@@ -220,6 +225,7 @@ class Predictor:
             order = scores.argsort(descending=True, stable=True).tolist()
             prediction.positive = [(self.labels[i], round(float(scores[i]), 6)) for i in order
                                    if scores[i] >= self.thresholds[i]]
+            prediction.thresholds = {label: round(float(t), 6) for label, t in zip(self.labels, self.thresholds)}
         return prediction
 
     # --- many files: decoded ahead in threads, windows batched across files ---------------------

@@ -24,7 +24,7 @@ def evaluate(
     """Accuracy, macro-F1, a per-class table and a confusion-matrix PNG (k-fold runs: per fold and mean ± std).
 
     Multi-label runs: mAP, micro- and macro-F1 at the run's tuned thresholds, d′ and per-class
-    AP and F1; no confusion matrix.
+    AP and F1, and a PNG of the per-class AP (sorted, with positive clips and chance).
 
     RUN: a run folder or the hub id of a pushed run (owner/name; the confusion matrix then goes
     to runs/hub/OWNER--NAME/); without it, the most recent finished run under runs/.
@@ -34,18 +34,21 @@ def evaluate(
       softmoa evaluate runs/fsdd-soft-20250101-120000 --split test --json
       softmoa evaluate me/birds-soft --dataset ~/birds/tags.csv
     """
-    from ...engine.evaluate import evaluate_run, save_confusion_png
+    from ...engine.evaluate import average_precision_figure, evaluate_run, save_confusion_png, save_png
     from ...engine.train.rundir import output_folder
-    from ..console import err, note
+    from ..console import err, line, note
 
     run_dir = chosen_run(run_dir)
     with err.status("evaluating…"):
         report = evaluate_run(run_dir, split, device=device, message=note, dataset=dataset, fold=fold)
     if report["task"] == "multilabel":
+        png = save_png(average_precision_figure(report, f"{run_dir.name} · {split}"),
+                       output_folder(run_dir) / f"ap-{split}.png")
         if as_json:
-            print(json.dumps(report, indent=2))
+            print(json.dumps(report | {"ap_png": str(png)}, indent=2))
         else:
             show_multi_label(report, split)
+            line(f"per-class AP: {png}")
         return
     png = save_confusion_png(report["confusion"], report["labels"], output_folder(run_dir) / f"confusion-{split}.png",
                              f"{run_dir.name} · {split}")

@@ -125,8 +125,8 @@ def render(results: list, as_json: bool, as_csv: bool) -> None:
 
 
 def show_prediction(result) -> None:
-    """One file's name and its top-k table; a multi-label model's labels at or above their
-    thresholds marked ✓ in the table and listed below it (some may rank below the top k)."""
+    """One file's name and its top-k table; a multi-label model's labels with their thresholds,
+    those at or above them marked ✓ in the table and listed below it (some may rank below the top k)."""
     from rich.text import Text
 
     from ..console import Column, line, out, show_table
@@ -137,8 +137,10 @@ def show_prediction(result) -> None:
                    [[label, f"{score:.4f}"] for label, score in result.predictions])
         return
     marked = {label for label, _ in result.positive}
-    show_table([Column("label", "left", whole=True), Column("score"), Column("above threshold", "center")],
-               [[label, f"{score:.4f}", "✓" if label in marked else ""] for label, score in result.predictions])
+    show_table([Column("label", "left", whole=True), Column("score"), Column("threshold"),
+                Column("above", "center")],
+               [[label, f"{score:.4f}", f"{result.thresholds[label]:.4f}", "✓" if label in marked else ""]
+                for label, score in result.predictions])
     listed = ", ".join(f"{label} {score:.4f}" for label, score in result.positive)
     line(f"above threshold ({len(result.positive)}): {listed or 'none'}")
 
