@@ -174,6 +174,8 @@ def test_timeline_recovers_known_events_in_order_within_one_hop(tone_run):
     # the file's own prediction is still the window rule's mean; segments are sorted by time
     assert entry["predictions"][0]["label"] in {"low", "high", "quiet"}
     assert [s["start"] for s in entry["segments"]] == sorted(s["start"] for s in entry["segments"])
+    # one label per stretch of time: the segments of a single-label run never overlap
+    assert all(b["start"] >= a["end"] for a, b in zip(entry["segments"], entry["segments"][1:])), entry["segments"]
 
     # A smaller window (zero-padded to the model's input: this model never saw padding, so only
     # the times are checked), the CSV and the table.
@@ -209,3 +211,22 @@ def test_timeline_of_a_multi_label_checkpoint_and_bad_windows(tmp_path):
     too_long = predict(clip, "-c", folder, "--timeline", "--window", "1.5")
     assert too_long.exit_code != 0 and "at most the model's input, 1 s" in too_long.stderr
     assert predict(clip, "-c", folder, "--hop", "0.2").exit_code != 0  # --hop without --timeline
+
+
+def test_timeline_segments_give_each_stretch_one_label_or_each_label_its_own_stretches():
+    """Windows 0-1 s, 0.5-1.5 s, 1-2 s: the old per-window merge gave overlapping "a 0-1" and
+    "b 0.5-2"; per stretch, each half second takes the mean of the windows covering it."""
+    from softmoa_cli.engine.predict import timeline_segments
+
+    probs = torch.tensor([[0.9, 0.1], [0.4, 0.6], [0.1, 0.9]], dtype=torch.float64)
+    bounds = [(0, 100), (50, 150), (100, 200)]
+    single = timeline_segments(probs, bounds, torch.full((2,), 0.5, dtype=torch.float64), multi_label=False)
+    assert [(a, b, label) for a, b, label, _ in single] == [(0, 100, 0), (100, 200, 1)]
+    assert [score for *_, score in single] == pytest.approx([(0.9 + 0.65) / 2, (0.75 + 0.9) / 2])
+    multi = timeline_segments(probs, bounds, torch.tensor([0.3, 0.3], dtype=torch.float64), multi_label=True)
+    assert [(a, b, label) for a, b, label, _ in multi] == [(0, 100, 0), (50, 200, 1)]  # overlap across labels only
+    for label in (0, 1):  # never within one label
+        own = [(a, b) for a, b, found, _ in multi if found == label]
+        assert all(later[0] >= earlier[1] for earlier, later in zip(own, own[1:]))
+    gapped = timeline_segments(probs[:2], [(0, 50), (100, 150)], torch.full((2,), 0.1, dtype=torch.float64), False)
+    assert [(a, b) for a, b, *_ in gapped] == [(0, 50), (100, 150)]  # a hop longer than the window: no bridging

@@ -337,40 +337,57 @@ class Predictor:
 
     def _timeline(self, probs: torch.Tensor, starts: list[int], frames: int, span: tuple[int, int],
                   top_k: int) -> tuple[list[WindowPrediction], list[Segment]]:
-        """Per-window top-k and the segments: for each label, maximal runs of consecutive
-        windows where it is above threshold (multi-label: each label at or above its threshold;
-        single-label: the window's top label, if its score is at least the threshold)."""
+        """Per-window top-k, and the segments (``timeline_segments``) in seconds."""
         width = span[0]
-        bounds = [(round(s / FRAMES_PER_SECOND, 3), round(min(s + width, frames) / FRAMES_PER_SECOND, 3))
-                  for s in starts]
+        bounds = [(s, min(s + width, frames)) for s in starts]
+        seconds = lambda frame: round(frame / FRAMES_PER_SECOND, 3)
         k = min(top_k, probs.shape[1])
         values, indices = probs.topk(k, dim=1)
-        timeline = [WindowPrediction(start, end, [(self.labels[i], round(float(v), 6))
-                                                  for v, i in zip(values[w], indices[w].tolist())])
+        timeline = [WindowPrediction(seconds(start), seconds(end), [(self.labels[i], round(float(v), 6))
+                                                                   for v, i in zip(values[w], indices[w].tolist())])
                     for w, (start, end) in enumerate(bounds)]
-        thresholds = self.thresholds.double()
-        if self.multi_label:
-            active = probs >= thresholds
-        else:
-            top = probs.argmax(dim=1)
-            active = torch.zeros_like(probs, dtype=torch.bool)
-            rows = torch.arange(len(probs))
-            active[rows, top] = probs[rows, top] >= thresholds[top]
-        segments = []
-        for c in range(probs.shape[1]):
-            on = active[:, c].tolist()
-            w = 0
-            while w < len(on):
-                if not on[w]:
-                    w += 1
-                    continue
-                first = w
-                while w < len(on) and on[w]:
-                    w += 1
-                score = float(probs[first:w, c].mean())
-                segments.append(Segment(bounds[first][0], bounds[w - 1][1], self.labels[c], round(score, 6)))
-        segments.sort(key=lambda s: (s.start, s.end, s.label))
+        segments = [Segment(seconds(start), seconds(end), self.labels[label], round(score, 6))
+                    for start, end, label, score in timeline_segments(probs, bounds, self.thresholds.double(),
+                                                                      self.multi_label)]
         return timeline, segments
+
+
+def timeline_segments(probs: torch.Tensor, bounds: list[tuple[int, int]], thresholds: torch.Tensor,
+                      multi_label: bool) -> list[tuple[int, int, int, float]]:
+    """Segments ``(start, end, label, score)`` of a timeline: windows' probabilities ``[w,
+    classes]`` over their ``bounds`` (frames), told per stretch of time. The window edges cut
+    the clip into stretches; each stretch takes the mean of the windows covering it. Single-label:
+    a stretch has one label, its top one if that scores at least its threshold, so segments never
+    overlap; multi-label: every label at or above its threshold (labels may overlap one another,
+    a label never overlaps itself). Consecutive stretches of a label merge into one segment,
+    scored by the duration-weighted mean; sorted by start, then label."""
+    edges = sorted({edge for bound in bounds for edge in bound})
+    stretches = torch.tensor(list(zip(edges, edges[1:])), dtype=torch.float64).reshape(-1, 2)  # [s, 2]
+    windows = torch.tensor(bounds, dtype=torch.float64)  # [w, 2]
+    covers = (windows[None, :, 0] <= stretches[:, None, 0]) & (windows[None, :, 1] >= stretches[:, None, 1])
+    counts = covers.sum(1, keepdim=True)  # [s, 1]: 0 where a hop longer than the window leaves a gap
+    means = covers.double() @ probs.double() / counts.clamp(min=1)  # [s, classes]
+    if multi_label:
+        active = means >= thresholds
+    else:
+        top = means.argmax(dim=1)
+        active = torch.zeros_like(means, dtype=torch.bool)
+        rows = torch.arange(len(means))
+        active[rows, top] = means[rows, top] >= thresholds[top]
+    active &= counts > 0
+    lengths = stretches[:, 1] - stretches[:, 0]
+    found = []
+    for label in range(probs.shape[1]):
+        run = None  # [first stretch, last stretch] of the current segment
+        for k in [*torch.nonzero(active[:, label]).flatten().tolist(), None]:
+            if run is not None and (k is None or k != run[1] + 1 or stretches[k, 0] != stretches[run[1], 1]):
+                piece = slice(run[0], run[1] + 1)
+                score = float((means[piece, label] * lengths[piece]).sum() / lengths[piece].sum())
+                found.append((int(stretches[run[0], 0]), int(stretches[run[1], 1]), label, score))
+                run = None
+            if k is not None:
+                run = [k, k] if run is None else [run[0], k]
+    return sorted(found, key=lambda s: (s[0], s[1], s[2]))
 
 
 def _complete(entry: _Decoded) -> bool:
