@@ -137,10 +137,14 @@ def test_long_clips_keep_every_window_and_short_ones_one(tmp_path):
     finally:
         os.environ["SOFTMOA_HOME"] = saved
     short = next(i for i in range(len(cache)) if i not in long)
-    x, owner = table.clip_windows(np.array([long[1], short]))
+    [(x, owner)] = table.window_batches(np.array([long[1], short]), limit=100)
     assert owner.tolist() == [0, 0, 0, 1]
     assert np.array_equal(x[:3].numpy(), whole.astype(np.float32))
     assert np.array_equal(x[3].numpy(), cache.features[short].astype(np.float32))
+    # at most `limit` windows read at once: the long clip's three windows span two batches
+    batches = list(table.window_batches(np.array([long[1], short]), limit=2))
+    assert [b[1].tolist() for b in batches] == [[0, 0], [0, 1]]
+    assert torch.equal(torch.cat([b[0] for b in batches]), x)
 
 
 def test_batch_reads_and_specaugment(tmp_path):

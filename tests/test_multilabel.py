@@ -101,7 +101,9 @@ def test_evaluate_and_predict_agree_with_the_run(tmp_path, mixtures):
     assert len(scores) == 5 and not np.isclose(sum(scores.values()), 1.0)  # independent sigmoids
     assert [label for label, _ in first.positive] == [label for label, s in first.predictions
                                                      if s >= thresholds[table.label_names.index(label)] - 1e-6]
-    assert first.to_dict()["positive"] == [{"label": l, "score": s} for l, s in first.positive]
+    assert first.to_dict()["positive"] == [{"label": l, "score": s,
+                                            "threshold": pytest.approx(thresholds[table.label_names.index(l)])}
+                                           for l, s in first.positive]
     everything, _ = predictor_for(run=run, threshold=0.0)
     nothing, _ = predictor_for(run=run, threshold=1.0)
     path = manifest.parent / table.paths[test[0]]

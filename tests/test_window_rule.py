@@ -44,3 +44,32 @@ def test_predict_top1_over_the_test_files_equals_evaluate(tmp_path, fsdd_recordi
         (label, _), = predictor.predict_file(root / cache.paths[i], top_k=1)
         confusion[cache.labels[i], cache.label_names.index(label)] += 1
     assert confusion.tolist() == report["confusion"]
+
+
+def test_scoring_whole_clips_runs_at_most_a_batch_of_windows_at_once():
+    """An evaluation batch of long clips (here 50 windows each) never holds more than the batch's
+    windows in memory or in one forward, and scores the clips as the unbounded mean does."""
+    import numpy as np
+    import torch
+
+    from helpers import TINY, toy_table
+    from softmoa_cli.engine.models.ast import AST, ASTConfig
+    from softmoa_cli.engine.train.distributed import World
+    from softmoa_cli.engine.train.evaluation import Precision, score_indices
+
+    table = toy_table(n=8)
+    rng = np.random.default_rng(1)
+    table.windows = np.array([50, 1, 50, 1, 1, 1, 1, 1])
+    table.extra = rng.normal(size=(98, 48, 32)).astype(np.float16)
+    torch.manual_seed(0)
+    model = AST(ASTConfig(**TINY, num_mel_bins=32, max_length=48, num_classes=4)).eval()
+    seen = []
+    model.register_forward_pre_hook(lambda module, args: seen.append(args[0].shape[0]))
+    scored = score_indices(model, table, np.arange(8), 8, World(), Precision("fp32", torch.device("cpu")))
+    assert sum(seen) == 106 and max(seen) == 8
+    with torch.no_grad():
+        for clip in (0, 2, 5):  # the reference: every window of the clip at once, probabilities averaged
+            first = 0 if clip == 0 else 49
+            windows = [table.features[clip]] + ([table.extra[first + k] for k in range(49)] if clip in (0, 2) else [])
+            probs = model(torch.from_numpy(np.stack(windows).astype(np.float32))).double().softmax(-1).mean(0)
+            assert torch.allclose(scored.probabilities[clip], probs, atol=1e-12)

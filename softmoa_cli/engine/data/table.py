@@ -11,6 +11,7 @@ Training reads a random ``max_length`` crop of each clip longer than one window
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -95,20 +96,31 @@ class FeatureTable:
         targets = np.asarray(self.labels[indices], dtype=np.float32 if self.multi_label else np.int64)
         return torch.from_numpy(rows), torch.from_numpy(targets)
 
-    def clip_windows(self, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """Every window of these clips by the window rule: features ``[w, frames, bins]`` float32
-        and ``owner [w]``, the position in ``indices`` of each window's clip."""
-        first, _ = self.batch(indices)
-        if self.windows is None or not (self.windows[indices] > 1).any():
-            return first, torch.arange(len(indices))
-        starts = np.concatenate([[0], np.cumsum(self.windows - 1)])  # each clip's first row in ``extra``
-        parts, owner = [], []
-        for position, (index, row) in enumerate(zip(indices.tolist(), first)):
-            count = int(self.windows[index])
-            parts += [row[None], torch.from_numpy(np.asarray(self.extra[starts[index]:starts[index] + count - 1],
-                                                             dtype=np.float32))]
-            owner += [position] * count
-        return torch.cat(parts), torch.tensor(owner)
+    def window_batches(self, indices: np.ndarray, limit: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Every window of these clips by the window rule, at most ``limit`` at a time (a long
+        clip's windows may span several batches): features ``[<= limit, frames, bins]`` float32
+        and ``owner [<= limit]``, the position in ``indices`` of each window's clip. Only the
+        windows of one batch are read from the memory map at once, so memory stays flat on hours
+        of audio."""
+        counts = np.ones(len(indices), dtype=np.int64) if self.windows is None else self.windows[indices]
+        items = [(position, int(index), window) for position, (index, count) in enumerate(zip(indices, counts))
+                 for window in range(int(count))]
+        for start in range(0, len(items), limit):
+            yield self._read_windows(items[start:start + limit])
+
+    def _read_windows(self, items: list[tuple[int, int, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(position, clip, window)`` items -> their features float32 and owners (positions):
+        first windows in one sorted read from ``features``, further ones from ``extra``."""
+        rows = np.empty((len(items), *self.features.shape[1:]), dtype=np.float32)
+        firsts = np.array([k for k, (_, _, window) in enumerate(items) if window == 0], dtype=np.int64)
+        if len(firsts):
+            clips = np.array([items[k][1] for k in firsts])
+            order = np.argsort(clips, kind="stable")  # sorted reads are faster on a memory map
+            rows[firsts[order]] = self.features[clips[order]]
+        for k, (_, index, window) in enumerate(items):
+            if window:
+                rows[k] = self._window(index, window)
+        return torch.from_numpy(rows), torch.tensor([position for position, _, _ in items])
 
     def crop_starts(self, indices: np.ndarray, generator: torch.Generator) -> np.ndarray:
         """The first frame of each clip's training crop: uniform in ``[0, frames - max_length]``

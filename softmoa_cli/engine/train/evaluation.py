@@ -111,16 +111,18 @@ class Evaluation:
 def score_indices(model: nn.Module, table: FeatureTable, indices: np.ndarray, batch_size: int, world: World,
                   precision: Precision) -> Evaluation:
     """Score the clips ``indices`` of ``table`` (each process its share, gathered on every
-    rank): sigmoid outputs for a multi-label table, softmax otherwise."""
+    rank): sigmoid outputs for a multi-label table, softmax otherwise. At most ``batch_size``
+    windows are read and run at once, whatever the clips' lengths (``FeatureTable.window_batches``)."""
     model.eval()
     multi = table.multi_label
-    probabilities = torch.zeros(len(indices), len(table.label_names), dtype=torch.float64)
     positions = world.shard(np.arange(len(indices)))  # this rank's rows
-    for start in range(0, len(positions), batch_size):
-        rows = positions[start:start + batch_size]
-        windows, owner = table.clip_windows(indices[rows])  # [w, frames, bins], [w]
+    totals = torch.zeros(len(positions), len(table.label_names), dtype=torch.float64)  # window probabilities summed
+    for windows, owner in table.window_batches(indices[positions], batch_size):  # [<= batch, frames, bins], owner
         log_probs = window_log_probabilities(model, windows, batch_size, world.device, precision, multi)
-        probabilities[torch.from_numpy(rows)] = clip_log_probabilities(log_probs, owner, len(rows)).exp()
+        totals.index_add_(0, owner, log_probs.exp())
+    counts = torch.from_numpy(np.ones(len(positions)) if table.windows is None else table.windows[indices[positions]])
+    probabilities = torch.zeros(len(indices), len(table.label_names), dtype=torch.float64)
+    probabilities[torch.from_numpy(positions)] = (totals / counts.double()[:, None]).log().exp()
     probabilities = world.sum(probabilities)  # [n, classes]: each row written by one rank, zeros elsewhere
     targets = _targets(table, indices)
     if not len(indices):
