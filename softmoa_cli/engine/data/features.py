@@ -18,13 +18,17 @@ AUDIOSET_STD = 4.5689974
 
 @dataclass(frozen=True)
 class FeatureConfig:
-    """Feature settings; ``max_length`` in frames of 10 ms."""
+    """Feature settings; ``max_length`` in frames of 10 ms. ``kind``: the front end, ``fbank``
+    (this module's AST log-mels), ``whisper`` (Whisper's log-mels) or ``waveform`` (samples);
+    ``normalize``: a waveform window scaled to zero mean and unit variance (``data/frontends.py``)."""
 
     sample_rate: int = 16_000
     num_mel_bins: int = 128
     max_length: int = 1024
     mean: float = AUDIOSET_MEAN
     std: float = AUDIOSET_STD
+    kind: str = "fbank"
+    normalize: bool = False
 
 
 def fbank_options(config: FeatureConfig = FeatureConfig()) -> dict:
