@@ -133,9 +133,11 @@ class Backbone(nn.Module):
         return self._features(tokens, last, outputs)
 
     def _features(self, tokens: torch.Tensor, last: torch.Tensor, outputs: dict[int, torch.Tensor]) -> torch.Tensor:
+        """The features from the embedding output ``tokens``, the last block's output ``last``
+        and (for the weighted layer sum, which needs every one) the blocks' ``outputs``."""
         if self.layer_weights is None:
             return self.norm(last)
-        states = [tokens, *(outputs[i] for i in range(len(outputs) - 1))]
+        states = [tokens, *(outputs[i] for i in range(len(self.blocks) - 1))]
         states.append(self.norm(last) if self.normed_last_state else last)
         weights = self.layer_weights.softmax(dim=0)  # [layers]
         return torch.einsum("l,lbmd->bmd", weights, torch.stack(states))
