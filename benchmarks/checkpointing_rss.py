@@ -32,7 +32,8 @@ def measure_step(method: str, frames: int, batch: int, threads: int, checkpointi
     import torch
     import torch.nn.functional as F
 
-    from softmoa_cli.engine.models.ast import ASTConfig, set_activation_checkpointing
+    from softmoa_cli.engine.models.ast import ASTConfig
+    from softmoa_cli.engine.models.backbone import set_activation_checkpointing
     from softmoa_cli.engine.petl.build import build_model
 
     torch.set_num_threads(threads)

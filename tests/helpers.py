@@ -48,21 +48,61 @@ def tiny_ast_config(**changes):
 
 def random_hf_model(folder: Path, **config):
     """A transformers AST (2 blocks, 64 wide, 100 frames, labels class0..class4; ``config`` overrides
-    any of it) with weights large enough that every layer matters, saved to ``folder``; returns
-    (model, folder)."""
-    import torch
+    any of it) with weights large enough that every layer matters (all N(0, 0.2)), saved to
+    ``folder``; returns (model, folder)."""
     import transformers
 
     hf_config = transformers.ASTConfig(**(dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
                                                intermediate_size=128, max_length=100, num_labels=5,
                                                id2label={i: f"class{i}" for i in range(5)}) | config))
-    torch.manual_seed(0)
-    model = transformers.ASTForAudioClassification(hf_config).eval()
-    with torch.no_grad():
-        for param in model.parameters():
+    return saved_hf_model(transformers.ASTForAudioClassification, hf_config, folder,
+                          lambda name, param: param.normal_(0, 0.2))
+
+
+def scaled_hf_model(model_class, hf_config, folder: Path):
+    """``model_class(hf_config)`` (a transformers model) with weights drawn so that every layer
+    matters and the output depends on the input, saved to ``folder``: matrices and kernels
+    N(0, 1/fan_in), norm scales N(1, 0.2), other vectors N(0, 0.2). (All N(0, 0.2), as for the
+    AST, would shrink the signal at each of the many norms of a conv stack or a post-LN encoder
+    until the outputs hardly depend on the input.) Returns (model, folder)."""
+    import math
+
+    def draw(name, param):
+        if param.dim() == 1 and "norm" in name and name.endswith("weight"):
+            param.normal_(1, 0.2)
+        elif param.numel() == param.shape[-1]:  # a vector, or a weight norm's gains [1, 1, kernel]
             param.normal_(0, 0.2)
+        else:
+            param.normal_(0, 1 / math.sqrt(param[0].numel()))
+
+    return saved_hf_model(model_class, hf_config, folder, draw)
+
+
+def saved_hf_model(model_class, hf_config, folder: Path, draw):
+    """``model_class(hf_config)`` in eval mode, each parameter redrawn in place by ``draw(name,
+    param)`` (seed 0), saved to ``folder``; returns (model, folder)."""
+    import torch
+
+    torch.manual_seed(0)
+    model = model_class(hf_config).eval()
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            draw(name, param)
     model.save_pretrained(folder)
     return model, folder
+
+
+def assert_meaningful(reference) -> None:
+    """A reference output ``[b, ...]`` (b >= 2) that a comparison at 1e-4 cannot match trivially:
+    not near zero, and different for different inputs (its first two examples differ)."""
+    assert reference.abs().max() > 0.5, "near-zero reference"
+    assert (reference[0] - reference[1]).abs().max() > 0.1, "the reference hardly depends on the input"
+
+
+def largest_difference(got, expected) -> float:
+    """max |got - expected| of two tensors of the same shape, asserting that shape."""
+    assert got.shape == expected.shape, (got.shape, expected.shape)
+    return (got - expected).abs().max().item()
 
 
 # --- toy features, runs and kills -------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Activation checkpointing (``set_activation_checkpointing`` in engine/models/ast.py): for every
+"""Activation checkpointing (``set_activation_checkpointing`` in engine/models/backbone.py): for every
 method the checkpointed model's loss and gradients equal the plain model's, the blocks'
 activations are no longer kept by the forward, and eval and no_grad outputs are unchanged."""
 
@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from helpers import tiny_ast_config
 from torch import nn
 
-from softmoa_cli.engine.models.ast import set_activation_checkpointing
+from softmoa_cli.engine.models.backbone import set_activation_checkpointing
 from softmoa_cli.engine.petl.build import build_model
 
 METHODS = [

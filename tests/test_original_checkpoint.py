@@ -110,8 +110,10 @@ def test_unknown_tensor_beside_the_deit_heads_is_refused(tmp_path):
 def test_head_eps_survives_saving_and_older_saved_models_still_load(tmp_path):
     pretrained = load_pretrained(save_pth(authors_state(), tmp_path / "audioset.pth"), heads=HEADS)
     assert load_pretrained(save_model(pretrained, tmp_path / "own")).model.head.norm.eps == 1e-5
-    # softmoa.json written before head_eps existed: the head used the block eps.
+    # softmoa.json written before head_eps existed (and before other families: the config under
+    # "ast", without their fields): the head used the block eps.
     meta = json.loads((tmp_path / "own" / "softmoa.json").read_text())
-    del meta["ast"]["head_eps"]
+    del meta["family"]
+    meta["ast"] = {k: v for k, v in meta.pop("config").items() if k not in ("head_eps", "head_proj", "weighted_layer_sum")}
     (tmp_path / "own" / "softmoa.json").write_text(json.dumps(meta))
     assert load_pretrained(tmp_path / "own").model.head.norm.eps == 1e-6

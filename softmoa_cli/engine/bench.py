@@ -228,7 +228,7 @@ class _Subject:
 
 def _engine_subject(label: str, config: MethodConfig, settings: BenchSettings, x: torch.Tensor,
                     y: torch.Tensor, checkpointed: bool = False) -> _Subject:
-    from .models.ast import set_activation_checkpointing
+    from .models.backbone import set_activation_checkpointing
     from .petl.build import build_model
 
     model = build_model(settings.ast_config(), config, settings.num_classes).to(settings.device)

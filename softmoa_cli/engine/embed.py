@@ -1,7 +1,7 @@
 """Embeddings of audio files: the pooled representation a classifier's head sees.
 
 Each file is cut into windows by the window rule (``data/features.py``); each window goes
-through the model (a run's backbone with its PETL modules, or an AST checkpoint) and its
+through the model (a run's backbone with its PETL modules, or a backbone checkpoint) and its
 tokens are pooled as the head pools them (``mean`` of all tokens for a PETL run, ``cls_dist``
 for an AudioSet checkpoint), before the head's norm and Linear. A file's embedding is the mean
 of its windows' vectors, the same averaging as ``predict``'s probabilities. ``layer`` K takes
@@ -25,7 +25,7 @@ from .data.custom import AUDIO
 from .data.features import FeatureConfig, frame_count, window_starts, windows
 from .errors import AudioError, SoftmoaError
 from .fsutil import atomic_write_bytes
-from .models.ast import AST
+from .models.backbone import Backbone
 
 FRAME_SECONDS = 0.01  # the fbank's frame shift
 
@@ -59,40 +59,17 @@ def audio_files(paths: Iterable[str | Path]) -> list[Path]:
     return found
 
 
-def pool_tokens(tokens: torch.Tensor, pool: str) -> torch.Tensor:
-    """Tokens ``[b, m, d]`` -> ``[b, d]`` as ``ClassifierHead`` pools them: ``cls_dist`` the mean
-    of [CLS] and [DIST], ``mean`` the mean of all tokens."""
-    return tokens[:, :2].mean(dim=1) if pool == "cls_dist" else tokens.mean(dim=1)
-
-
-class _Reached(Exception):
-    """Stops the forward pass once the wanted block has run."""
-
-
-def block_tokens(model: AST, x: torch.Tensor, layer: int) -> torch.Tensor:
+def block_tokens(model: Backbone, x: torch.Tensor, layer: int) -> torch.Tensor:
     """The output tokens ``[b, m, d]`` of block ``layer`` (1-based) for inputs ``x``: the model's
     own forward (PETL modules included) stopped after that block."""
-    captured = []
-
-    def keep(module, args, output):
-        captured.append(output)
-        raise _Reached
-
-    handle = model.blocks[layer - 1].register_forward_hook(keep)
-    try:
-        model.forward_features(x)
-    except _Reached:
-        pass
-    finally:
-        handle.remove()
-    return captured[0]
+    return model.forward_intermediates(x, [layer - 1], stop_early=True, intermediates_only=True)[0]
 
 
 class Embedder:
     """A model and its features -> embeddings. ``layer`` None: the head's input; K (1..depth):
     block K's output tokens pooled alike. ``batch_size``: windows per forward pass."""
 
-    def __init__(self, model: AST, features: FeatureConfig, device: torch.device, batch_size: int = 32,
+    def __init__(self, model: Backbone, features: FeatureConfig, device: torch.device, batch_size: int = 32,
                  layer: int | None = None):
         depth = len(model.blocks)
         if layer is not None and not 1 <= layer <= depth:
@@ -113,7 +90,7 @@ class Embedder:
                 tokens = self.model.forward_features(x)
             else:
                 tokens = block_tokens(self.model, x, self.layer)
-            parts.append(pool_tokens(tokens, self.model.head.pool).float().cpu())
+            parts.append(self.model.forward_head(tokens, pre_logits=True).float().cpu())
         return torch.cat(parts)
 
     def embed(self, path: str | Path) -> FileEmbedding:

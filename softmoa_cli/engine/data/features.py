@@ -21,9 +21,12 @@ MAX_SECONDS = 600.0  # each clip is kept (and scored) up to its first 10 minutes
 
 @dataclass(frozen=True)
 class FeatureConfig:
-    """What a model scores: ``max_length``-frame windows (frames of 10 ms) of the log-mel of a
-    clip's first ``max_seconds``. A run stores these settings (``adapter.json``), so every
-    command that scores with it (evaluate, predict, embed, the exports) sees the same windows."""
+    """What a model scores: ``max_length``-frame windows (frames of 10 ms) of a clip's first
+    ``max_seconds``. ``kind``: the front end, ``fbank`` (this module's AST log-mels), ``whisper``
+    (Whisper's log-mels) or ``waveform`` (samples); ``normalize``: a waveform window scaled to
+    zero mean and unit variance (``data/frontends.py``). A run stores these settings
+    (``adapter.json``), so every command that scores with it (evaluate, predict, embed, the
+    exports) sees the same windows."""
 
     sample_rate: int = 16_000
     num_mel_bins: int = 128
@@ -31,6 +34,8 @@ class FeatureConfig:
     mean: float = AUDIOSET_MEAN
     std: float = AUDIOSET_STD
     max_seconds: float = MAX_SECONDS
+    kind: str = "fbank"
+    normalize: bool = False
 
 
 def fbank_options(config: FeatureConfig = FeatureConfig()) -> dict:

@@ -43,7 +43,7 @@ def export_graph(model: AST, path: Path) -> None:
     """Write ``model`` as one ONNX file (weights inside): input ``features [batch, max_length,
     mel_bins]`` with the batch dynamic, output ``logits [batch, classes]``. Traced on a batch of
     two: torch.export fixes an axis it sees at size 1."""
-    example = torch.zeros(2, model.config.max_length, model.config.num_mel_bins)
+    example = torch.zeros(2, *model.input_shape(model.config.max_length))
     batch = torch.export.Dim("batch", min=1)
     torch.onnx.export(model.eval(), (example,), str(path), input_names=[INPUT], output_names=[OUTPUT],
                       dynamic_shapes=({0: batch},), external_data=False, dynamo=True, verbose=False)

@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
-from ..models.ast import AST, ASTConfig
+from ..models.backbone import Backbone, BackboneConfig
+from ..models.families import build_backbone
 from ..models.pretrained import Pretrained, load_pretrained
 from .methods import MethodConfig, apply_method, method_config
 
 
-def build_model(backbone: str | Pretrained | ASTConfig, method: MethodConfig | str, num_classes: int,
-                max_length: int | None = None, **method_options) -> AST:
-    """An AST ready to train with a PETL method.
+def build_model(backbone: str | Pretrained | BackboneConfig, method: MethodConfig | str, num_classes: int,
+                max_length: int | None = None, **method_options) -> Backbone:
+    """A backbone ready to train with a PETL method.
 
-    ``backbone``: a checkpoint path or hub id, an already loaded ``Pretrained``, or an
-    ``ASTConfig`` for a randomly initialised model. ``method``: a config or a method name
-    (then ``method_options`` are its options). The head is replaced by a new Linear on the
-    mean of all tokens with ``num_classes`` outputs (the PETL recipe); ``max_length``
-    adapts the position embeddings (frames).
+    ``backbone``: a checkpoint path or hub id, an already loaded ``Pretrained``, or a family's
+    config (``ASTConfig``, ``WhisperConfig``, ...) for a randomly initialised model. ``method``:
+    a config or a method name (then ``method_options`` are its options). The head is replaced
+    by a new Linear on the mean of all tokens with ``num_classes`` outputs (the PETL recipe);
+    ``max_length`` adapts the position information (frames of 10 ms).
     """
-    if isinstance(backbone, ASTConfig):
-        model = AST(backbone)
+    if isinstance(backbone, BackboneConfig):
+        model = build_backbone(backbone)
     else:
         model = (backbone if isinstance(backbone, Pretrained) else load_pretrained(backbone)).model
     if max_length is not None and max_length != model.config.max_length:

@@ -14,12 +14,14 @@ injection:
 
 Outside packages add methods through the ``softmoa.methods`` entry-point group (a callable
 receiving the registry, which calls ``register_method(..., builtin=False)``). ``apply_method``
-injects the method's modules into an AST and sets ``requires_grad`` structurally (by module
-type, never by parameter name).
+injects the method's modules into a backbone (any family: ``models/backbone.py``) and sets
+``requires_grad`` structurally (by module type, never by parameter name).
 
 Trainable in every adapter method (docs/method.md section 3): the adapters or mixtures, the
 LayerNorms that feed them, the final LayerNorm and the head. LoRA: its low-rank pairs, the
-final LayerNorm and the head. Linear probe: the head. Full: everything.
+final LayerNorm and the head. Linear probe: the head. Full: everything (but a waveform
+backbone's convolution stack, frozen always). With every method, a backbone's weighted layer
+sum trains with the head.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from ..registry import Registry
 if TYPE_CHECKING:
     from torch import nn
 
-    from ..models.ast import AST
+    from ..models.backbone import Backbone
     from .layers import PETLModule
 
 # This module imports no torch until a model is built: configs (and so every flag and preset)
@@ -162,7 +164,7 @@ class Method:
     inject: Injection
     module: ModuleBuilder | None = None
 
-    def apply(self, model: AST, config: MethodConfig) -> None:
+    def apply(self, model: Backbone, config: MethodConfig) -> None:
         if self.module is None:
             self.inject(model, config)
         else:
@@ -174,7 +176,7 @@ METHODS: Registry[Method] = Registry("method", "softmoa.methods")
 
 # ---------------------------------------------------------------- injections
 
-def adapter_sites(model: AST, config: AdapterSites, module: ModuleBuilder) -> None:
+def adapter_sites(model: Backbone, config: AdapterSites, module: ModuleBuilder) -> None:
     """At each block's ``config.locations()``: wrap the sub-layer around a new ``module(config,
     dim)`` as ``config.site`` says; train these modules, the LayerNorms that feed them and the
     final LayerNorm."""
@@ -189,7 +191,7 @@ def adapter_sites(model: AST, config: AdapterSites, module: ModuleBuilder) -> No
     _train_petl_modules(model)
 
 
-def lora_attention(model: AST, config: LoRAConfig) -> None:
+def lora_attention(model: Backbone, config: LoRAConfig) -> None:
     """A LoRA pair beside each targeted attention projection; train the pairs and the final LayerNorm."""
     from .lora import LoRALinear
 
@@ -199,16 +201,16 @@ def lora_attention(model: AST, config: LoRAConfig) -> None:
     _train_petl_modules(model)
 
 
-def train_all(model: AST, config: MethodConfig) -> None:
+def train_all(model: Backbone, config: MethodConfig) -> None:
     """Full fine-tuning: every parameter trains."""
     model.requires_grad_(True)
 
 
-def head_only(model: AST, config: MethodConfig) -> None:
+def head_only(model: Backbone, config: MethodConfig) -> None:
     """Linear probe: nothing beyond the head (which ``apply_method`` always trains)."""
 
 
-def _train_petl_modules(model: AST) -> None:
+def _train_petl_modules(model: Backbone) -> None:
     from .layers import PETLModule
 
     for module in model.modules():
@@ -300,15 +302,17 @@ def method_config(name: str, **options) -> MethodConfig:
     return METHODS.get(name).config(**options)
 
 
-def apply_method(model: AST, config: MethodConfig) -> AST:
+def apply_method(model: Backbone, config: MethodConfig) -> Backbone:
     """Inject ``config``'s modules into ``model`` in place and set what trains.
 
     Everything is frozen first; then the method unfreezes its own parts. The head always
-    trains. Returns the model.
+    trains, and so do the weights of a weighted layer sum (SUPERB's recipe). Returns the model.
     """
     model.requires_grad_(False)
     METHODS.get(config.name).apply(model, config)
     model.head.requires_grad_(True)
+    if model.layer_weights is not None:
+        model.layer_weights.requires_grad_(True)
     return model
 
 

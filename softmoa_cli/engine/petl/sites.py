@@ -1,9 +1,12 @@
 """Where an adapter sits: wrappers around a block's sub-layer (``attn`` or ``mlp``).
 
 The block keeps its two residual lines; a wrapper replaces the sub-layer it adapts:
-- parallel:   ``out = sublayer(y) + adapter(y)`` where ``y`` is the LayerNorm output;
+- parallel:   ``out = sublayer(y) + adapter(y)`` where ``y`` is the sub-layer input (the
+  LayerNorm output in a pre-LN block, the block input in a post-LN one);
 - sequential: ``s = sublayer(y); out = s + adapter(s)`` (or ``adapter(s)`` without the
   inner residual).
+A sub-layer's extra arguments (WavLM's attention takes the position bias) pass through to it;
+the adapter reads only ``y`` (or ``s``).
 """
 
 from __future__ import annotations
@@ -18,8 +21,8 @@ class ParallelSite(nn.Module):
         self.base = base
         self.adapter = adapter
 
-    def forward(self, y: torch.Tensor) -> torch.Tensor:
-        return self.base(y) + self.adapter(y)
+    def forward(self, y: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        return self.base(y, *args, **kwargs) + self.adapter(y)
 
 
 class SequentialSite(nn.Module):
@@ -29,8 +32,8 @@ class SequentialSite(nn.Module):
         self.adapter = adapter
         self.residual = residual
 
-    def forward(self, y: torch.Tensor) -> torch.Tensor:
-        s = self.base(y)
+    def forward(self, y: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        s = self.base(y, *args, **kwargs)
         return s + self.adapter(s) if self.residual else self.adapter(s)
 
 

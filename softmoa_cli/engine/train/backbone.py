@@ -18,7 +18,7 @@ from ..data.features import FeatureConfig
 from ..hub import cached_hub_id
 from ..models.ast import AST, ASTConfig
 from ..models.shipped import EMBEDDED, embedded_backbone
-from ..models.pretrained import AUDIOSET_HUB_ID, OWN_CONFIG, Pretrained, load_pretrained, save_model
+from ..models.pretrained import AUDIOSET_HUB_ID, OWN_CONFIG, Pretrained, load_pretrained, own_backbone, save_model
 from .rundir import RUN_FILE, checkpoint_path, load_backbone
 
 RANDOM_DIR = "backbone"
@@ -128,7 +128,7 @@ def _checkpoint_dim(reference: str) -> int:
         inner = json.loads((path / RUN_FILE).read_text())["backbone"]
         return _checkpoint_dim(str(path / inner) if (path / inner).exists() else inner)
     if (path / OWN_CONFIG).is_file():
-        return json.loads((path / OWN_CONFIG).read_text())["ast"]["dim"]
+        return own_backbone(json.loads((path / OWN_CONFIG).read_text()))[1]["dim"]
     config = path / "config.json"
     if not config.is_file() and not path.exists():
         try:
@@ -137,4 +137,7 @@ def _checkpoint_dim(reference: str) -> int:
             config = Path(hf_hub_download(reference, "config.json", local_files_only=True))
         except Exception:  # not a cached hub id: the run itself will say what is wrong
             return AUDIOSET_DIM
-    return json.loads(config.read_text()).get("hidden_size", AUDIOSET_DIM) if config.is_file() else AUDIOSET_DIM
+    if not config.is_file():
+        return AUDIOSET_DIM
+    fields = json.loads(config.read_text())
+    return fields.get("hidden_size", fields.get("d_model", AUDIOSET_DIM))  # Whisper names it d_model

@@ -21,7 +21,7 @@ from ..config import DataConfig
 from ..data.cache import open_dataset
 from ..fsutil import atomic_write_json
 from ..models.ast import AST, ASTConfig
-from ..models.pretrained import OWN_CONFIG, OWN_WEIGHTS, Pretrained, save_model
+from ..models.pretrained import OWN_CONFIG, OWN_WEIGHTS, Pretrained, own_backbone, save_model
 from ..models.shipped import RECORD, file_sha256
 from .masked_pretraining import Masking, MaskedRecipe, pretrain_masked
 from .probe import linear_probe_accuracy
@@ -77,7 +77,7 @@ def pretrain_embedded(out: Path, recipe: dict | None = None, callback: Callback 
 def describe(path: Path) -> str:
     """One line about the embedded backbone: dims and upstream probe accuracy."""
     meta = json.loads((path / OWN_CONFIG).read_text())
-    ast, extra = meta["ast"], meta.get("extra", {})
+    ast, extra = own_backbone(meta)[1], meta.get("extra", {})
     accuracy = extra.get("upstream_test_accuracy")
     probe = f", linear probe {100 * accuracy:.1f}% on its pseudo-words" if accuracy is not None else ""
     return (f"embedded AST pretrained on {extra.get('pretrained_on', 'synthetic audio')} "

@@ -39,7 +39,7 @@ from ..data.loader import Read, batches
 from ..data.splits import Split
 from ..data.table import FeatureTable
 from ..errors import SoftmoaError
-from ..models.ast import set_activation_checkpointing
+from ..models.backbone import set_activation_checkpointing
 from ..models.pretrained import Pretrained
 from ..petl.adapter_files import load_tensors_, save_adapter, trainable_tensors
 from ..petl.build import build_model
