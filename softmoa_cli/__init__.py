@@ -3,6 +3,7 @@
 Public API (imported lazily so that the CLI's ``--help`` never loads torch)::
 
     from softmoa_cli import SoftMoA, DenseMoA, BottleneckAdapter, build_model, load_pretrained
+    from softmoa_cli import Run, Classifier, Predictor   # a trained run, its model, predictions
 """
 
 __version__ = "0.1.0"
@@ -22,6 +23,11 @@ _EXPORTS = {
     "apply_method": "softmoa_cli.engine.petl.methods",
     "cost": "softmoa_cli.engine.accounting",
     "FeatureConfig": "softmoa_cli.engine.data.features",
+    "Run": "softmoa_cli.engine.runs.run",
+    "RunMetrics": "softmoa_cli.engine.runs.results",
+    "Classifier": "softmoa_cli.engine.classifier",
+    "Predictor": "softmoa_cli.engine.predict",
+    "task_named": "softmoa_cli.engine.task",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -103,12 +103,13 @@ def classifier(tmp_path):
 
     from softmoa_cli.engine.models.ast import AST
     from softmoa_cli.engine.models.pretrained import Pretrained, save_model
+    from softmoa_cli.engine.task import SINGLE
 
     torch.manual_seed(0)
     model = AST(tiny_ast_config())
     with torch.no_grad():
         model.head.fc.weight.normal_(0, 1.0)
-    return save_model(Pretrained(model, ["zero", "one", "two", "three", "four"], False, "test"), tmp_path / "model")
+    return save_model(Pretrained(model, ["zero", "one", "two", "three", "four"], SINGLE, "test"), tmp_path / "model")
 
 
 @pytest.fixture(scope="session")

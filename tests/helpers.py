@@ -18,7 +18,8 @@ from typer.testing import CliRunner
 from softmoa_cli.cli.app import build_app
 from softmoa_cli.engine.config import build_config
 from softmoa_cli.engine.data.features import FeatureConfig
-from softmoa_cli.engine.train import Callback, FeatureTable
+from softmoa_cli.engine.data.table import FeatureTable
+from softmoa_cli.engine.train import Callback
 
 # --- the CLI ----------------------------------------------------------------------------------
 
@@ -156,9 +157,10 @@ class KillAt(Callback):
             raise Kill
 
 
-def _comparable(metrics: dict) -> dict:
-    """Metrics without wall-clock times (an epoch's seconds and data wait, a fold's training time)."""
-    text = json.dumps(metrics, sort_keys=True)
+def _comparable(metrics) -> dict:
+    """Metrics (``RunMetrics`` or its dict) without wall-clock times (an epoch's seconds and data
+    wait, a fold's training time)."""
+    text = json.dumps(metrics if isinstance(metrics, dict) else metrics.to_dict(), sort_keys=True)
     clean = json.loads(text)
     for fold in clean["folds"].values():
         for epoch in fold["epochs"]:
@@ -356,3 +358,20 @@ TABLE = ("│", "┃", "━━")  # marks a line of a rich table in captured out
 def table_lines(text: str) -> list[str]:
     """The lines of captured output that belong to a rich table."""
     return [line for line in text.splitlines() if any(mark in line for mark in TABLE)]
+
+
+def load_run(run_dir, fold=None):
+    """A finished run's model, labels and features (``Run.open(run_dir).classifier(fold)``, as a tuple)."""
+    from softmoa_cli.engine.runs.run import Run
+
+    classifier = Run.open(run_dir).classifier(fold)
+    return classifier.model, classifier.labels, classifier.features
+
+
+def adapter_task(directory):
+    """``(multi-label?, thresholds)`` of a fold's adapter files."""
+    from softmoa_cli.engine.petl.adapter_files import AdapterInfo
+    from softmoa_cli.engine.task import MULTI
+
+    info = AdapterInfo.read(directory)
+    return info.task is MULTI, info.thresholds

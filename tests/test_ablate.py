@@ -9,6 +9,7 @@ import pytest
 from helpers import TINY, Kill, KillAt, toy_table
 from typer.testing import CliRunner
 
+from softmoa_cli.engine.task import SINGLE
 from softmoa_cli.cli.app import build_app
 from softmoa_cli.engine.config import ModelConfig
 from softmoa_cli.engine.train.backbone import backbone_dim
@@ -19,7 +20,7 @@ from softmoa_cli.engine.errors import SoftmoaError
 from softmoa_cli.engine.models.ast import AST, ASTConfig
 from softmoa_cli.engine.models.pretrained import Pretrained, save_model
 from softmoa_cli.engine.train import finetune
-from softmoa_cli.engine.train.metrics import mean_std
+from softmoa_cli.engine.scoring.metrics import mean_std
 
 PRESET = {"data": {"dataset": "toy"}, "model": {"checkpoint": "random", "random": TINY | {"depth": 1}},
           "training": {"epochs": 1, "batch_size": 16, "checkpoint_every": 4, "seed": 3, "threads": 1}}
@@ -81,7 +82,7 @@ def test_every_study_gives_valid_point_configs():
 def test_backbone_dim_read_from_the_reference(tmp_path):
     assert backbone_dim(ModelConfig(checkpoint="random", random=PRESET["model"]["random"])) == 32
     config = ASTConfig(dim=48, depth=1, heads=2, mlp_dim=64, max_length=48, num_mel_bins=32)
-    save_model(Pretrained(AST(config), [], False, "test", {}), tmp_path / "backbone")
+    save_model(Pretrained(AST(config), [], SINGLE, "test", {}), tmp_path / "backbone")
     assert backbone_dim(ModelConfig(checkpoint=str(tmp_path / "backbone"))) == 48
     (tmp_path / "hf").mkdir()
     (tmp_path / "hf" / "config.json").write_text(json.dumps({"hidden_size": 1024}))

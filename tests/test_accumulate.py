@@ -28,7 +28,7 @@ def trained(tmp_path, name: str, data: dict, **training) -> tuple[dict, Steps, d
     """A 1-epoch toy run: its fold's metrics, its step counts, its adapter tensors."""
     steps = Steps()
     _, metrics = finetune(toy_config("soft", data=data, epochs=1, **training), tmp_path / name, steps, toy_table())
-    return metrics["folds"]["all"], steps, load_file(str(tmp_path / name / "adapter.safetensors"))
+    return metrics.to_dict()["folds"]["all"], steps, load_file(str(tmp_path / name / "adapter.safetensors"))
 
 
 @pytest.mark.parametrize("data", [{}, {"spec_augment": {"freq_mask": 6, "time_mask": 10}}], ids=["plain", "specaug"])
@@ -59,7 +59,7 @@ def test_activation_checkpointing_is_set_on_the_model_and_steps_the_same(tmp_pat
     from softmoa_cli.engine.data.splits import plan_splits
     from softmoa_cli.engine.models.ast import AST
     from softmoa_cli.engine.train.backbone import resolve_backbone
-    from softmoa_cli.engine.train.distributed import World
+    from softmoa_cli.engine.distributed import World
     from softmoa_cli.engine.train.loop import FoldJob, FoldTrainer
 
     table, losses = toy_table(), []

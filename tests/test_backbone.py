@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from helpers import random_hf_model, tiny_ast_config
+from softmoa_cli.engine.task import SINGLE
 from softmoa_cli.engine.data.audio import load_mono_16k
 from softmoa_cli.engine.data.features import FeatureConfig, features
 from softmoa_cli.engine.errors import CheckpointError
@@ -89,7 +90,7 @@ def test_original_pth_loads_with_weights_only(tmp_path):
 
 def test_own_format_round_trip(tmp_path):
     model = AST(tiny_ast_config()).eval()
-    save_model(Pretrained(model, list("abcde"), False, "test"), tmp_path / "own")
+    save_model(Pretrained(model, list("abcde"), SINGLE, "test"), tmp_path / "own")
     loaded = load_pretrained(tmp_path / "own")
     assert loaded.labels == list("abcde")
     x = torch.randn(1, 100, 128)

@@ -14,6 +14,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from helpers import random_hf_model, tiny_ast_config
+from softmoa_cli.engine.task import SINGLE
 from softmoa_cli.engine.data.features import FeatureConfig
 from softmoa_cli.engine.models.backbone import set_activation_checkpointing
 from softmoa_cli.engine.models.families import build_backbone
@@ -152,7 +153,7 @@ def test_own_format_round_trips_each_family(family, tmp_path):
     model = build_backbone(config).eval()
     with torch.no_grad():
         model.layer_weights.normal_(0, 1)
-    save_model(Pretrained(model, list("abcde"), False, "test"), tmp_path / "own")
+    save_model(Pretrained(model, list("abcde"), SINGLE, "test"), tmp_path / "own")
     loaded = load_pretrained(tmp_path / "own")
     assert loaded.model.family == model.family and loaded.model.config == config and loaded.labels == list("abcde")
     x = inputs(config)

@@ -20,7 +20,7 @@ FUZZ = textwrap.dedent(r'''
     from pydantic import BaseModel
 
     from softmoa_cli.cli.app import build_app
-    from softmoa_cli.cli.options import CONFIG_FLAGS
+    from softmoa_cli.cli.options import config_key
     from softmoa_cli.engine.config import RunConfig
     from softmoa_cli.engine.petl.methods import METHODS
 
@@ -28,7 +28,6 @@ FUZZ = textwrap.dedent(r'''
     BASE = {"predict": ["clip.wav"], "embed": ["clip.wav", "--out", "out.npz"], "evaluate": ["run-x"],
             "analyze": ["run-x"], "export": ["run-x", "--out", "exported"], "push": ["run-x", "me/x"],
             "prepare": ["fsdd"], "ablate": ["slots"]}
-    FLAG_KEYS = {flag: key for key, flag in CONFIG_FLAGS}
     CONFLICTS = [
         ["predict", "clip.wav", "--json", "--csv"], ["predict", "clip.wav", "-c", "m", "--run", "r"],
         ["predict", "clip.wav", "--window", "1"], ["predict", "clip.wav", "--hop", "0.5"],
@@ -81,7 +80,7 @@ FUZZ = textwrap.dedent(r'''
                 yield f"{prefix}{name}", field
 
 
-    def option_values(param):
+    def option_values(param, command):
         """Bad values of a command-line option: out of its range, not of its type, not a choice,
         refused by its callback."""
         kind, values = param.type_descriptor.annotation, []
@@ -95,8 +94,9 @@ FUZZ = textwrap.dedent(r'''
         if param.callback is not None and kind is not Path:  # a validator (a Path's callback only records it)
             values += ["bogus", "-1"]
         flag = next((o for o in param.opts if o.startswith("--")), param.opts[0])
-        if flag in FLAG_KEYS and FLAG_KEYS[flag] not in ("data.dataset", "model.checkpoint", "method.name"):
-            values += schema_values(field_of(FLAG_KEYS[flag]))
+        key = config_key(param.name) if command in ("finetune", "ablate") else None
+        if key is not None and key not in ("data.dataset", "model.checkpoint", "method.name"):
+            values += schema_values(field_of(key))
         return flag, list(dict.fromkeys(values))
 
 
@@ -106,7 +106,7 @@ FUZZ = textwrap.dedent(r'''
             for param in command.params:
                 if param.param_type_name != "option" or param.is_flag or param.name == "show_help_":
                     continue
-                flag, values = option_values(param)
+                flag, values = option_values(param, name)
                 for value in values:
                     yield [name, *BASE.get(name, []), flag, value]
         for key, field in leaves(RunConfig):

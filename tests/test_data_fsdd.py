@@ -62,7 +62,7 @@ def test_second_prepare_is_a_fast_no_op(fsdd_home):
 def test_training_glue_sees_the_official_split(fsdd_home, monkeypatch):
     """The training side's contract: open_dataset over this cache, then its plan of splits."""
     from softmoa_cli.config import load_config
-    from softmoa_cli.engine.train import plan_splits
+    from softmoa_cli.engine.data.splits import plan_splits
     from softmoa_cli.engine.data.cache import open_dataset
 
     monkeypatch.setenv("SOFTMOA_HOME", str(fsdd_home))

@@ -22,7 +22,7 @@ from softmoa_cli.engine.train import finetune
 training = json.loads(sys.argv[3])
 run, metrics = finetune(toy_config("soft", device="cpu", threads=1, **training), sys.argv[1], table=toy_table())
 if metrics:
-    json.dump(metrics, open(sys.argv[2], "w"))
+    json.dump(metrics.to_dict(), open(sys.argv[2], "w"))
 """
 
 SCENARIOS = {

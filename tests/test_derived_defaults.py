@@ -8,7 +8,8 @@ import pytest
 import yaml
 from helpers import run, write_wav
 
-from softmoa_cli.engine.petl.methods import bottleneck_units, default_reduction_rate, method_config
+from softmoa_cli.engine.petl.methods import bottleneck_units, method_config
+from softmoa_cli.engine.petl.widths import default_reduction_rate
 
 
 def two_classes(root, per_class=6, seconds=0.2):

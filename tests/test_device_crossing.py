@@ -11,9 +11,10 @@ import torch
 from torch import nn
 from torch.utils._pytree import tree_flatten
 
-from softmoa_cli.engine.train.distributed import World
-from softmoa_cli.engine.train.evaluation import Precision, evaluate_indices, window_log_probabilities
-from softmoa_cli.engine.train.metrics import confusion_matrix
+from softmoa_cli.engine.distributed import World
+from softmoa_cli.engine.devices import Precision
+from softmoa_cli.engine.scoring.evaluation import score_indices, window_log_probabilities
+from softmoa_cli.engine.scoring.metrics import confusion_matrix
 
 
 class OnAccelerator(torch.Tensor):
@@ -68,9 +69,10 @@ def test_evaluation_and_window_scores_with_accelerator_outputs():
     plain = nn.Sequential(nn.Flatten(), nn.Linear(48 * 32, 4))
     world = World()
     indices = np.arange(0, 40)
-    expected = evaluate_indices(plain, table, indices, 16, world, Precision("fp32", world.device))
-    confusion, loss = evaluate_indices(AcceleratorOutputs(plain), table, indices, 16, world,
-                                       Precision("fp32", world.device))
-    assert type(confusion) is torch.Tensor and torch.equal(confusion, expected[0]) and loss == pytest.approx(expected[1])
-    scores = window_log_probabilities(AcceleratorOutputs(plain), table.batch(indices)[0], 16, world.device)
+    expected = score_indices(plain, table, indices, 16, world, Precision("fp32", world.device))
+    scored = score_indices(AcceleratorOutputs(plain), table, indices, 16, world, Precision("fp32", world.device))
+    confusion = scored.metrics(per_class=True)["confusion"]
+    assert type(confusion) is torch.Tensor and torch.equal(confusion, expected.metrics(per_class=True)["confusion"])
+    assert type(scored.probabilities) is torch.Tensor and scored.loss == pytest.approx(expected.loss)
+    scores = window_log_probabilities(AcceleratorOutputs(plain), table.batch(indices)[0], 16, world.device, table.task)
     assert type(scores) is torch.Tensor and scores.shape == (40, 4)

@@ -10,6 +10,7 @@ import soundfile as sf
 import torch
 
 from helpers import run, run_ok, tiny_ast_config, toy_config, toy_table, write_wav
+from softmoa_cli.engine.task import SINGLE
 from softmoa_cli.engine.data.audio import load_mono_16k
 from softmoa_cli.engine.data.features import window_starts, windows
 from softmoa_cli.engine.models.ast import AST
@@ -28,7 +29,7 @@ def toy_run(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def run_model(toy_run):
-    from softmoa_cli.engine.train.rundir import load_run
+    from helpers import load_run
 
     model, _, features = load_run(toy_run)
     return model.eval(), features
@@ -38,7 +39,7 @@ def run_model(toy_run):
 def classifier(tmp_path):
     """A saved tiny AST classifier (100 frames a window, pooling CLS and DIST)."""
     torch.manual_seed(0)
-    return save_model(Pretrained(AST(tiny_ast_config()), list("abcde"), False, "test"), tmp_path / "model")
+    return save_model(Pretrained(AST(tiny_ast_config()), list("abcde"), SINGLE, "test"), tmp_path / "model")
 
 
 @pytest.fixture

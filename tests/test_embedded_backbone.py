@@ -16,11 +16,11 @@ from typer.testing import CliRunner
 from softmoa_cli.cli.app import build_app
 from softmoa_cli.engine.data import synth, synth_sets, synth_speech
 from softmoa_cli.engine.errors import SoftmoaError
-from softmoa_cli.engine.models import shipped
+from softmoa_cli.engine.embedded import shipped
 from softmoa_cli.engine.models.pretrained import OWN_WEIGHTS, load_pretrained
 from softmoa_cli.engine.models.ast import AST
-from softmoa_cli.engine.train import embedded_backbone as embedded
-from softmoa_cli.engine.train.masked_pretraining import (Masking, MaskedRecipe, draw_hidden, patch_targets,
+from softmoa_cli.engine.embedded import pretrain as embedded
+from softmoa_cli.engine.embedded.masked import (Masking, MaskedRecipe, draw_hidden, patch_targets,
                                                           pretrain_masked)
 
 

@@ -16,13 +16,15 @@ from pathlib import Path
 import pytest
 import torch
 
+from softmoa_cli.engine.task import MULTI
 from helpers import run, run_ok, table_lines, toy_config, toy_table
 from softmoa_cli.engine.data.audio import load_mono_16k
 from softmoa_cli.engine.data.features import FeatureConfig, windows
 from softmoa_cli.engine.export import export_run
 from softmoa_cli.engine.models.pretrained import load_pretrained
 from softmoa_cli.engine.predict import predictor_for
-from softmoa_cli.engine.train import finetune, load_run
+from softmoa_cli.engine.train import finetune
+from helpers import load_run
 
 METHODS = ["linear", "full", "adapter", "dense", "soft", "lora"]
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -66,8 +68,8 @@ def test_the_standalone_folder_predicts_as_the_run_without_it(method, toy_runs, 
     shutil.rmtree(copy)
     pretrained = load_pretrained(exported.folder)
     assert (pretrained.method or {}).get("name") == (method if method in ("adapter", "dense", "soft") else None)
-    from_run, _ = predictor_for(run=toy_runs[method])
-    standalone, _ = predictor_for(checkpoint=str(exported.folder))
+    from_run = predictor_for(run=toy_runs[method])
+    standalone = predictor_for(checkpoint=str(exported.folder))
     assert standalone.features == from_run.features and standalone.labels == from_run.labels
     for ours, theirs in zip(standalone.predict_files(fsdd_clips), from_run.predict_files(fsdd_clips)):
         if method == "lora":  # merged into the weights: the same function up to float rounding
@@ -171,15 +173,15 @@ def test_a_kfold_run_exports_the_fold_asked_for(tmp_path):
 
 
 def test_a_multilabel_run_exports_its_task_and_thresholds(fsdd_clips, tmp_path):
-    from softmoa_cli.engine.petl.adapter_files import adapter_task
+    from helpers import adapter_task
 
     run_dir, _ = finetune(toy_config("soft", data={"task": "multilabel"}, epochs=1), tmp_path / "run",
                           table=toy_table())
     _, thresholds = adapter_task(run_dir)
     meta = json.loads((export_run(run_dir, "onnx", tmp_path / "onnx").folder / "model.json").read_text())
     assert meta["task"] == {"kind": "multilabel", "scores": "sigmoid", "thresholds": thresholds}
-    standalone, _ = predictor_for(checkpoint=str(export_run(run_dir, "standalone", tmp_path / "standalone").folder))
-    from_run, _ = predictor_for(run=run_dir)
-    assert standalone.multi_label and torch.equal(standalone.thresholds, from_run.thresholds)
+    standalone = predictor_for(checkpoint=str(export_run(run_dir, "standalone", tmp_path / "standalone").folder))
+    from_run = predictor_for(run=run_dir)
+    assert (standalone.task is MULTI) and torch.equal(standalone.thresholds, from_run.thresholds)
     for ours, theirs in zip(standalone.predict_files(fsdd_clips), from_run.predict_files(fsdd_clips)):
         assert ours.to_dict() == theirs.to_dict() and ours.positive is not None

@@ -10,7 +10,7 @@ from helpers import Kill, KillAt, _comparable, toy_config, toy_table
 from softmoa_cli.engine.data.splits import plan_splits
 from softmoa_cli.engine.train import finetune
 from softmoa_cli.engine.train.backbone import resolve_backbone
-from softmoa_cli.engine.train.distributed import World
+from softmoa_cli.engine.distributed import World
 from softmoa_cli.engine.train.loop import FoldJob, FoldTrainer
 from softmoa_cli.engine.train.resume_state import load_state
 

@@ -138,7 +138,8 @@ def test_resume_says_a_run_is_finished_or_missing(toy_run, tmp_path):
 
 
 def test_the_run_file_names_match_the_run_folder():
-    from softmoa_cli.engine.train import jobs, rundir
+    from softmoa_cli.engine.runs import folder as rundir
+    from softmoa_cli.engine.train import jobs
 
     assert (jobs.CONFIG_FILE, jobs.RUN_FILE) == (rundir.CONFIG_FILE, rundir.RUN_FILE)
 

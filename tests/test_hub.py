@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from helpers import random_hf_model, run, toy_config, toy_table
 
-from softmoa_cli.engine.train import finetune, load_run
+from softmoa_cli.engine.train import finetune
+from helpers import load_run
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 SHARED_TOY_FILES = ["README.md", "backbone/model.safetensors", "backbone/softmoa.json", "config.yaml",

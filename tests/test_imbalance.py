@@ -20,11 +20,14 @@ import torch.nn.functional as F
 import yaml
 from helpers import Kill, KillAt, _comparable, run, toy_config, toy_table
 
+from softmoa_cli.engine.task import MULTI, SINGLE
 from softmoa_cli.engine.data.features import FeatureConfig
 from softmoa_cli.engine.petl.adapter_files import ADAPTER_WEIGHTS
-from softmoa_cli.engine.train import FeatureTable, finetune, plan_splits
+from softmoa_cli.engine.train import finetune
+from softmoa_cli.engine.data.splits import plan_splits
+from softmoa_cli.engine.data.table import FeatureTable
 from softmoa_cli.engine.train.backbone import resolve_backbone
-from softmoa_cli.engine.train.distributed import World
+from softmoa_cli.engine.distributed import World
 from softmoa_cli.engine.train.loop import FoldJob, FoldTrainer, step_seed
 from softmoa_cli.engine.train.sampling import class_weights, epoch_order, mixup, sample_weights
 
@@ -206,13 +209,13 @@ def test_mixup_mixes_features_and_label_vectors_by_the_drawn_lambda():
     multi = torch.tensor([[1, 0, 0], [0, 1, 0], [0, 1, 1], [1, 0, 1]], dtype=torch.float32)
     rng = np.random.default_rng(7)
     lam, perm = rng.beta(0.5, 0.5), torch.from_numpy(rng.permutation(4))
-    mixed = mixup(x, multi, 3, 0.5, seed=7)
+    mixed = mixup(x, multi, 3, 0.5, seed=7, task=MULTI)
     assert mixed.lam == lam and mixed.perm.tolist() == perm.tolist() and 0 < lam < 1
     assert torch.allclose(mixed.x, lam * x + (1 - lam) * x[perm])
     assert torch.allclose(mixed.targets, lam * multi + (1 - lam) * multi[perm])
     assert torch.equal(mixed.dominant, multi if lam >= 0.5 else multi[perm])
     single = torch.tensor([2, 0, 1, 1])
-    mixed = mixup(x, single, 3, 0.5, seed=7)
+    mixed = mixup(x, single, 3, 0.5, seed=7, task=SINGLE)
     hot = F.one_hot(single, 3).float()
     assert torch.allclose(mixed.targets, lam * hot + (1 - lam) * hot[perm])
     assert torch.allclose(mixed.targets.sum(-1), torch.ones(4))  # class probabilities
@@ -250,10 +253,10 @@ def test_a_multilabel_run_with_a_correction_and_mixup_learns_and_resumes_exactly
     table = multi_table()
     config = toy_config("soft", epochs=4, **flags)  # 10 steps an epoch, checkpoints every 4
     _, straight = finetune(config, tmp_path / "straight", table=table)
-    fold = straight["folds"]["all"]
+    fold = straight.to_dict()["folds"]["all"]
     chance = float(table.labels[table.split == "test"].mean(axis=0).mean())
     assert all(np.isfinite(e["train_loss"]) for e in fold["epochs"])
-    assert straight["task"] == "multilabel" and fold["test"]["mAP"] > chance + 0.3, (fold["test"]["mAP"], chance)
+    assert straight.to_dict()["task"] == "multilabel" and fold["test"]["mAP"] > chance + 0.3, (fold["test"]["mAP"], chance)
     with pytest.raises(Kill):
         finetune(config, tmp_path / "killed", callback=KillAt(17), table=table)  # epoch 2, after its step 4 checkpoint
     assert (tmp_path / "killed" / "state.pt").exists() and not (tmp_path / "killed" / ADAPTER_WEIGHTS).exists()
@@ -271,7 +274,7 @@ from softmoa_cli.engine.train import finetune
 run, metrics = finetune(toy_config("soft", epochs=2, device="cpu", threads=1, **ALL_ON), sys.argv[1], None,
                         multi_table())
 if metrics:
-    json.dump(metrics, open(sys.argv[2], "w"))
+    json.dump(metrics.to_dict(), open(sys.argv[2], "w"))
 """
 
 

@@ -45,8 +45,8 @@ def write_cache(folder: Path, long_clips: int, windows: int, sparse: bool, bins:
             rng.normal(size=(extra_rows, length, bins)).astype(np.float16).tofile(handle)
     index = {"format": 3, "name": "big", "settings": {"features": asdict(FeatureConfig(num_mel_bins=bins,
                                                                                        max_length=length))},
-             "label_names": ["a", "b"], "listed": n, "bad": [], "multi_label": False,
-             "paths": [f"{k}.wav" for k in range(n)], "labels": labels.tolist(), "split": split,
+             "label_names": ["a", "b"], "listed": n, "bad": [], "task": "singlelabel",
+             "paths": [f"{k}.wav" for k in range(n)], "labels": [[label] for label in labels.tolist()], "split": split,
              "fold": [0] * n, "windows": counts, "frames": [c * length - length // 3 if c > 1 else length
                                                             for c in counts]}
     (folder / "index.json").write_text(json.dumps(index))
@@ -117,7 +117,7 @@ try:
 except MemoryError:
     fits = False
 run, metrics = finetune(toy_config("soft", epochs=1, batch_size=8, workers=2, threads=1), sys.argv[2], table=table)
-json.dump({{"limit": limit, "size": size, "fits": fits, "test": metrics["folds"]["all"]["test"]}}, open(sys.argv[3], "w"))
+json.dump({{"limit": limit, "size": size, "fits": fits, "test": metrics.to_dict()["folds"]["all"]["test"]}}, open(sys.argv[3], "w"))
 """
 
 

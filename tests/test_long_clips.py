@@ -142,9 +142,10 @@ def test_a_runs_max_seconds_travels_to_predict_embed_and_both_exports(long_cache
     from softmoa_cli.engine.export import export_run
     from softmoa_cli.engine.models.pretrained import load_pretrained
     from softmoa_cli.engine.predict import predictor_for
-    from softmoa_cli.engine.train import load_run
-    from softmoa_cli.engine.train.distributed import World
-    from softmoa_cli.engine.train.evaluation import Precision, score_indices
+    from helpers import load_run
+    from softmoa_cli.engine.distributed import World
+    from softmoa_cli.engine.devices import Precision
+    from softmoa_cli.engine.scoring.evaluation import score_indices
 
     root, home, _ = long_cache
     table, _ = prepare_cache(root, max_length=L, home=home, max_seconds=1.5)
@@ -153,7 +154,7 @@ def test_a_runs_max_seconds_travels_to_predict_embed_and_both_exports(long_cache
     assert features.max_seconds == 1.5
     indices = np.arange(len(table))
     expected = score_indices(model, table, indices, 8, World(), Precision("fp32", torch.device("cpu")))
-    predictor, _ = predictor_for(run=folder)
+    predictor = predictor_for(run=folder)
     got = [result.scores for result in predictor.predict_files([root / path for path in table.paths], top_k=2)]
     assert torch.allclose(torch.stack(got).double(), expected.probabilities, atol=1e-6)
     wave = load_mono_16k(root / table.paths[0])  # 3 s

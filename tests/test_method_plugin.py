@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from helpers import tiny_ast_config
+from helpers import run, run_ok, tiny_ast_config
 from softmoa_cli.engine.petl.build import build_model
 from softmoa_cli.engine.petl.layers import PETLModule, bottleneck_width, init_projections_
 from softmoa_cli.engine.petl.methods import (METHODS, AdapterSites, Method, MethodConfig, SoftConfig, adapter_sites,
@@ -53,11 +53,11 @@ def test_plugin_method_in_presets_and_models():
 class ScaledBottleneck(PETLModule):
     """A bottleneck adapter with a learned output scale: ``s * up(gelu(down(x)))``."""
 
-    def __init__(self, dim: int, bottleneck: int, init):
+    def __init__(self, dim: int, bottleneck: int, init, gain: float = 1.0):
         super().__init__()
         self.down = nn.Linear(dim, bottleneck)
         self.up = nn.Linear(bottleneck, dim)
-        self.scale = nn.Parameter(torch.ones(()))
+        self.scale = nn.Parameter(torch.full((), gain))
         init_projections_(self.down.weight, self.up.weight, [self.down.bias, self.up.bias], dim, init)
 
     def forward(self, x):
@@ -70,10 +70,11 @@ class ScaledBottleneck(PETLModule):
 class ScaledConfig(AdapterSites):
     name: Literal["scaled"] = "scaled"
     reduction_rate: float = Field(16, gt=0)
+    gain: float = Field(1.0, gt=0, description="starting value of the learned output scale")
 
 
 def scaled_bottleneck(config: ScaledConfig, dim: int) -> ScaledBottleneck:
-    return ScaledBottleneck(dim, bottleneck_width(dim, config.reduction_rate), config.init)
+    return ScaledBottleneck(dim, bottleneck_width(dim, config.reduction_rate), config.init, config.gain)
 
 
 def register(registry):
@@ -159,3 +160,38 @@ def test_register_method_rejects_mistakes():
     with pytest.raises(ValueError, match="AdapterSites"):
         register_method("bias-only", BiasOnlyConfig, adapter_sites, module=scaled_bottleneck, builtin=False)
     assert "scaled" not in METHODS and "bias-only" not in METHODS and "scaled-typo" not in METHODS
+
+
+TINY_PRESET = """\
+data: {dataset: synth, max_length: 100}
+model:
+  checkpoint: random
+  random: {dim: 64, depth: 2, heads: 4, mlp_dim: 128}
+training: {epochs: 1, batch_size: 16, seed: 0}
+"""
+
+
+def test_a_plugin_methods_options_are_finetune_flags(scaled_method, tmp_path, monkeypatch):
+    """The plugin's own option (``gain``, a field of its config) is a flag of ``finetune``, with
+    its description as help; given, it reaches the plugin's modules; a bad value is one line."""
+    from softmoa_cli.engine.data import synth_sets
+    from softmoa_cli.engine.runs.run import Run
+
+    monkeypatch.setattr(synth_sets, "PER_CLASS", synth_sets.PER_CLASS | {"downstream": 20})
+    help_text = " ".join(run_ok("finetune", "--help").output.replace("│", " ").split())
+    assert "--gain X Starting value of the learned output scale (scaled; default 1.0)." in help_text
+    preset = tmp_path / "tiny.yaml"
+    preset.write_text(TINY_PRESET)
+
+    refused = run("finetune", "--preset", preset, "--method", "scaled", "--gain", "0", "--out", tmp_path / "no")
+    assert refused.exit_code == 2 and refused.stderr.strip() == "error: --gain 0.0: input should be greater than 0"
+    assert not (tmp_path / "no").exists()
+
+    out = tmp_path / "run"
+    run_ok("finetune", "--preset", preset, "--method", "scaled", "--gain", "0.25", "--reduction-rate", "8",
+           "--out", out)
+    run_config = Run.open(out).config
+    assert run_config.method == ScaledConfig(gain=0.25, reduction_rate=8)
+    scales = [module.scale.item() for _, module in petl_modules(Run.open(out).model())]
+    assert len(scales) == 2  # one Pfeiffer adapter per block
+    assert all(abs(scale - 0.25) < 0.1 for scale in scales), scales  # started at 0.25, one short epoch since

@@ -11,7 +11,7 @@ from statistics import NormalDist
 import pytest
 import torch
 
-from softmoa_cli.engine.train.metrics import (average_precision, d_prime, f1_at, mean_average_precision,
+from softmoa_cli.engine.scoring.metrics import (average_precision, d_prime, f1_at, mean_average_precision,
                                               multi_label_metrics, roc_auc, tune_thresholds)
 
 

@@ -33,26 +33,26 @@ def test_a_finished_run_has_a_card_with_front_matter_and_its_metrics(tmp_path):
     assert matter["library_name"] == "softmoa" and matter["pipeline_tag"] == "audio-classification"
     assert {"audio-classification", "peft", "soft-moa"} <= set(matter["tags"]) and matter["datasets"] == ["toy"]
     assert "base_model" not in matter  # a random backbone is no hub model
-    summary = metrics["summary"]
+    summary = metrics.to_dict()["summary"]
     found = card_metrics(matter)
     assert abs(found["test accuracy"] - summary["accuracy_mean"]) < 1e-4
     assert abs(found["test macro-F1"] - summary["macro_f1_mean"]) < 1e-4
-    test = metrics["folds"]["all"]["test"]
+    test = metrics.to_dict()["folds"]["all"]["test"]
     assert f"| test | {test['accuracy']:.4f} | {test['macro_f1']:.4f} | {test['clips']} |" in page
     assert f"trainable parameters | {test['trainable_params']:,} of" in page and "forward FLOPs per window" in page
     assert f"```bash\n{command}\n```" in page
-    assert f"softmoa predict clip.wav --run {folder}" in page and f'load_run("{folder}")' in page
+    assert f"softmoa predict clip.wav --run {folder}" in page and f'Run.open("{folder}")' in page
     assert "experts 3" in page and "`backbone/`" in page and "softmoa analyze" in page
 
 
 def test_a_k_fold_card_shows_every_fold_and_the_mean(tmp_path):
     folder, metrics = finetune(toy_config("adapter", epochs=1), tmp_path / "toy-adapter", table=toy_table(folds=3))
     matter, page = card_parts(folder)
-    summary = metrics["summary"]
+    summary = metrics.to_dict()["summary"]
     assert abs(card_metrics(matter)["test accuracy (mean over 3 folds)"] - summary["accuracy_mean"]) < 1e-4
     assert "3-fold cross-validation" in matter["model-index"][0]["results"][0]["dataset"]["split"]
     for fold in (1, 2, 3):
-        accuracy = metrics["folds"][str(fold)]["test"]["accuracy"]
+        accuracy = metrics.to_dict()["folds"][str(fold)]["test"]["accuracy"]
         assert f"| fold {fold} (test) | {accuracy:.4f} |" in page
     assert f"| **mean ± std over 3 folds** | {summary['accuracy_mean']:.4f} ± {summary['accuracy_std']:.4f} |" in page
     assert "not recorded" in page and "softmoa analyze" not in page  # made from Python; no experts to analyze
@@ -62,7 +62,7 @@ def test_a_multi_label_card_shows_map_and_f1(tmp_path):
     folder, metrics = finetune(toy_config("soft", data={"task": "multilabel"}, epochs=1), tmp_path / "multi",
                                table=toy_table())
     matter, page = card_parts(folder)
-    found, summary = card_metrics(matter), metrics["summary"]
+    found, summary = card_metrics(matter), metrics.to_dict()["summary"]
     assert abs(found["test mAP"] - summary["mAP_mean"]) < 1e-4
     assert abs(found["test micro-F1"] - summary["micro_f1_mean"]) < 1e-4 and "test accuracy" not in found
     assert "multi-label" in matter["tags"] and "| split | mAP | micro-F1 | macro-F1 | d′ |" in page
@@ -93,7 +93,7 @@ def test_the_card_says_what_training_did_not_what_was_planned(tmp_path):
     # A patience stop after 3 of 6 epochs (7 steps each): says so.
     folder, metrics = finetune(toy_config("adapter", epochs=6, patience=2, lr=1e-12), tmp_path / "early",
                                table=toy_table())
-    assert metrics["folds"]["all"]["test"]["stopped_early"]
+    assert metrics.to_dict()["folds"]["all"]["test"]["stopped_early"]
     assert ("Trained 3 epochs (6 epochs planned; early stopping (patience 2) ended it sooner), 21 optimiser steps "
             "at batch 16.") in card_parts(folder)[1]
     # --batch-size 4 --accumulate 4: the effective batch is 16.

@@ -15,17 +15,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from softmoa_cli.engine.task import MULTI
 from helpers import MIXTURE_SOURCES, Kill, KillAt, _comparable, toy_config, toy_table, write_mixtures
 
 from softmoa_cli.engine.config import build_config, dump_config
 from softmoa_cli.engine.data.cache import open_dataset
 from softmoa_cli.engine.errors import SoftmoaError
 from softmoa_cli.engine.evaluate import evaluate_run
-from softmoa_cli.engine.petl.adapter_files import ADAPTER_WEIGHTS, adapter_task
+from softmoa_cli.engine.petl.adapter_files import ADAPTER_WEIGHTS
+from helpers import adapter_task
 from softmoa_cli.engine.predict import predictor_for
-from softmoa_cli.engine.train import finetune, load_run
-from softmoa_cli.engine.train.distributed import World
-from softmoa_cli.engine.train.evaluation import Precision, score_indices
+from softmoa_cli.engine.train import finetune
+from helpers import load_run
+from softmoa_cli.engine.distributed import World
+from softmoa_cli.engine.devices import Precision
+from softmoa_cli.engine.scoring.evaluation import score_indices
 
 CLIPS = 160  # 60 % train, 20 % valid, 20 % test
 TINY_AST = {"dim": 32, "depth": 1, "heads": 2, "mlp_dim": 64}
@@ -43,7 +47,7 @@ def mixtures(tmp_path_factory) -> tuple[Path, object]:
     """The manifest and its multi-label feature table (prepared in the session's SOFTMOA_HOME)."""
     manifest = write_mixtures(tmp_path_factory.mktemp("mixtures"), CLIPS)
     table = open_dataset(mixture_config(manifest).data)
-    assert table.multi_label and table.label_names == sorted(MIXTURE_SOURCES) and len(table) == CLIPS
+    assert (table.task is MULTI) and table.label_names == sorted(MIXTURE_SOURCES) and len(table) == CLIPS
     return manifest, table
 
 
@@ -51,7 +55,7 @@ def mixtures(tmp_path_factory) -> tuple[Path, object]:
 def test_a_multilabel_run_learns_well_above_chance(tmp_path, mixtures, method):
     manifest, table = mixtures
     run, metrics = finetune(mixture_config(manifest, method), tmp_path / "run", table=table)
-    fold = metrics["folds"]["all"]
+    fold = metrics.to_dict()["folds"]["all"]
     result, epochs = fold["test"], fold["epochs"]
     # Chance: scores that ignore the audio rank a label's clips at random, AP = its positive rate.
     chance = float(table.labels[table.split == "test"].mean(axis=0).mean())
@@ -61,8 +65,8 @@ def test_a_multilabel_run_learns_well_above_chance(tmp_path, mixtures, method):
     best = max(range(len(epochs)), key=lambda i: (epochs[i]["valid_mAP"], -i))
     assert result["best_epoch"] == best + 1 and result["valid_mAP"] == epochs[best]["valid_mAP"]
     assert all("valid_accuracy" not in e and 0 <= e["train_accuracy"] <= 1 for e in epochs)
-    assert metrics["task"] == "multilabel" and metrics["summary"]["mAP_mean"] == result["mAP"]
-    assert {"mAP_std", "micro_f1_mean", "macro_f1_mean", "d_prime_mean"} <= set(metrics["summary"])
+    assert metrics.to_dict()["task"] == "multilabel" and metrics.to_dict()["summary"]["mAP_mean"] == result["mAP"]
+    assert {"mAP_std", "micro_f1_mean", "macro_f1_mean", "d_prime_mean"} <= set(metrics.to_dict()["summary"])
     multi, thresholds = adapter_task(run)
     assert multi and len(thresholds) == 5 and all(0 <= t <= 1 for t in thresholds)
     with open(run / "log.csv") as handle:
@@ -73,13 +77,13 @@ def test_a_multilabel_run_learns_well_above_chance(tmp_path, mixtures, method):
 def test_evaluate_and_predict_agree_with_the_run(tmp_path, mixtures):
     manifest, table = mixtures
     run, metrics = finetune(mixture_config(manifest, epochs=4), tmp_path / "run", table=table)
-    result = metrics["folds"]["all"]["test"]
+    result = metrics.to_dict()["folds"]["all"]["test"]
     report = evaluate_run(run, "test", table=table)
     assert report["task"] == "multilabel" and "confusion" not in report
     fold, = report["folds"]
     for name in ("mAP", "micro_f1", "macro_f1", "d_prime", "loss", "clips"):
         assert fold[name] == result[name], name
-    assert report["summary"]["mAP_mean"] == metrics["summary"]["mAP_mean"]
+    assert report["summary"]["mAP_mean"] == metrics.to_dict()["summary"]["mAP_mean"]
     rows = report["per_class"]
     assert [r["label"] for r in rows] == table.label_names
     assert [r["support"] for r in rows] == table.labels[table.split == "test"].sum(axis=0).tolist()
@@ -87,9 +91,10 @@ def test_evaluate_and_predict_agree_with_the_run(tmp_path, mixtures):
     assert evaluate_run(run, "valid", table=table)["folds"][0]["mAP"] == result["valid_mAP"]
 
     # predict: sigmoid scores, the labels at or above the run's thresholds marked, as the run counted them.
-    predictor, description = predictor_for(run=run)
+    predictor = predictor_for(run=run)
+    description = predictor.classifier.description
     _, thresholds = adapter_task(run)
-    assert predictor.multi_label and "multi-label" in description
+    assert (predictor.task is MULTI) and "multi-label" in description
     test = np.flatnonzero(table.split == "test")
     found = [predictor.predict(manifest.parent / table.paths[i], top_k=5) for i in test]
     truth = table.labels[test].astype(bool)
@@ -104,8 +109,8 @@ def test_evaluate_and_predict_agree_with_the_run(tmp_path, mixtures):
     assert first.to_dict()["positive"] == [{"label": l, "score": s,
                                             "threshold": pytest.approx(thresholds[table.label_names.index(l)])}
                                            for l, s in first.positive]
-    everything, _ = predictor_for(run=run, threshold=0.0)
-    nothing, _ = predictor_for(run=run, threshold=1.0)
+    everything = predictor_for(run=run, threshold=0.0)
+    nothing = predictor_for(run=run, threshold=1.0)
     path = manifest.parent / table.paths[test[0]]
     assert len(everything.predict(path).positive) == 5 and nothing.predict(path).positive == []
 
@@ -125,13 +130,13 @@ def test_resume_after_a_kill_reproduces_a_multilabel_run(tmp_path, mixtures):
 def test_the_multilabel_task_on_single_label_data(tmp_path):
     table = toy_table()
     run, metrics = finetune(toy_config("soft", data={"task": "multilabel"}, epochs=2), tmp_path / "run", table=table)
-    result = metrics["folds"]["all"]["test"]
-    assert metrics["task"] == "multilabel" and result["mAP"] > 0.5 and "accuracy" not in result  # chance 0.25
+    result = metrics.to_dict()["folds"]["all"]["test"]
+    assert metrics.to_dict()["task"] == "multilabel" and result["mAP"] > 0.5 and "accuracy" not in result  # chance 0.25
     assert evaluate_run(run, "test", table=table)["folds"][0]["mAP"] == result["mAP"]
     assert adapter_task(run)[0] and json.loads((run / "adapter.json").read_text())["task"] == "multilabel"
     # The same data single-label: unchanged keys, softmax, no thresholds.
     run, metrics = finetune(toy_config("soft", epochs=1), tmp_path / "single", table=table)
-    assert metrics["task"] == "singlelabel" and adapter_task(run) == (False, None)
+    assert metrics.to_dict()["task"] == "singlelabel" and adapter_task(run) == (False, None)
     assert (run / "log.csv").read_text().splitlines()[0] == \
         "fold,epoch,train_loss,train_accuracy,valid_loss,valid_accuracy,lr,seconds,data_wait"
     report = evaluate_run(run, "test", table=table)
@@ -147,16 +152,16 @@ def test_a_kfold_multilabel_run_summarises_over_folds(tmp_path):
                            "model": {"checkpoint": "random", "random": TINY_AST},
                            "method": {"name": "linear"}, "training": {"epochs": 1, "batch_size": 20}})
     run, metrics = finetune(config, tmp_path / "run", table=table)
-    maps = [fold["test"]["mAP"] for fold in metrics["folds"].values()]
-    assert len(maps) == 5 and metrics["summary"]["mAP_mean"] == pytest.approx(np.mean(maps))
-    assert metrics["summary"]["mAP_std"] == pytest.approx(np.std(maps, ddof=1))
+    maps = [fold["test"]["mAP"] for fold in metrics.to_dict()["folds"].values()]
+    assert len(maps) == 5 and metrics.to_dict()["summary"]["mAP_mean"] == pytest.approx(np.mean(maps))
+    assert metrics.to_dict()["summary"]["mAP_std"] == pytest.approx(np.std(maps, ddof=1))
     report = evaluate_run(run, "test", table=table)
-    assert [f["mAP"] for f in report["folds"]] == maps and report["summary"]["mAP_std"] == metrics["summary"]["mAP_std"]
+    assert [f["mAP"] for f in report["folds"]] == maps and report["summary"]["mAP_std"] == metrics.to_dict()["summary"]["mAP_std"]
     assert [row["support"] for row in report["per_class"]] == [25] * 4  # every clip is tested once
     per_fold = []  # each fold's model on its own test clips: per-class rows
     for fold in range(1, 6):
         model, _, _ = load_run(run, fold)
-        scored = score_indices(model, table.as_multi_label(), np.flatnonzero(table.fold == fold), 64, World(),
+        scored = score_indices(model, table.as_task(MULTI), np.flatnonzero(table.fold == fold), 64, World(),
                                Precision("fp32", torch.device("cpu")))
         per_fold.append(scored.metrics(per_class=True)["per_class"])
     for c, row in enumerate(report["per_class"]):  # AP per label: the mean over folds
@@ -170,7 +175,7 @@ from softmoa_cli.engine.train import finetune
 
 run, metrics = finetune(read_config(sys.argv[1]), sys.argv[2])
 if metrics:
-    json.dump(metrics, open(sys.argv[3], "w"))
+    json.dump(metrics.to_dict(), open(sys.argv[3], "w"))
 """
 
 

@@ -73,7 +73,7 @@ def test_finetune_prints_map_per_epoch_and_a_results_table_of_map(mixtures):
     assert "acc" not in result.stdout and "…" not in result.output
     assert all(len(line) <= 80 for line in table_lines(result.stdout)), result.stdout
     # At 80 columns the cost figures follow the table, whole.
-    assert re.search(r"^all · trainable: [\d,]+ · checkpoint: [\d.]+ KiB · time: \d+ s$", result.stdout, re.M), \
+    assert re.search(r"^all · trainable: [\d,]+ · adapter: [\d.]+ KiB · time: \d+ s$", result.stdout, re.M), \
         result.stdout
     assert f"run: {mixtures['run']}" in result.stdout.splitlines()
 
@@ -162,6 +162,7 @@ def test_ablate_on_multilabel_data_scores_by_map(home):
     with open(study / "results.csv") as handle:
         saved = list(csv.DictReader(handle))
     assert [r["value"] for r in saved] == ["1", "2"] and "mAP_mean" in saved[0] and "accuracy_mean" not in saved[0]
+    assert {r["metric"] for r in saved} == {"mAP"}
     for row, value in zip(saved, (1, 2)):
         metrics = json.loads((point_dir(study, value, 0) / "metrics.json").read_text())
         assert float(row["mAP_mean"]) == pytest.approx(metrics["summary"]["mAP_mean"])
@@ -176,7 +177,8 @@ def test_ablate_on_multilabel_data_scores_by_map(home):
     tested = [r["labels"].split(";") for r in home["rows"] if r["split"] == "test"]
     rates = [sum(label in names for names in tested) / len(tested) for label in LABELS]
     chance = float(np.mean([rate for rate in rates if rate > 0]))
-    assert plot_facts(point_dir(study, 1, 0)) == {"chance": pytest.approx(chance)}
+    facts = plot_facts(point_dir(study, 1, 0))
+    assert facts["chance"][0] == pytest.approx(chance) and facts["clips"] == 12 and facts["classes"] == len(LABELS)
 
 
 def map_rows(seeds: int = 2):
@@ -188,10 +190,15 @@ def map_rows(seeds: int = 2):
 
 def test_a_multilabel_ablation_plot_shows_map_and_its_chance():
     from softmoa_cli.engine.ablate import STUDIES, results_figure
+    from softmoa_cli.engine.task import MULTI
 
     rows = map_rows()
     assert set(rows[0]) >= {"mAP_mean", "mAP_std"} and "accuracy_mean" not in rows[0]
-    figure = results_figure(STUDIES["slots"], rows, "mixtures, 1 epochs, soft", classes=5, clips=12, chance=0.34)
+    facts = {"task": MULTI, "classes": 5, "clips": 12, "chance": MULTI.chance(5, lambda: [np.array([[1, 0], [0, 1],
+                                                                                                     [1, 1]])])}
+    assert facts["chance"][0] == pytest.approx(2 / 3)
+    facts["chance"] = (0.34, "chance mAP ≈ 34.0% (mean positive rate)")
+    figure = results_figure(STUDIES["slots"], rows, "mixtures, 1 epochs, soft", facts)
     ax = next(ax for ax in figure.axes if ax.get_ylabel() == "test mAP (%)")
     flat = [line for line in ax.get_lines() if len(set(line.get_ydata())) == 1]
     assert [line.get_ydata()[0] for line in flat] == [pytest.approx(34.0)]  # not 1/5 = 20 %
@@ -199,34 +206,37 @@ def test_a_multilabel_ablation_plot_shows_map_and_its_chance():
     assert any("chance mAP ≈ 34.0%" in text for text in legend) and not any("test clip" in text for text in legend)
     low, high = ax.get_ylim()
     assert 0 <= low <= 34 and high <= 100
-    unknown = results_figure(STUDIES["slots"], rows)  # chance not known: no line, and the legend says so
+    unknown = results_figure(STUDIES["slots"], rows, facts={"task": MULTI, "chance": None})  # not known: no line
     ax = next(ax for ax in unknown.axes if ax.get_ylabel() == "test mAP (%)")
     assert not [line for line in ax.get_lines() if len(set(line.get_ydata())) == 1]
     assert any("chance mAP not known" in text.get_text() for text in unknown.legends[0].get_texts())
 
 
 def test_a_kfold_multilabel_summary_and_a_label_without_positives(capsys):
-    from softmoa_cli.cli.commands.evaluate import show_multi_label
+    from softmoa_cli.cli.commands.evaluate import show_report
     from softmoa_cli.cli.commands.finetune import show_comparison, show_results
+    from softmoa_cli.engine.runs.results import FoldRecord, FoldResult, RunMetrics
+    from softmoa_cli.engine.task import MULTI
 
-    test = {"best_epoch": 2, "valid_mAP": 0.71, "mAP": 0.7, "micro_f1": 0.6, "macro_f1": 0.55, "d_prime": 1.234,
-            "trainable_params": 4_646, "checkpoint_bytes": 20_480, "train_seconds": 3.0, "clips": 12}
-    metrics = {"dataset": "mixtures", "method": "soft", "task": "multilabel",
-               "folds": {str(k): {"test": test} for k in (1, 2, 3)},
-               "summary": {"folds": 3, "mAP_mean": 0.7, "mAP_std": 0.01, "micro_f1_mean": 0.6, "micro_f1_std": 0.02,
-                           "macro_f1_mean": 0.55, "macro_f1_std": 0.03, "d_prime_mean": 1.234, "d_prime_std": 0.1}}
+    scores = {"mAP": 0.7, "micro_f1": 0.6, "macro_f1": 0.55, "d_prime": 1.234, "clips": 12}
+    folds = {str(k): FoldRecord([], FoldResult(k, 2, 0.71, scores | {"mAP": 0.69 + 0.01 * k}, 4_646, 3.0, 2, 10, False,
+                                               20_480, "mAP")) for k in (1, 2, 3)}
+    metrics = RunMetrics("mixtures", "soft", MULTI, folds)
     show_results(Path("/runs/mixtures-soft"), metrics)
-    show_comparison([(Path("/runs/adapter"), metrics | {"method": "adapter", "folds": {"all": {"test": test}}}),
-                     (Path("/runs/soft"), metrics | {"folds": {"all": {"test": test}}})])
-    folds = [{"fold": k, "mAP": 0.7, "micro_f1": 0.6, "macro_f1": 0.55, "d_prime": 1.2, "loss": 0.3, "clips": 12}
-             for k in (1, 2, 3)]
-    show_multi_label({"folds": folds, "summary": metrics["summary"],
-                      "per_class": [{"label": "low", "ap": 0.9, "f1": 0.8, "support": 5},
-                                    {"label": "hiss", "ap": None, "f1": None, "support": 0}]}, "test")
+    alone = {"all": FoldRecord([], FoldResult(None, 2, 0.71, scores, 4_646, 3.0, 2, 10, False, 20_480, "mAP"))}
+    show_comparison([(Path("/runs/adapter"), RunMetrics("mixtures", "adapter", MULTI, alone)),
+                     (Path("/runs/soft"), RunMetrics("mixtures", "soft", MULTI, alone))])
+    rows = [{"fold": k, "mAP": 0.7, "micro_f1": 0.6, "macro_f1": 0.55, "d_prime": 1.2, "loss": 0.3, "clips": 12}
+            for k in (1, 2, 3)]
+    show_report({"folds": rows, "summary": {"mAP_mean": 0.7, "mAP_std": 0.01, "micro_f1_mean": 0.6,
+                                            "micro_f1_std": 0.02, "macro_f1_mean": 0.55, "macro_f1_std": 0.03,
+                                            "d_prime_mean": 1.234, "d_prime_std": 0.1},
+                 "per_class": [{"label": "low", "ap": 0.9, "f1": 0.8, "support": 5},
+                               {"label": "hiss", "ap": None, "f1": None, "support": 0}]}, MULTI, "test")
     printed = capsys.readouterr().out
     lines = printed.splitlines()
-    assert ("test mAP over 3 folds: 0.7000 ± 0.0100 (micro-F1 0.6000 ± 0.0200, macro-F1 0.5500 ± 0.0300, "
-            "d′ 1.234 ± 0.100)") in lines, printed
+    assert ("over 3 folds: mAP 0.7100 ± 0.0100 · micro-F1 0.6000 ± 0.0000 · macro-F1 0.5500 ± 0.0000 · "
+            "d′ 1.234 ± 0.000") in lines, printed
     assert "test mAP 0.7000 ± 0.0100 · micro-F1 0.6000 ± 0.0200 · macro-F1 0.5500 ± 0.0300 · d′ 1.234 ± 0.100" \
         in lines, printed
     assert re.search(r"^ hiss +│ +– +│ +– +│ +0 $", printed, re.M), printed
@@ -239,15 +249,16 @@ def test_the_live_step_view_says_top1_hit_for_multilabel(monkeypatch):
     from rich.console import Console
 
     from softmoa_cli.cli import progress
+    from softmoa_cli.engine.task import MULTI, SINGLE
     from softmoa_cli.engine.train.progress import StepInfo
 
     terminal = Console(file=io.StringIO(), force_terminal=True, width=120)
     monkeypatch.setattr(progress, "err", terminal)
-    for multi, figure in ((True, "top-1 hit 0.625"), (False, "acc 0.625")):
+    for multi, figure in ((True, "top-1 hit 0.625"), (False, "accuracy 0.625")):
         view_progress = progress.TrainingProgress()
         view = view_progress.__enter__()
         view.fold_start(None, 1, 2, 4)
-        view.step(StepInfo(None, 1, 2, 1, 4, 0.5, 0.625, 1e-3, 100.0, 3.0, multi))
+        view.step(StepInfo(None, 1, 2, 1, 4, 0.5, 0.625, 1e-3, 100.0, 3.0, (MULTI if multi else SINGLE).hit))
         view_progress.progress.refresh()
         shown = terminal.file.getvalue()
         view_progress.__exit__(None, None, None)

@@ -4,6 +4,7 @@ rows through the cache; clips with an empty set are reported as bad."""
 from __future__ import annotations
 
 import numpy as np
+from softmoa_cli.engine.task import MULTI
 from helpers import write_csv, write_wav
 
 from softmoa_cli.engine.config import build_config
@@ -24,10 +25,10 @@ def manifest(root):
 def test_label_sets_through_the_cache(tmp_path):
     path = manifest(tmp_path)
     clips = scan_manifest(path)
-    assert clips.multi_label and clips.label_names == ["car", "dog", "rain"]
+    assert (clips.task is MULTI) and clips.label_names == ["car", "dog", "rain"]
     assert clips.labels.tolist()[:3] == [[0, 1, 1], [0, 1, 0], [1, 0, 1]] and clips.label_text(2) == "car;rain"
     cache, _ = prepare_cache(path, home=tmp_path / "home", max_length=30)
-    assert cache.multi_label and len(cache) == 6 and cache.listed == 7
+    assert (cache.task is MULTI) and len(cache) == 6 and cache.listed == 7
     assert cache.bad == [("clips/4.wav", "no labels: give it at least one label in the labels column, or remove it")]
     assert cache.labels.dtype == np.uint8 and cache.labels.tolist()[4] == [1, 1, 1]
     x, y = cache.batch(np.array([4, 0]))
@@ -43,4 +44,4 @@ def test_a_single_label_set_as_multilabel_task(tmp_path, monkeypatch):
     write_csv(tmp_path / "one.csv", ["path", "label", "split"], rows)
     config = build_config({"data": {"dataset": str(tmp_path / "one.csv"), "task": "multilabel", "max_length": 20}})
     table = open_dataset(config.data)
-    assert table.multi_label and table.labels.tolist() == [[1, 0], [0, 1]] * 3
+    assert (table.task is MULTI) and table.labels.tolist() == [[1, 0], [0, 1]] * 3

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from softmoa_cli.engine.task import MULTI
 from helpers import FSD50K_ROWS, FSD50K_VOCABULARY, make_fsd50k, run, write_csv
 
 from softmoa_cli.engine.data import synth, synth_sets
@@ -32,7 +33,7 @@ def test_fsd50k_from_the_extracted_release(tmp_path):
     assert strict.exit_code == 2 and "1 of 8 clips are bad" in strict.output  # 12.5 %, above the default 1 %
     assert "7 clips cached, 1 bad skipped" in strict.stdout
     cache, built = prepare_cache("fsd50k", home=home)
-    assert not built and cache.multi_label and cache.label_names == FSD50K_VOCABULARY
+    assert not built and (cache.task is MULTI) and cache.label_names == FSD50K_VOCABULARY
     assert cache.bad == [("FSD50K.eval_audio/37200.wav", cache.bad[0][1])] and "not a readable" in cache.bad[0][1]
     assert cache.listed == 8 and cache.features.shape == (7, 1024, 128) and cache.labels.shape == (7, 5)
     expected = {}
@@ -81,7 +82,7 @@ def test_synth_mixtures_are_deterministic_balanced_and_hold_1_to_3_distinct_even
     assert all((a.parent / f).read_bytes() == (b.parent / f).read_bytes() for f in files)
     assert sum((a.parent / f).read_bytes() != (c.parent / f).read_bytes() for f in files) == 24
     clips = scan_manifest(a)
-    assert clips.multi_label and clips.label_names == sorted(synth.TASKS["downstream"])
+    assert (clips.task is MULTI) and clips.label_names == sorted(synth.TASKS["downstream"])
     listed = [len(line.split(",")[1].split(";")) for line in a.read_text().splitlines()[1:]]
     sizes = clips.labels.sum(axis=1)
     assert sizes.tolist() == listed and set(sizes.tolist()) == {1, 2, 3}  # distinct events in every clip
@@ -99,7 +100,7 @@ def test_synth_multi_prepares_a_multi_label_cache_on_first_use(tmp_path, monkeyp
     result = run("prepare", "synth-multi", "--home", home, "-j", "1")
     assert result.exit_code == 0 and "18 clips cached, 0 bad" in result.stdout, result.output
     cache, built = prepare_cache("synth-multi", home=home)
-    assert not built and cache.multi_label and cache.labels.shape == (18, 12) and cache.features.shape[1:] == (100, 128)
+    assert not built and (cache.task is MULTI) and cache.labels.shape == (18, 12) and cache.features.shape[1:] == (100, 128)
     assert set(cache.labels.sum(axis=1).tolist()) == {1, 2, 3} and not cache.bad
     assert [int((cache.split == s).sum()) for s in ("train", "valid", "test")] == [6, 6, 6]
     _, y = cache.batch(np.arange(3))

@@ -86,7 +86,7 @@ def test_finetune_prints_the_run_path_whole_and_one_line_per_epoch(toy_runs):
                          ("kfold", [f"fold {k}/3 · epoch {e}/2" for k in (1, 2, 3) for e in (1, 2)])):
         result = results[name]
         assert f"run: {deep / f'toy-{name}-20261128-120000'}" in result.stdout.splitlines(), result.stdout
-        assert "…" not in result.output and "checkpoint" in result.stdout
+        assert "…" not in result.output and "adapter" in result.stdout
         assert all(len(line) <= 80 for line in table_lines(result.stdout)), result.stdout
         assert not any(mark in result.stderr for mark in BAR), result.stderr  # no live bar, no fragment
         lines = [line for line in result.stderr.splitlines() if "train loss" in line]
@@ -158,8 +158,11 @@ def test_the_default_comparison_lists_long_run_paths_whole(capsys):
     root = Path("/tmp/a-rather-long-home-folder/projects/audio-experiments/runs/offline-default-20261128-120000")
 
     def metrics(method):
-        test = {"accuracy": 0.4, "trainable_params": 41_612, "train_seconds": 93.0}
-        return {"method": method, "dataset": "synth", "folds": {"all": {"test": test}}}
+        from softmoa_cli.engine.runs.results import FoldRecord, FoldResult, RunMetrics
+        from softmoa_cli.engine.task import SINGLE
+
+        test = FoldResult(None, 3, 0.5, {"accuracy": 0.4, "macro_f1": 0.3}, 41_612, 93.0, 4, 40, False, 8192)
+        return RunMetrics("synth", method, SINGLE, {"all": FoldRecord([], test)})
 
     show_comparison([(root / "adapter", metrics("adapter")), (root / "soft", metrics("soft"))])
     printed = capsys.readouterr().out

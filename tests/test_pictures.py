@@ -12,6 +12,7 @@ from matplotlib.container import ErrorbarContainer
 from softmoa_cli.engine.ablate import STUDIES, PointResult, plot_facts, plot_results, results_figure, summarize
 from softmoa_cli.engine.contribution import Contributions, contributions_figure, plot_contributions
 from softmoa_cli.engine.evaluate import confusion_figure, save_confusion_png
+from softmoa_cli.engine.task import SINGLE
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -39,7 +40,7 @@ def slots_rows(accuracies=((0.430, 0.428, 0.432), (0.433, 0.431, 0.435), (0.436,
 
 def test_ablation_plot_shows_error_bars_chance_and_an_honest_range(tmp_path):
     rows = slots_rows()
-    figure = results_figure(STUDIES["slots"], rows, "toy, 3 epochs, soft: experts=8", classes=12, clips=180)
+    figure = results_figure(STUDIES["slots"], rows, "toy, 3 epochs, soft: experts=8", facts(12, 180))
     ax = only_axes(figure, "test accuracy (%)")
     bars = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
     assert len(bars) == 1 and bars[0].has_yerr
@@ -60,7 +61,7 @@ def test_ablation_plot_shows_error_bars_chance_and_an_honest_range(tmp_path):
     assert any("1/12" in text for text in legend) and any("std over 3 seeds" in text for text in legend)
     assert any("0.56 points" in text for text in legend)
     fits(figure)
-    assert plot_results(STUDIES["slots"], rows, tmp_path / "plot.png", "toy", 12).read_bytes()[:8] == PNG
+    assert plot_results(STUDIES["slots"], rows, tmp_path / "plot.png", "toy", facts(12)).read_bytes()[:8] == PNG
 
 
 def test_ablation_range_without_chance_and_at_the_top():
@@ -74,18 +75,19 @@ def test_ablation_range_without_chance_and_at_the_top():
     assert high - low >= 10 and "1 seed per point" in ax.get_title()
     # Near 100 %: the range stays inside 0..100 and keeps its span.
     rows = slots_rows(((0.99, 1.0, 0.995),) * 3)
-    low, high = only_axes(results_figure(STUDIES["slots"], rows, classes=2), "test accuracy (%)").get_ylim()
+    low, high = only_axes(results_figure(STUDIES["slots"], rows, facts=facts(2)), "test accuracy (%)").get_ylim()
     assert high == 100 and low <= 50 and high - low >= 10
 
 
-def test_plot_facts_read_the_class_count_and_test_clips(tmp_path):
-    run = tmp_path / "run"
-    for fold, clips in ((1, 40), (2, 38)):
-        (run / f"fold-{fold}").mkdir(parents=True)
-        (run / f"fold-{fold}" / "adapter.json").write_text(json.dumps({"labels": [str(i) for i in range(10)]}))
-    (run / "metrics.json").write_text(json.dumps({"folds": {"1": {"test": {"clips": 40}}, "2": {"test": {"clips": 38}}}}))
-    assert plot_facts(run) == {"classes": 10, "clips": 38}
-    assert plot_facts(tmp_path / "missing") == {}
+def test_plot_facts_read_the_class_count_and_test_clips(toy_runs):
+    found = plot_facts(toy_runs["soft"])  # the toy table: 4 classes, 40 test clips
+    assert found["task"] is SINGLE and found["classes"] == 4 and found["clips"] == 40
+    assert found["chance"] == (0.25, "chance: 1/4 = 25.0%")
+
+
+def facts(classes: int, clips: int | None = None) -> dict:
+    """What ``plot_facts`` gives for a single-label study of ``classes`` labels, ``clips`` test clips."""
+    return {"task": SINGLE, "classes": classes, "clips": clips, "chance": SINGLE.chance(classes, None)}
 
 
 # --- the confusion matrix ---------------------------------------------------------------------------

@@ -11,6 +11,8 @@ import soundfile as sf
 import torch
 from typer.testing import CliRunner
 
+from softmoa_cli.engine.classifier import Classifier, model_features
+from softmoa_cli.engine.task import SINGLE
 from softmoa_cli.cli.app import build_app
 from softmoa_cli.engine.data.features import FeatureConfig, windows
 from softmoa_cli.engine.predict import Predictor
@@ -61,7 +63,7 @@ def test_long_files_average_windows_with_the_last_one_end_aligned(classifier, tm
     from softmoa_cli.engine.models.pretrained import load_pretrained
 
     model = load_pretrained(classifier).model
-    predictor = Predictor(model, list("abcde"), batch_size=2)  # three windows: two forward passes
+    predictor = Predictor(Classifier(model, list("abcde"), SINGLE, model_features(model)), batch_size=2)  # three windows: two forward passes
     wave = torch.randn(16000 * 2 + 4000) * 0.1  # 2.25 s: 223 frames
     config = FeatureConfig(max_length=100)
     frames = log_mel(wave, config)
@@ -79,7 +81,7 @@ def test_clip_shorter_than_one_frame_is_padded_and_scored(classifier, tmp_path):
 
     from softmoa_cli.engine.models.pretrained import load_pretrained
 
-    predictor = Predictor(load_pretrained(classifier).model, list("abcde"))
+    predictor = Predictor(Classifier.from_pretrained(load_pretrained(classifier)))
     sf.write(tmp_path / "blip.wav", np.full(160, 0.1, dtype=np.float32), 16000)  # 10 ms: under one 25 ms frame
     sf.write(tmp_path / "ok.wav", np.random.default_rng(0).normal(0, 0.1, 8000).astype(np.float32), 16000)
     results = list(predictor.predict_files([tmp_path / "blip.wav", tmp_path / "ok.wav"], top_k=5))
@@ -91,7 +93,7 @@ def test_an_hour_of_audio_goes_through_in_bounded_batches(classifier):
     from softmoa_cli.engine.models.pretrained import load_pretrained
 
     model = load_pretrained(classifier).model
-    predictor = Predictor(model, list("abcde"), batch_size=16)
+    predictor = Predictor(Classifier(model, list("abcde"), SINGLE, model_features(model)), batch_size=16)
     sizes = []
     model.register_forward_pre_hook(lambda module, args: sizes.append(args[0].shape[0]))
     wave = torch.zeros(16000 * 60)  # one minute at 100 frames per window: 60 windows

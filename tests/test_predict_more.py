@@ -13,6 +13,8 @@ import torch
 from typer.testing import CliRunner
 
 from helpers import tiny_ast_config, write_wav
+from softmoa_cli.engine.classifier import Classifier, model_features
+from softmoa_cli.engine.task import MULTI, SINGLE
 from softmoa_cli.cli.app import build_app
 from softmoa_cli.engine.data.audio import load_mono_16k
 from softmoa_cli.engine.models.ast import AST
@@ -87,9 +89,10 @@ def test_batched_prediction_equals_one_file_at_a_time_in_order_with_bad_files_in
     paths = [write_wav(tmp_path / f"clip{k}.wav", seconds, seed=k) for k, seconds in enumerate(lengths)]
     (tmp_path / "notes.wav").write_text("not audio")
     inputs = [*paths[:3], tmp_path / "missing.wav", *paths[3:6], tmp_path / "notes.wav", paths[6]]
-    single = Predictor(model, LABELS, batch_size=1, workers=0)
+    single = Predictor(Classifier(model, LABELS, SINGLE, model_features(model)), batch_size=1, workers=0)
     for batch_size, workers in [(3, 2), (7, 1), (64, 3)]:
-        batched = Predictor(model, LABELS, batch_size=batch_size, workers=workers)
+        batched = Predictor(Classifier(model, LABELS, SINGLE, model_features(model)), batch_size=batch_size,
+                            workers=workers)
         results = list(batched.predict_files(inputs, top_k=5))
         assert [r.file for r in results] == [str(p) for p in inputs]
         assert [bool(r.error) for r in results] == [False] * 3 + [True] + [False] * 3 + [True, False]
@@ -146,7 +149,7 @@ def tone_run(tmp_path_factory):
         "model": {"checkpoint": "random", "random": {"dim": 32, "depth": 1, "heads": 2, "mlp_dim": 64}},
         "method": {"name": "full"}, "training": {"epochs": 8, "batch_size": 8, "lr": 3e-3}})
     run, metrics = finetune(config, root / "run")
-    assert metrics["folds"]["all"]["test"]["accuracy"] == 1.0, metrics
+    assert metrics.to_dict()["folds"]["all"]["test"]["accuracy"] == 1.0, metrics
     # silence 2 s, low tone 3 s, silence 2 s, high tone 2.5 s, silence 2 s: 11.5 s
     plan = [("quiet", 2.0), ("low", 3.0), ("quiet", 2.0), ("high", 2.5), ("quiet", 2.0)]
     long = np.concatenate([sound(kind, seconds, rng) for kind, seconds in plan])
@@ -198,7 +201,7 @@ def test_timeline_of_a_multi_label_checkpoint_and_bad_windows(tmp_path):
     model = AST(tiny_ast_config())
     with torch.no_grad():
         model.head.fc.weight.normal_(0, 1.0)
-    folder = save_model(Pretrained(model, LABELS, True, "test"), tmp_path / "tagger")
+    folder = save_model(Pretrained(model, LABELS, MULTI, "test"), tmp_path / "tagger")
     clip = write_wav(tmp_path / "clip.wav", 3.0)
     result = predict(clip, "-c", folder, "--timeline", "--json", "--threshold", "0.0")
     assert result.exit_code == 0, result.output
@@ -220,13 +223,13 @@ def test_timeline_segments_give_each_stretch_one_label_or_each_label_its_own_str
 
     probs = torch.tensor([[0.9, 0.1], [0.4, 0.6], [0.1, 0.9]], dtype=torch.float64)
     bounds = [(0, 100), (50, 150), (100, 200)]
-    single = timeline_segments(probs, bounds, torch.full((2,), 0.5, dtype=torch.float64), multi_label=False)
+    single = timeline_segments(probs, bounds, torch.full((2,), 0.5, dtype=torch.float64), SINGLE)
     assert [(a, b, label) for a, b, label, _ in single] == [(0, 100, 0), (100, 200, 1)]
     assert [score for *_, score in single] == pytest.approx([(0.9 + 0.65) / 2, (0.75 + 0.9) / 2])
-    multi = timeline_segments(probs, bounds, torch.tensor([0.3, 0.3], dtype=torch.float64), multi_label=True)
+    multi = timeline_segments(probs, bounds, torch.tensor([0.3, 0.3], dtype=torch.float64), MULTI)
     assert [(a, b, label) for a, b, label, _ in multi] == [(0, 100, 0), (50, 200, 1)]  # overlap across labels only
     for label in (0, 1):  # never within one label
         own = [(a, b) for a, b, found, _ in multi if found == label]
         assert all(later[0] >= earlier[1] for earlier, later in zip(own, own[1:]))
-    gapped = timeline_segments(probs[:2], [(0, 50), (100, 150)], torch.full((2,), 0.1, dtype=torch.float64), False)
+    gapped = timeline_segments(probs[:2], [(0, 50), (100, 150)], torch.full((2,), 0.1, dtype=torch.float64), SINGLE)
     assert [(a, b) for a, b, *_ in gapped] == [(0, 50), (100, 150)]  # a hop longer than the window: no bridging

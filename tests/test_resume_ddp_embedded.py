@@ -45,7 +45,8 @@ sys.path.insert(0, {tests!r})
 import numpy as np
 from softmoa_cli.engine.config import build_config
 from softmoa_cli.engine.data.features import FeatureConfig
-from softmoa_cli.engine.train import Callback, FeatureTable, finetune
+from softmoa_cli.engine.train import Callback, finetune
+from softmoa_cli.engine.data.table import FeatureTable
 
 class Messages(Callback):
     def message(self, text):
@@ -60,7 +61,7 @@ config = build_config({{"data": {{"dataset": "toy"}}, "model": {{"checkpoint": "
                        "training": {{"epochs": 1, "batch_size": 8, "device": "cpu", "threads": 1}}}})
 run, metrics = finetune(config, sys.argv[1], Messages(), table)
 if metrics:
-    json.dump(metrics, open(sys.argv[2], "w"))
+    json.dump(metrics.to_dict(), open(sys.argv[2], "w"))
 """
 
 

@@ -13,7 +13,8 @@ from helpers import run, toy_config, toy_table
 from softmoa_cli.engine.errors import SoftmoaError
 from softmoa_cli.engine.evaluate import evaluate_run
 from softmoa_cli.engine.train import backbone as backbone_module
-from softmoa_cli.engine.train import finetune, load_run
+from softmoa_cli.engine.train import finetune
+from helpers import load_run
 from softmoa_cli.engine.train import run as run_module
 
 

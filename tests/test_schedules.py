@@ -18,7 +18,7 @@ PEAK = 5e-3  # the recipe's rate for PETL methods (toy_config sets none)
 
 
 class Rates(Callback):
-    """The learning rate after each step (the rate of the next one) and the epochs ended."""
+    """The learning rate of each step and the epochs ended."""
 
     def __init__(self):
         self.lrs, self.epochs, self.messages = [], [], []
@@ -27,7 +27,7 @@ class Rates(Callback):
         self.lrs.append(info.lr)
 
     def epoch_end(self, fold, record):
-        self.epochs.append(record["epoch"])
+        self.epochs.append(record.epoch)
 
     def message(self, text):
         self.messages.append(text)
@@ -59,7 +59,7 @@ def test_max_steps_overrides_epochs_and_the_schedule_spans_them(tmp_path):
     _, metrics = finetune(toy_config("adapter", epochs=5, max_steps=10), tmp_path / "run", rates, toy_table())
     assert len(rates.lrs) == 10 and rates.epochs == [1, 2]  # 7 steps, then 3 of the second epoch
     assert rates.lrs == pytest.approx([PEAK * lr_factor(s, 10) for s in range(10)], abs=1e-12)
-    fold = metrics["folds"]["all"]
+    fold = metrics.to_dict()["folds"]["all"]
     assert fold["epochs"][-1]["lr"] == pytest.approx(PEAK * lr_factor(9, 10)) and fold["test"]["epochs_trained"] == 2
     assert [e["lr"] for e in fold["epochs"]] == pytest.approx([rates.lrs[6], rates.lrs[9]])  # each epoch's last step
     longer = Rates()
@@ -72,13 +72,13 @@ def test_patience_stops_after_epochs_without_a_better_score_and_tests_the_best(t
     rates = Rates()
     _, metrics = finetune(toy_config("adapter", epochs=6, patience=2, lr=1e-12), tmp_path / "run", rates,
                           toy_table())
-    fold = metrics["folds"]["all"]
+    fold = metrics.to_dict()["folds"]["all"]
     assert rates.epochs == [1, 2, 3] and len(fold["epochs"]) == 3
     assert fold["test"]["best_epoch"] == 1 and fold["test"]["stopped_early"] is True
     assert fold["test"]["epochs_trained"] == 3 and fold["test"]["accuracy"] > 0
     assert any("early stop after epoch 3" in text for text in rates.messages)
     learning = finetune(toy_config("adapter", epochs=3, patience=2), tmp_path / "learning", table=toy_table())[1]
-    assert learning["folds"]["all"]["test"]["stopped_early"] is False
+    assert learning.to_dict()["folds"]["all"]["test"]["stopped_early"] is False
 
 
 class KillAtEpochEnd(Rates):
@@ -90,7 +90,7 @@ class KillAtEpochEnd(Rates):
 
     def epoch_end(self, fold, record):
         super().epoch_end(fold, record)
-        if record["epoch"] == self.at:
+        if record.epoch == self.at:
             raise Kill
 
 

@@ -26,7 +26,7 @@ def test_tensorboard_event_files_hold_every_step_and_epoch_scalar(tmp_path):
     events.Reload()
     assert set(events.Tags()["scalars"]) == STEP | EPOCH
     assert [e.step for e in events.Scalars("step/loss")] == list(range(1, 15))  # 7 optimiser steps an epoch
-    epochs = metrics["folds"]["all"]["epochs"]
+    epochs = metrics.to_dict()["folds"]["all"]["epochs"]
     valid = events.Scalars("epoch/valid_accuracy")
     assert [e.step for e in valid] == [7, 14]
     assert [e.value for e in valid] == pytest.approx([row["valid_accuracy"] for row in epochs])
@@ -53,7 +53,7 @@ def test_mlflow_file_store_holds_the_params_and_metrics_of_each_step(tmp_path, m
     history = client.get_metric_history(found.info.run_id, "step/lr")
     assert sorted(m.step for m in history) == list(range(1, 8))
     assert found.data.metrics["epoch/valid_accuracy"] == pytest.approx(
-        metrics["folds"]["all"]["epochs"][0]["valid_accuracy"])
+        metrics.to_dict()["folds"]["all"]["epochs"][0]["valid_accuracy"])
 
 
 def test_flat_params_are_the_config_as_dotted_keys():

@@ -24,7 +24,7 @@ class FirstLoss(Callback):
 callback = FirstLoss()
 run, metrics = finetune(toy_config("soft", epochs=2, device="cpu", threads=1), sys.argv[1], callback, toy_table())
 if metrics:
-    json.dump({{"first_loss": callback.first, "metrics": metrics}}, open(sys.argv[2], "w"))
+    json.dump({{"first_loss": callback.first, "metrics": metrics.to_dict()}}, open(sys.argv[2], "w"))
 """
 
 

@@ -7,12 +7,17 @@ import shutil
 import numpy as np
 import pytest
 
+from softmoa_cli.engine.classifier import Classifier, model_features
+from softmoa_cli.engine.task import SINGLE
 from softmoa_cli.config import load_config
 from softmoa_cli.engine.data.audio import load_mono_16k
 from softmoa_cli.engine.data.features import FeatureConfig, windows
 from softmoa_cli.engine.evaluate import evaluate_run, save_confusion_png
 from softmoa_cli.engine.predict import Predictor
-from softmoa_cli.engine.train import FeatureTable, finetune, load_run, plan_splits
+from softmoa_cli.engine.train import finetune
+from softmoa_cli.engine.data.splits import plan_splits
+from softmoa_cli.engine.data.table import FeatureTable
+from helpers import load_run
 
 pytestmark = pytest.mark.slow
 
@@ -44,7 +49,7 @@ def test_short_run_is_well_above_chance_and_evaluate_and_predict_agree(fsdd, tmp
     config = load_config("fsdd-cpu", {"method.name": "full", "training.lr": 2e-3, "training.epochs": 15, "model.checkpoint": "random",
                                       "model.random": {"dim": 64, "depth": 2, "heads": 2, "mlp_dim": 128}})
     run, metrics = finetune(config, tmp_path / "run", table=table)
-    result = metrics["folds"]["all"]["test"]
+    result = metrics.to_dict()["folds"]["all"]["test"]
     assert result["accuracy"] >= 0.6 and result["clips"] == 300  # chance: 0.1
 
     report = evaluate_run(run, "test", table=table)
@@ -56,7 +61,7 @@ def test_short_run_is_well_above_chance_and_evaluate_and_predict_agree(fsdd, tmp
     # predict with the run's model from the audio files scores each clip by the same window rule:
     # its top-1 over the test files is the run's test accuracy, to the clip.
     model, labels, feature_config = load_run(run)
-    predictor = Predictor(model, labels, feature_config=feature_config)
+    predictor = Predictor(Classifier(model, labels, SINGLE, feature_config))
     test = np.flatnonzero(table.split == "test")
     assert (table.windows[test] > 1).sum() >= 1  # test clips longer than one window (2 at 100 frames)
     predicted = [predictor.predict_file(files[j], top_k=1)[0][0] for j in test]

@@ -11,14 +11,16 @@ from helpers import TINY, Kill, KillAt, _comparable, toy_config, toy_table
 
 from softmoa_cli.engine.config import build_config
 from softmoa_cli.engine.evaluate import evaluate_run
-from softmoa_cli.engine.train import finetune, load_run, plan_splits
+from softmoa_cli.engine.train import finetune
+from softmoa_cli.engine.data.splits import plan_splits
+from helpers import load_run
 from softmoa_cli.engine.petl.adapter_files import ADAPTER_WEIGHTS, trainable_tensors
 from softmoa_cli.engine.train.optim import decays, lr_factor, make_optimizer, make_scheduler
 
 @pytest.mark.parametrize("method", ["linear", "full", "adapter", "dense", "soft", "lora"])
 def test_each_method_trains_and_saves_only_trained_tensors(tmp_path, method):
     run, metrics = finetune(toy_config(method, epochs=1), tmp_path / "run", table=toy_table())
-    result = metrics["folds"]["all"]["test"]
+    result = metrics.to_dict()["folds"]["all"]["test"]
     model, labels, features = load_run(run)
     trained = trainable_tensors(model)
     assert result["trainable_params"] == sum(t.numel() for t in trained.values())
@@ -27,16 +29,16 @@ def test_each_method_trains_and_saves_only_trained_tensors(tmp_path, method):
     saved = load_file(str(run / ADAPTER_WEIGHTS))
     assert set(saved) == set(trained)
     # safetensors: 4 bytes per fp32 value plus a small header.
-    assert 4 * result["trainable_params"] < result["checkpoint_bytes"] < 4 * result["trainable_params"] + 8192
+    assert 4 * result["trainable_params"] < result["adapter_bytes"] < 4 * result["trainable_params"] + 8192
     assert labels == [f"class{i}" for i in range(4)] and features.max_length == 48
-    assert len(metrics["folds"]["all"]["epochs"]) == 1
+    assert len(metrics.to_dict()["folds"]["all"]["epochs"]) == 1
     assert json.loads((run / "run.json").read_text())["finished"] is True
     assert (run / "log.csv").read_text().count("\n") == 2 and not (run / "state.pt").exists()
 
 
 def test_short_run_learns_and_keeps_the_best_epoch(tmp_path):
     run, metrics = finetune(toy_config("adapter", epochs=4), tmp_path / "run", table=toy_table())
-    fold = metrics["folds"]["all"]
+    fold = metrics.to_dict()["folds"]["all"]
     result, epochs = fold["test"], fold["epochs"]
     assert result["accuracy"] >= 0.9  # chance is 0.25
     best = max(range(len(epochs)), key=lambda i: (epochs[i]["valid_accuracy"], -i))
@@ -50,10 +52,10 @@ def test_evaluate_agrees_with_the_runs_test_accuracy(tmp_path):
     table = toy_table()
     run, metrics = finetune(toy_config("soft", epochs=2), tmp_path / "run", table=table)
     report = evaluate_run(run, "test", table=table)
-    assert report["summary"]["accuracy_mean"] == metrics["summary"]["accuracy_mean"]
+    assert report["summary"]["accuracy_mean"] == metrics.to_dict()["summary"]["accuracy_mean"]
     assert report["folds"][0]["clips"] == 40 and sum(map(sum, report["confusion"])) == 40
     valid = evaluate_run(run, "valid", table=table)
-    assert valid["summary"]["accuracy_mean"] == metrics["folds"]["all"]["test"]["valid_accuracy"]
+    assert valid["summary"]["accuracy_mean"] == metrics.to_dict()["folds"]["all"]["test"]["valid_accuracy"]
 
 
 def test_adapter_checkpoint_reloads_with_identical_logits(tmp_path):
@@ -111,9 +113,9 @@ def test_kfold_rotates_folds_and_reports_mean_and_std(tmp_path):
         assert set(table.fold[plan.valid]) == {plan.fold % 5 + 1}
         assert len(plan.train) == 60 and not set(plan.train) & (set(plan.valid) | set(plan.test))
     run, metrics = finetune(config, tmp_path / "run", table=table)
-    accuracies = [metrics["folds"][str(k)]["test"]["accuracy"] for k in range(1, 6)]
-    assert metrics["summary"]["accuracy_mean"] == pytest.approx(np.mean(accuracies))
-    assert metrics["summary"]["accuracy_std"] == pytest.approx(np.std(accuracies, ddof=1))
+    accuracies = [metrics.to_dict()["folds"][str(k)]["test"]["accuracy"] for k in range(1, 6)]
+    assert metrics.to_dict()["summary"]["accuracy_mean"] == pytest.approx(np.mean(accuracies))
+    assert metrics.to_dict()["summary"]["accuracy_std"] == pytest.approx(np.std(accuracies, ddof=1))
     assert all((run / f"fold-{k}" / ADAPTER_WEIGHTS).is_file() for k in range(1, 6))
     report = evaluate_run(run, table=table)
     assert [f["accuracy"] for f in report["folds"]] == accuracies

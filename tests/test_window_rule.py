@@ -37,8 +37,8 @@ def test_predict_top1_over_the_test_files_equals_evaluate(tmp_path, fsdd_recordi
     assert len(test) == 24 and (cache.windows[test] > 1).sum() >= 20
 
     report = evaluate_run(run, "test")
-    assert report["summary"]["accuracy_mean"] == metrics["folds"]["all"]["test"]["accuracy"]
-    predictor, _ = predictor_for(run=run)
+    assert report["summary"]["accuracy_mean"] == metrics.to_dict()["folds"]["all"]["test"]["accuracy"]
+    predictor = predictor_for(run=run)
     confusion = np.zeros((3, 3), dtype=int)
     for i in test:
         (label, _), = predictor.predict_file(root / cache.paths[i], top_k=1)
@@ -54,8 +54,9 @@ def test_scoring_whole_clips_runs_at_most_a_batch_of_windows_at_once():
 
     from helpers import TINY, toy_table
     from softmoa_cli.engine.models.ast import AST, ASTConfig
-    from softmoa_cli.engine.train.distributed import World
-    from softmoa_cli.engine.train.evaluation import Precision, score_indices
+    from softmoa_cli.engine.distributed import World
+    from softmoa_cli.engine.devices import Precision
+    from softmoa_cli.engine.scoring.evaluation import score_indices
 
     table = toy_table(n=8)
     rng = np.random.default_rng(1)

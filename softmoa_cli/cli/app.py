@@ -13,6 +13,7 @@ import typer
 import typer.core
 
 from .. import __version__
+from .method_options import PARAMETER, with_method_options
 from .plugins import load_commands
 
 HELP = ("Fine-tune Audio Spectrogram Transformers with Soft Mixtures of Adapters "
@@ -40,15 +41,38 @@ VersionFlag = Annotated[bool, typer.Option("--version", metavar="", is_eager=Tru
 HELP_PARAMETER = "show_help_"
 
 
+def command_flags(function: Callable) -> dict[str, str]:
+    """How a command's settings are given on its command line: each parameter's long flag by
+    name and, for a command that takes a run config (``--set``), each config key by the flag that
+    sets it or else as ``--set KEY=VALUE``: what the engine's ```name``` marks render to."""
+    from ..engine.config import setting_keys
+    from .options import config_key
+
+    flags = {}
+    for name, parameter in inspect.signature(function, eval_str=True).parameters.items():
+        info = next((meta for meta in getattr(parameter.annotation, "__metadata__", ())
+                     if type(meta).__name__ == "OptionInfo"), None)
+        if info is not None:
+            declared = [d for d in (info.default, *info.param_decls) if isinstance(d, str) and d.startswith("--")]
+            flags[name] = (declared[0] if declared else f"--{name.replace('_', '-')}").split("/")[0]
+    if "set_" not in flags:
+        return flags
+    keys = {config_key(name): flag for name, flag in flags.items()}
+    return flags | {key: keys.get(key, f"--set {key}=VALUE") for key in setting_keys()}
+
+
 def clean_errors(function: Callable) -> Callable:
     """A SoftmoaError becomes one line on stderr and exit code 2 (``SOFTMOA_DEBUG=1``:
-    the traceback instead); other exceptions are bugs and keep theirs."""
+    the traceback instead); other exceptions are bugs and keep theirs. The engine's settings in
+    its messages are said as this command's flags (``console.render``)."""
+    flags = command_flags(function)
 
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
         from ..engine.errors import SoftmoaError
-        from .console import fail
+        from .console import fail, use_flags
 
+        use_flags(flags)
         try:
             return function(*args, **kwargs)
         except SoftmoaError as error:
@@ -173,6 +197,8 @@ def build_app() -> typer.Typer:
                       pretty_exceptions_enable=False, rich_markup_mode="rich", cls=OneLineErrors)
     app.callback()(_root)  # always a group of subcommands, even with one registered
     for name, function in sorted(load_commands().items()):
+        if PARAMETER in inspect.signature(function).parameters:
+            function = with_method_options(function)
         app.command(name=name, short_help=short_help(function), help=help_text(function),
                     add_help_option=False)(with_help_flag(clean_errors(function)))
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -25,14 +26,32 @@ out = _Console()
 err = _Console(stderr=True)
 
 
+BACKTICKED = re.compile(r"`([a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)*)`")
+_flags: dict[str, str] = {}  # the current command's: a parameter name or config key -> how to give it
+
+
+def render(message: str) -> str:
+    """The engine's words for the command line: a setting it names in backticks (a parameter,
+    ```dataset```, or a config key, ```data.max_length```) as this command's flag for it
+    (``--dataset``, ``--max-length``, or ``--set data.max_length=VALUE``); one this command does not
+    take, as it is."""
+    return BACKTICKED.sub(lambda found: _flags.get(found.group(1), found.group(1)), message)
+
+
 def fail(message: str) -> None:
     """Print one error line on stderr."""
-    err.print("[bold red]error:[/] " + escape(message), highlight=False, soft_wrap=True)
+    err.print("[bold red]error:[/] " + escape(render(message)), highlight=False, soft_wrap=True)
 
 
 def note(message: str) -> None:
     """Print one informational line on stderr."""
-    err.print("[dim]" + escape(message) + "[/]", highlight=False, soft_wrap=True)
+    err.print("[dim]" + escape(render(message)) + "[/]", highlight=False, soft_wrap=True)
+
+
+def use_flags(flags: dict[str, str]) -> None:
+    """The settings the running command takes, as ``render`` gives them (``app.clean_errors``)."""
+    _flags.clear()
+    _flags.update(flags)
 
 
 _advised: set[str] = set()  # the advice given during this command (``start_command`` empties it)

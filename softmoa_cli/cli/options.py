@@ -133,36 +133,27 @@ MaxSeconds = Annotated[float | None, typer.Option(
     help="Keep each clip up to its first SECONDS (default 600); training reads a random max-length crop of a "
          "longer clip each epoch, evaluation scores all of its windows. Another bound is another feature cache.")]
 
-# The flags that set a run-config key: (dotted key, flag). Config errors name the flag.
-CONFIG_FLAGS = (
-    ("data.dataset", "--dataset"), ("data.max_length", "--max-length"), ("data.fold", "--fold"),
-    ("data.max_bad", "--max-bad"), ("data.max_seconds", "--max-seconds"), ("model.checkpoint", "--checkpoint"),
-    ("method.name", "--method"), ("method.experts", "--experts"), ("method.slots", "--slots"),
-    ("method.reduction_rate", "--reduction-rate"), ("method.location", "--location"),
-    ("method.adapter_config", "--adapter-config"), ("method.init", "--init"), ("method.kind", "--kind"),
-    ("method.placement", "--placement"), ("method.normalize", "--normalize"), ("method.rank", "--rank"),
-    ("method.alpha", "--alpha"),
-    ("training.epochs", "--epochs"), ("training.batch_size", "--batch-size"), ("training.lr", "--lr"),
-    ("training.seed", "--seed"), ("training.device", "--device"), ("training.precision", "--precision"),
-    ("training.compile", "--compile"), ("training.threads", "--threads"),
-    ("training.balanced_sampling", "--balanced-sampling"), ("training.class_weights", "--class-weights"),
-    ("training.mixup", "--mixup"), ("training.accumulate", "--accumulate"), ("training.warmup", "--warmup"),
-    ("training.patience", "--patience"), ("training.max_steps", "--max-steps"), ("training.workers", "--workers"),
-    ("training.log", "--log"), ("training.activation_checkpointing", "--activation-checkpointing"),
-)
+def config_key(name: str) -> str | None:
+    """The run-config key a command parameter ``name`` sets, read from the schema: ``method`` ->
+    ``method.name``; a field of the data, model or training section, or an option of a method,
+    -> its dotted key (``max_length`` -> ``data.max_length``, ``experts`` -> ``method.experts``);
+    None for a parameter that sets no key (``--out``, ``--preset``)."""
+    from ..engine.config import setting_keys
+
+    if name == "method":
+        return "method.name"
+    return next((key for key in setting_keys() if key.count(".") == 1 and key.split(".")[1] == name), None)
 
 
 def config_overrides(**values: Any) -> tuple[dict[str, Any], dict[str, str]]:
     """A command's config flags, passed by parameter name (``max_length=...``): the overrides
-    (dotted key -> value, the flags given) and the flags (dotted key -> flag) of the command,
-    both in CONFIG_FLAGS order."""
-    names = {flag[2:].replace("-", "_"): (key, flag) for key, flag in CONFIG_FLAGS}
-    unknown = set(values) - set(names)
+    (dotted key -> value, the flags given) and the flags (dotted key -> flag) of those parameters."""
+    keys = {name: config_key(name) for name in values}
+    unknown = sorted(name for name, key in keys.items() if key is None)
     if unknown:
-        raise TypeError(f"not a config flag: {', '.join(sorted(unknown))}")
-    chosen = [(key, flag, values[name]) for name, (key, flag) in names.items() if name in values]
-    overrides = {key: value for key, _, value in chosen if value is not None}
-    return overrides, {key: flag for key, flag, _ in chosen}
+        raise TypeError(f"not a config flag: {', '.join(unknown)}")
+    overrides = {keys[name]: value for name, value in values.items() if value is not None}
+    return overrides, {key: f"--{name.replace('_', '-')}" for name, key in keys.items()}
 
 
 Settings = Annotated[list[str] | None, typer.Option(
@@ -208,7 +199,8 @@ def parse_fold(value: str | None) -> int | None | str:
 def chosen_run(run: Path | None) -> Path:
     """RUN, or without it the most recent finished run under runs/, with a note saying which."""
     from ..engine.errors import SoftmoaError
-    from ..engine.train.rundir import latest_run, runs_dir_said
+    from ..engine.runs.folder import runs_dir_said
+    from ..engine.runs.run import latest_run
     from .console import note
 
     if run is not None:

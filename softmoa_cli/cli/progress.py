@@ -59,35 +59,25 @@ class EpochLines(Callback):
         self.last = info
         if self.progress is not None and self.task is not None:
             done = (info.epoch - 1) * info.steps + info.step
-            hit = "top-1 hit" if info.multi_label else "acc"
             self.progress.update(self.task, completed=done, eta=f"ETA {duration(info.eta_s)}", stats=(
-                f"epoch {info.epoch}/{info.epochs} · loss {info.loss:.4f} · {hit} {info.accuracy:.3f} · "
+                f"epoch {info.epoch}/{info.epochs} · loss {info.loss:.4f} · {info.hit} {info.accuracy:.3f} · "
                 f"{info.samples_per_s:.0f} samples/s · data wait {info.data_wait_s:.1f} s"))
 
-    def epoch_end(self, fold, record):
+    def epoch_end(self, fold, row):
         rate = f" · {self.last.samples_per_s:.0f} samples/s" if self.last is not None else ""
-        if "valid_mAP" in record:  # multi-label: a top-1 hit in training, validation mAP
-            scores = (f"top-1 hit {record['train_accuracy']:.4f} · valid loss {record['valid_loss']:.4f} "
-                      f"mAP {record['valid_mAP']:.4f}")
-        else:
-            scores = (f"acc {record['train_accuracy']:.4f} · valid loss {record['valid_loss']:.4f} "
-                      f"acc {record['valid_accuracy']:.4f}")
-        wait = record.get("data_wait", 0.0)
-        share = f" ({wait / record['seconds']:.0%})" if record["seconds"] > 0 else ""
-        plain(f"  {self.where}epoch {record['epoch']}/{self.epochs} · train loss {record['train_loss']:.4f} "
-              f"{scores} · lr {record['lr']:.2e}{rate} · data wait {wait:.2f} s{share} · "
+        hit = self.last.hit if self.last is not None else "accuracy"
+        share = f" ({row.data_wait / row.seconds:.0%})" if row.seconds > 0 else ""
+        plain(f"  {self.where}epoch {row.epoch}/{self.epochs} · train loss {row.train_loss:.4f} {hit} "
+              f"{row.train_accuracy:.4f} · valid loss {row.valid_loss:.4f} {row.metric} {row.valid_score:.4f} · "
+              f"lr {row.lr:.2e}{rate} · data wait {row.data_wait:.2f} s{share} · "
               f"elapsed {duration(time.perf_counter() - self.started)}")
 
     def fold_end(self, fold, result):
         if self.progress is not None and self.task is not None:
             self.progress.remove_task(self.task)
             self.task = None
-        if "mAP" in result:
-            plain(f"  {self.where}best epoch {result['best_epoch']} (valid mAP {result['valid_mAP']:.4f}) "
-                  f"→ test mAP {result['mAP']:.4f}")
-        else:
-            plain(f"  {self.where}best epoch {result['best_epoch']} (valid {result['valid_accuracy']:.4f}) "
-                  f"→ test accuracy {result['accuracy']:.4f}")
+        plain(f"  {self.where}best epoch {result.best_epoch} (valid {result.metric} {result.valid_score:.4f}) "
+              f"→ test {result.metric} {result.scores[result.metric]:.4f}")
 
     def message(self, text):
         note(text)
@@ -102,8 +92,8 @@ class TrainingProgress:
     of the epoch, elapsed) and one per finished fold. In a terminal a live bar of the current fold
     (step, loss, accuracy, samples/s, data wait, ETA) sits below
     them and is removed when its fold ends; elsewhere (a pipe, a file, a CI log) there is no bar.
-    Multi-label runs: validation and test mAP instead of accuracy, and in training the share of
-    clips whose top-scored label is one of theirs ("top-1 hit")."""
+    The scores are the task's: validation and test accuracy, or mAP for a multi-label run (whose
+    training hits are the share of clips whose top-scored label is one of theirs, "top-1 hit")."""
 
     def __enter__(self):
         self.progress = live_bar() if err.is_terminal else None

@@ -5,9 +5,9 @@ once its ``point.json`` (its test score and cost figures) is written next to the
 interrupted study continues where it stopped (done points are read back, an unfinished run
 resumes), so the same command finishes it.
 
-The score is the runs' test accuracy, or on multi-label data their test mAP (the runs'
-summary ``mAP_mean``): the results then have ``mAP_mean``/``mAP_std`` columns, and the table,
-Markdown and plot say "test mAP".
+The score is the runs' test score of their task (``Task.metric``: accuracy, or mAP on multi-label
+data): the results name it (``metric``) and hold ``<metric>_mean``/``<metric>_std``, and the
+table, Markdown and plot say which.
 """
 
 from __future__ import annotations
@@ -208,13 +208,8 @@ def read_point(run_dir: Path, config: RunConfig) -> PointResult | None:
     return PointResult.from_dict(json.loads(point.read_text())) if point.is_file() else None
 
 
-def run_metric(metrics: dict) -> str:
-    """The score of a run's ``metrics`` (as metrics.json): "mAP" for a multi-label run, else "accuracy"."""
-    return "mAP" if metrics.get("task") == "multilabel" else "accuracy"
-
-
-Train = Callable[[RunConfig, Path], dict]
-"""``train(config, run_dir) -> metrics`` (as ``finetune``'s metrics.json)."""
+Train = Callable[[RunConfig, Path], "RunMetrics"]
+"""``train(config, run_dir) -> metrics`` (``runs.results.RunMetrics``, as ``finetune`` returns)."""
 Measure = Callable[[RunConfig, Path], dict]
 """``measure(config, run_dir) -> {trainable_params, flops, epoch_seconds, peak_memory_mib}``."""
 OnPoint = Callable[[int, int, str, bool], None]
@@ -239,7 +234,8 @@ def run_study(study: Study, base: RunConfig, out: str | Path, values: tuple | No
         raise SoftmoaError(f"--seeds must be at least 1, not {seeds}")
     train = train or _finetune
     measure = measure or measure_point
-    from .petl.methods import PAPER_DIM, with_backbone_defaults
+    from .petl.methods import with_backbone_defaults
+    from .petl.widths import PAPER_DIM
 
     for value in values:  # a bad value is an error before torch loads
         point_config(base, study, value, 0, PAPER_DIM)
@@ -260,14 +256,13 @@ def run_study(study: Study, base: RunConfig, out: str | Path, values: tuple | No
             on_point(index, len(grid), f"{study.name} = {value}, seed {seed}", result is not None)
         if result is None:
             metrics = train(config, run_dir)
-            metric = run_metric(metrics)
-            result = PointResult(value, seed, metrics["summary"][f"{metric}_mean"], **measure(config, run_dir),
+            metric = metrics.task.metric
+            result = PointResult(value, seed, metrics.summary()[f"{metric}_mean"], **measure(config, run_dir),
                                  metric=metric)
             atomic_write_json(run_dir / POINT_FILE, result.to_dict())
         results.append(result)
         max_length = max_length or saved_max_length(run_dir)
-    return write_results(study, results, out, describe_base(study, base),
-                         **plot_facts(point_dir(out, values[0], 0)))
+    return write_results(study, results, out, describe_base(study, base), plot_facts(point_dir(out, values[0], 0)))
 
 
 def _finetune(config: RunConfig, run_dir: Path) -> dict:
@@ -281,13 +276,13 @@ def measure_point(config: RunConfig, run_dir: Path) -> dict:
     mean epoch time from its log, peak memory of one training step at its batch size."""
     from .accounting import cost
     from .bench import step_peak_memory
-    from .train import load_run
-    from .train.distributed import resolve_device
+    from .devices import resolve_device
+    from .runs.run import Run
 
-    model, _, features = load_run(run_dir)
+    run = Run.open(run_dir)
+    model, features = run.model(), run.adapter().features
     spent = cost(model)
-    with open(run_dir / "log.csv") as handle:
-        seconds = [float(row["seconds"]) for row in csv.DictReader(handle)]
+    seconds = [row.seconds for record in run.metrics.folds.values() for row in record.epochs]
     peak = step_peak_memory(model, config.training.batch_size, features.max_length, features.num_mel_bins,
                             resolve_device(config.training.device))
     return {"trainable_params": spent.trainable_params, "flops": spent.flops,
@@ -297,7 +292,7 @@ def measure_point(config: RunConfig, run_dir: Path) -> dict:
 def summarize(results: list[PointResult]) -> list[dict]:
     """One row per value (in grid order): the score's mean and sample std over seeds
     (``accuracy_mean``/``accuracy_std``, or ``mAP_mean``/``mAP_std``), cost figures."""
-    from .train.metrics import mean_std
+    from .scoring.metrics import mean_std
 
     metrics = {r.metric for r in results}
     if len(metrics) > 1:
@@ -308,7 +303,8 @@ def summarize(results: list[PointResult]) -> list[dict]:
     for value in dict.fromkeys(r.value for r in results):
         points = [r for r in results if r.value == value]
         mean, std = mean_std([p.score for p in points])
-        rows.append({"value": value, "seeds": len(points), f"{metric}_mean": mean, f"{metric}_std": std,
+        rows.append({"value": value, "seeds": len(points), "metric": metric, f"{metric}_mean": mean,
+                     f"{metric}_std": std,
                      "trainable_params": points[0].trainable_params, "flops": points[0].flops,
                      "epoch_seconds": sum(p.epoch_seconds for p in points) / len(points),
                      "peak_memory_mib": max(p.peak_memory_mib for p in points)})
@@ -316,8 +312,8 @@ def summarize(results: list[PointResult]) -> list[dict]:
 
 
 def row_metric(row: dict) -> str:
-    """The score of a summary row: "mAP" (a multi-label study) or "accuracy"."""
-    return "mAP" if "mAP_mean" in row else "accuracy"
+    """The score of a summary row (its runs' task's: accuracy, or mAP)."""
+    return row["metric"]
 
 
 def columns(metric: str = "accuracy") -> dict[str, str]:
@@ -350,64 +346,32 @@ def describe_base(study: Study, base: RunConfig) -> str:
 
 
 def plot_facts(run_dir: Path) -> dict:
-    """What a finished run says about its test split, for the plot: ``classes`` (the number of its
-    labels, from ``adapter.json``) and ``clips`` (test clips of its smallest fold, from
-    ``metrics.json``); a figure the folder does not hold is left out. A multi-label run (its
-    ``metrics.json`` says so): ``chance`` instead, its chance mAP (``chance_map``), when known."""
-    from .petl.adapter_files import ADAPTER_CONFIG
-    from .train.rundir import METRICS_FILE
-
-    try:
-        multi = json.loads((run_dir / METRICS_FILE).read_text()).get("task") == "multilabel"
-    except (OSError, ValueError, AttributeError):
-        multi = False
-    if multi:
-        chance = chance_map(run_dir)
-        return {} if chance is None else {"chance": chance}
-    facts = {}
-    for adapter in [run_dir / ADAPTER_CONFIG, *sorted(run_dir.glob(f"fold-*/{ADAPTER_CONFIG}"))]:
-        try:
-            facts["classes"] = len(json.loads(adapter.read_text())["labels"])
-            break
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-    try:
-        folds = json.loads((run_dir / METRICS_FILE).read_text())["folds"].values()
-        facts["clips"] = min(int(fold["test"]["clips"]) for fold in folds)
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    return facts
-
-
-def chance_map(run_dir: Path) -> float | None:
-    """The test mAP of scores that ignore the audio, for a multi-label run: a random ranking of a
-    label's clips has an AP of about the share of them that carry it, so per fold the mean over
-    the labels present in its test clips of their positive rate there, averaged over the run's
-    folds (as its mAP is). Read from the run's data (its feature cache, there since the run
-    trained on it); None when the data cannot be opened."""
+    """What a finished run says about its test split, for the plot: its ``task``, ``classes`` (its
+    labels), ``clips`` (test clips of its smallest fold) and ``chance`` (the task's chance score
+    and its words; None when the task needs the run's data and it cannot be opened)."""
     from .data.cache import open_dataset
     from .data.splits import plan_splits
-    from .train.rundir import read_run_config
+    from .runs.run import Run
 
-    try:
-        config = read_run_config(run_dir)
-        table = open_dataset(config.data).as_multi_label()
-        chances = []
-        for plan in plan_splits(table, config.data):
-            rates = table.labels[plan.test].astype(float).mean(axis=0)  # [classes]
-            present = rates[rates > 0]
-            chances.append(float(present.mean()) if present.size else 0.0)
-    except (SoftmoaError, OSError, ValueError):
-        return None
-    return sum(chances) / len(chances) if chances else None
+    run = Run.open(run_dir)
+    task, classes = run.metrics.task, len(run.adapter().labels)
+
+    def test_labels() -> list | None:  # each fold's test labels, read from the run's data (its cache)
+        try:
+            table = open_dataset(run.config.data).as_task(task)
+            return [table.labels[plan.test] for plan in plan_splits(table, run.config.data)]
+        except (SoftmoaError, OSError, ValueError):
+            return None
+
+    clips = min(int(result.scores["clips"]) for result in run.metrics.results)
+    return {"task": task, "classes": classes, "clips": clips, "chance": task.chance(classes, test_labels)}
 
 
 def write_results(study: Study, results: list[PointResult], out: Path, context: str = "",
-                  classes: int | None = None, clips: int | None = None, chance: float | None = None) -> list[dict]:
+                  facts: dict | None = None) -> list[dict]:
     """``results.csv`` (one row per value), ``results.md`` and ``plot.png`` in ``out``;
-    ``context`` (e.g. ``describe_base``) heads the Markdown and the plot; ``classes`` and
-    ``clips`` (``plot_facts``) give the plot its chance line and the worth of one test clip;
-    a multi-label study's plot takes its chance mAP from ``chance`` (a share, 0..1)."""
+    ``context`` (e.g. ``describe_base``) heads the Markdown and the plot; ``facts``
+    (``plot_facts``) give the plot its chance line and the worth of one test clip."""
     rows = summarize(results)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, list(rows[0]), lineterminator="\n")
@@ -415,7 +379,7 @@ def write_results(study: Study, results: list[PointResult], out: Path, context: 
     writer.writerows(rows)
     atomic_write_text(out / "results.csv", buffer.getvalue())
     atomic_write_text(out / "results.md", results_markdown(study, rows, context))
-    plot_results(study, rows, out / "plot.png", context, classes, clips, chance)
+    plot_results(study, rows, out / "plot.png", context, facts)
     return rows
 
 
@@ -446,38 +410,35 @@ def accuracy_range(lows: list[float], highs: list[float], chance: float | None =
     return low, high
 
 
-def results_figure(study: Study, rows: list[dict], context: str = "", classes: int | None = None,
-                   clips: int | None = None, chance: float | None = None):
-    """The ablation figure (a matplotlib Figure): test accuracy against the swept value, mean with
-    error bars of one std over seeds, chance (1 / ``classes``) dashed, on an honest y-range
-    (``accuracy_range``); trainable parameters as pale bars on a second axis (log scale when they
-    span more than 50x). ``clips``: test clips per fold, to say what one clip is worth.
-
-    A multi-label study (rows with ``mAP_mean``): test mAP in %, its chance line at ``chance``
-    (``chance_map``; the legend says so when unknown), ``classes`` and ``clips`` unused."""
+def results_figure(study: Study, rows: list[dict], context: str = "", facts: dict | None = None):
+    """The ablation figure (a matplotlib Figure): the test score (the task's: accuracy or mAP, in %)
+    against the swept value, mean with error bars of one std over seeds, chance dashed (``facts``
+    from ``plot_facts``: the task's chance; the legend says when it is not known), on an honest
+    y-range (``accuracy_range``); trainable parameters as pale bars on a second axis (log scale
+    when they span more than 50x). For a task whose score counts clips, the legend says what one
+    test clip is worth."""
     import textwrap
 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    metric = row_metric(rows[0])
-    multi = metric == "mAP"
+    metric, facts = row_metric(rows[0]), facts or {}
     x = list(range(len(rows)))
     means = [100 * row[f"{metric}_mean"] for row in rows]
     stds = [100 * row[f"{metric}_std"] for row in rows]
     params = [row["trainable_params"] for row in rows]
     seeds = max(row["seeds"] for row in rows)
-    if multi:
-        chance = None if chance is None else 100 * chance
-    else:
-        chance = 100 / classes if classes else None
+    chance, chance_words = facts.get("chance") or (None, None)
+    chance = None if chance is None else 100 * chance
+    task = facts.get("task")
+    clips = facts.get("clips") if task is not None and task.clip_share else None
 
     fig = Figure(figsize=(max(6.4, 1.2 * len(rows) + 3), 4.8), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     twin = ax.twinx()
     _parameter_bars(twin, x, params)
-    handles = _accuracy_points(ax, x, means, stds, seeds) + _chance_line(ax, chance, classes, clips, multi)
+    handles = _accuracy_points(ax, x, means, stds, seeds) + _chance_line(ax, chance, chance_words, clips, metric)
     ax.set_ylim(*accuracy_range([m - s for m, s in zip(means, stds)], [m + s for m, s in zip(means, stds)], chance))
     ax.set_xticks(x, [str(row["value"]) for row in rows])
     ax.set_xlim(-0.6, len(rows) - 0.4)
@@ -494,19 +455,18 @@ def results_figure(study: Study, rows: list[dict], context: str = "", classes: i
     return fig
 
 
-def _chance_line(ax, chance: float | None, classes: int | None, clips: int | None, multi: bool) -> list:
-    """The dashed chance level (%) when known, and the legend entries that explain it."""
+def _chance_line(ax, chance: float | None, words: str | None, clips: int | None, metric: str) -> list:
+    """The dashed chance level (%) when known, and the legend entries that explain it (``clips``:
+    what one test clip is worth, for a score that counts clips)."""
     from matplotlib.lines import Line2D
 
     handles = []
     if chance is not None:
         ax.axhline(chance, linestyle="--", color="0.35", linewidth=1.2)
-        label = (f"chance mAP ≈ {chance:.1f}% (mean positive rate)" if multi else
-                 f"chance: 1/{classes} = {chance:.1f}%")
-        handles.append(Line2D([], [], linestyle="--", color="0.35", label=label))
-    elif multi:
-        handles.append(Line2D([], [], linestyle="none", label="chance mAP not known (data not found): no line"))
-    if clips and not multi:
+        handles.append(Line2D([], [], linestyle="--", color="0.35", label=words))
+    else:
+        handles.append(Line2D([], [], linestyle="none", label=f"chance {metric} not known (data not found): no line"))
+    if clips:
         handles.append(Line2D([], [], linestyle="none",
                               label=f"one test clip = {100 / clips:.2f} points ({clips} clips)"))
     return handles
@@ -542,10 +502,9 @@ def _accuracy_points(ax, x: list[int], means: list[float], stds: list[float], se
     return list(handles)
 
 
-def plot_results(study: Study, rows: list[dict], path: Path, context: str = "", classes: int | None = None,
-                 clips: int | None = None, chance: float | None = None) -> Path:
+def plot_results(study: Study, rows: list[dict], path: Path, context: str = "", facts: dict | None = None) -> Path:
     """``results_figure`` saved as a PNG at ``path``."""
-    fig = results_figure(study, rows, context, classes, clips, chance)
+    fig = results_figure(study, rows, context, facts)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     return path

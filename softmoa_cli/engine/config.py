@@ -71,6 +71,12 @@ class DataConfig(Section):
                                                         "clips longer than max_length at random; evaluation scores "
                                                         "every window); another bound is another feature cache")
 
+    def task_of(self, labels):
+        """The task of a data set with these ``labels``: theirs, or multi-label when ``task`` says so."""
+        from .task import TASKS, task_of
+
+        return TASKS[self.task] if self.task != "auto" else task_of(labels)
+
     @field_validator("max_bad", mode="before")
     @classmethod
     def _share(cls, value):
@@ -297,6 +303,25 @@ def _describe(item: dict, raw: dict, source: str, given: set[str], flags: dict[s
         return f"{source}: {text}" if text == item["msg"].removeprefix("Value error, ") else text
     text = item["msg"].removeprefix("Value error, ")
     return f"{origin}: {text[0].lower()}{text[1:]}"
+
+
+def setting_keys() -> list[str]:
+    """Every dotted key a run config takes: the fields of the data, model and training sections
+    (nested sections walked: ``data.spec_augment.freq_mask``) and ``method.X`` for each option
+    of every registered method."""
+    def walk(model: type[BaseModel], prefix: str) -> list[str]:
+        keys = []
+        for name, field in model.model_fields.items():
+            try:
+                keys += walk(_section_type(field.annotation), f"{prefix}{name}.")
+            except (TypeError, StopIteration):
+                keys.append(f"{prefix}{name}")
+        return keys
+
+    keys = [key for section in ("data", "model", "training")
+            for key in walk(RunConfig.model_fields[section].annotation, f"{section}.")]
+    options = dict.fromkeys(name for method in METHODS.names() for name in METHODS.get(method).config.model_fields)
+    return keys + [f"method.{name}" for name in options]
 
 
 def _allowed_keys(raw: dict, loc: list[str]) -> list[str]:

@@ -127,20 +127,21 @@ def analyze_run(run_dir: str | Path, split: str = "test", fold: int | None = Non
     """Expert contributions of a finished run's best model over one split of its own plan
     (``fold``: which fold of a k-fold run; None: the first). ``table``: the run's features
     (a FeatureTable) when they are not a registered data set's cache; ``dataset``: a copy of
-    the run's data set elsewhere (``rundir.run_data``)."""
-    from .train.rundir import load_run, run_data
+    the run's data set elsewhere (``Run.data``)."""
     from .data.cache import open_dataset
     from .data.splits import plan_splits
+    from .runs.run import Run
 
     if split not in ("test", "valid", "train"):
-        raise SoftmoaError(f"--split {split}: choose test, valid or train")
-    data = run_data(run_dir, dataset)
+        raise SoftmoaError(f"`split` {split}: choose test, valid or train")
+    run = Run.open(run_dir)
+    data = run.data(dataset)
     table = table or open_dataset(data, message or (lambda text: None))
     plans = plan_splits(table, data)
     plan = plans[0] if fold is None else next((p for p in plans if p.fold == fold), None)
     if plan is None:
         raise SoftmoaError(f"{run_dir}: no fold {fold} in this run")
-    model, _, _ = load_run(run_dir, plan.fold)
+    model = run.model(plan.fold)
     indices = getattr(plan, split)
     batches = (table.batch(indices[start:start + batch_size])[0] for start in range(0, len(indices), batch_size))
     return expert_contributions(model, batches, device)

@@ -24,7 +24,9 @@ from .data.audio import load_mono_16k
 from .data.custom import AUDIO
 from .data.features import FeatureConfig, frame_count, window_starts, windows
 from .errors import AudioError, SoftmoaError
+from .devices import resolve_device
 from .fsutil import atomic_write_bytes
+from .runs.run import open_classifier
 from .models.backbone import Backbone
 
 FRAME_SECONDS = 0.01  # the fbank's frame shift
@@ -76,7 +78,7 @@ class Embedder:
             raise SoftmoaError(f"--layer {layer}: this model has blocks 1..{depth}")
         if batch_size < 1:
             raise SoftmoaError(f"--batch-size {batch_size}: give 1 or more")
-        self.model, self.features, self.device = model.eval(), features, device
+        self.model, self.features, self.device = model.eval().to(device), features, device
         self.batch_size, self.layer = batch_size, layer
         self.dim = model.config.dim
 
@@ -117,15 +119,14 @@ class Embedder:
 
 def embedder_for(checkpoint: str | None = None, run: str | Path | None = None, runs_root: str | Path | None = None,
                  device: str = "cpu", batch_size: int = 32, layer: int | None = None) -> tuple[Embedder, str]:
-    """An Embedder over the model ``predict`` would use (``predict.predictor_for``: a
+    """An Embedder over the classifier ``predict`` would use (``runs.run.open_classifier``: a
     ``checkpoint``, a ``run`` folder, or the latest finished run under ``runs_root``), with a
     one-line description."""
-    from .predict import predictor_for
-
-    predictor, description = predictor_for(checkpoint=checkpoint, run=run, runs_root=runs_root, device=device)
-    embedder = Embedder(predictor.model, predictor.features, predictor.device, batch_size, layer)
-    where = "head input" if layer is None else f"block {layer} of {len(predictor.model.blocks)}"
-    return embedder, f"{description}; {where}, pooled '{predictor.model.head.pool}', d = {embedder.dim}"
+    classifier = open_classifier(checkpoint, run, runs_root)
+    embedder = Embedder(classifier.model, classifier.features, resolve_device(device), batch_size, layer)
+    model = classifier.model
+    where = "head input" if layer is None else f"block {layer} of {len(model.blocks)}"
+    return embedder, f"{classifier.description}; {where}, pooled '{model.head.pool}', d = {embedder.dim}"
 
 
 def save_embeddings(out: str | Path, results: list[FileEmbedding], dim: int, per_window: bool = False) -> None:

@@ -1,7 +1,7 @@
-"""Evaluating a finished run on its test (or validation) clips. Single-label: accuracy,
-macro-F1, a per-class table and a confusion-matrix PNG; multi-label: mAP, micro- and macro-F1
-at the run's tuned thresholds, d-prime and per-class AP. K-fold runs: the per-fold table with
-mean and standard deviation."""
+"""Evaluating a finished run on its test (or validation) clips, with its task's metrics
+(``engine/task.py``: accuracy, macro-F1 and a confusion matrix; or mAP, micro- and macro-F1 at the
+run's tuned thresholds, d-prime and per-class AP), per fold and as mean and standard deviation
+over folds; and the report's picture (``PICTURES``: the task's)."""
 
 from __future__ import annotations
 
@@ -10,15 +10,15 @@ from pathlib import Path
 
 import torch
 
-from .errors import SoftmoaError
-from .fsutil import atomic_write_bytes
-from .petl.adapter_files import adapter_task
-from .train.rundir import fold_directory, load_run, run_data, summarize
 from .data.splits import plan_splits
 from .data.table import FeatureTable
-from .train.distributed import World, resolve_device
-from .train.evaluation import Precision, score_indices
-from .train.metrics import per_class
+from .devices import Precision, resolve_device
+from .distributed import World
+from .errors import SoftmoaError
+from .fsutil import atomic_write_bytes
+from .runs.results import summarize
+from .runs.run import Run
+from .scoring.evaluation import score_indices
 
 
 def evaluate_run(run_dir: str | Path, split: str = "test", table: FeatureTable | None = None,
@@ -28,67 +28,54 @@ def evaluate_run(run_dir: str | Path, split: str = "test", table: FeatureTable |
     'valid') of the run's own plan, each clip by the window rule (``data/features.py``), as
     ``predict`` scores a file.
 
-    Returns ``{"run", "split", "task", "labels", "folds", "summary", "per_class"}`` and, for a
-    single-label run, ``"confusion"``. ``task`` "singlelabel": folds ``[{fold, accuracy,
-    macro_f1, loss, clips}]``, summary ``{accuracy_mean, accuracy_std, macro_f1_mean,
-    macro_f1_std}``, per-class rows (precision, recall, F1, support) and the confusion matrix
-    summed over folds. ``task`` "multilabel": folds ``[{fold, mAP, micro_f1, macro_f1, d_prime,
-    loss, clips}]`` (F1 at each fold's tuned thresholds), summary ``{mAP_mean, mAP_std, ...}``,
-    per-class rows ``{label, ap, f1, support}``: AP and F1 averaged over the folds where the
-    label has positives (None where it has none), positive clips summed.
+    Returns ``{"run", "split", "task", "labels", "folds", "summary", "per_class"}`` and what the
+    task's picture needs (single-label: ``"confusion"``, summed over folds). ``folds``: each
+    fold's task metrics with ``loss`` and ``clips`` (multi-label F1 at the fold's tuned
+    thresholds); ``summary``: their mean and std (``accuracy_mean``, ...); ``per_class``: a row
+    per label (``label`` and the task's ``class_columns``), merged over folds by the task.
     """
     if split not in ("test", "valid"):
-        raise SoftmoaError(f"--split {split}: choose test or valid")
-    run_dir = Path(run_dir)
-    data = run_data(run_dir, dataset)
+        raise SoftmoaError(f"`split` {split}: choose test or valid")
+    run = Run.open(run_dir)
+    data = run.data(dataset)
     if table is None:
         from .data.cache import open_dataset
 
         table = open_dataset(data, message or (lambda text: None))
-    elif data.task == "multilabel":
-        table = table.as_multi_label()
+    task = run.metrics.task
+    if data.task_of(table.labels) is not task:
+        raise SoftmoaError(f"{run_dir}: a {task.title} run cannot be evaluated on the {table.task.title} data set "
+                           f"{table.name}")
+    table = table.as_task(task)
     world = World(device=resolve_device(device))
     precision = Precision("fp32", world.device)
-    folds, class_rows, confusion = [], [], None
-    plans = plan_splits(table, data)
-    if fold is not None:
-        folds = [plan.fold for plan in plans]
-        if fold not in folds:
-            raise SoftmoaError(f"--fold {fold}: {run_dir} has " + (f"folds {', '.join(map(str, folds))}"
-                                                                   if folds[0] is not None else "no folds"))
-        plans = [plan for plan in plans if plan.fold == fold]
-    for plan in plans:
-        model, labels, _ = load_run(run_dir, plan.fold)
-        if list(labels) != list(table.label_names):
-            raise SoftmoaError(_label_mismatch(run_dir, labels, table))
-        multi, thresholds = adapter_task(fold_directory(run_dir, plan.fold))
-        if multi != table.multi_label:
-            raise SoftmoaError(f"{run_dir}: a {'multi' if multi else 'single'}-label run cannot be evaluated on the "
-                               f"{'multi' if table.multi_label else 'single'}-label data set {table.name}")
-        scored = score_indices(model.to(world.device), table, getattr(plan, split), batch_size, world, precision)
-        found = scored.metrics(thresholds, per_class=multi)
-        class_rows.append(found.pop("per_class", None))
+    folds, parts = [], []
+    for plan in _plans(run, table, data, fold):
+        classifier = run.classifier(plan.fold)
+        if list(classifier.labels) != list(table.label_names):
+            raise SoftmoaError(_label_mismatch(run_dir, classifier.labels, table))
+        scored = score_indices(classifier.model.to(world.device), table, getattr(plan, split), batch_size, world,
+                               precision)
+        found = scored.metrics(classifier.thresholds, per_class=True)
+        parts.append({key: found.pop(key) for key in ("per_class", "confusion") if key in found})
         folds.append({"fold": plan.fold, **found})
-        if not multi:
-            confusion = scored.confusion if confusion is None else confusion + scored.confusion
-    summary = {key: value for key, value in summarize(folds).items() if key != "folds"}
-    report = {"run": str(run_dir), "split": split, "task": "multilabel" if table.multi_label else "singlelabel",
-              "labels": table.label_names, "folds": folds, "summary": summary}
-    if table.multi_label:
-        return report | {"per_class": [{"label": label, **_mean_rows([rows[c] for rows in class_rows])}
-                                       for c, label in enumerate(table.label_names)]}
-    rows = [{"label": label, **row} for label, row in zip(table.label_names, per_class(confusion))]
-    return report | {"per_class": rows, "confusion": confusion.tolist()}
+    merged = task.merge_classes(parts)
+    summary = {key: value for key, value in summarize(task, folds).items() if key != "folds"}
+    per_class = [{"label": label, **row} for label, row in zip(table.label_names, merged.pop("per_class"))]
+    return {"run": str(run_dir), "split": split, "task": task.name, "labels": table.label_names, "folds": folds,
+            "summary": summary, "per_class": per_class, **merged}
 
 
-def _mean_rows(rows: list[dict]) -> dict:
-    """One label's multi-label rows of every fold as one: AP and F1 averaged over the folds where
-    they exist (None where none has), support summed."""
-    merged = {"support": sum(row["support"] for row in rows)}
-    for name in ("ap", "f1"):
-        values = [row[name] for row in rows if row[name] is not None]
-        merged[name] = sum(values) / len(values) if values else None
-    return {"ap": merged["ap"], "f1": merged["f1"], "support": merged["support"]}
+def _plans(run: Run, table: FeatureTable, data, fold: int | None) -> list:
+    """The run's plan of its data (``fold``: that fold's only; a SoftmoaError naming the folds)."""
+    plans = plan_splits(table, data)
+    if fold is None:
+        return plans
+    folds = [plan.fold for plan in plans]
+    if fold not in folds:
+        raise SoftmoaError(f"`fold` {fold}: {run.reference} has " + (f"folds {', '.join(map(str, folds))}"
+                                                                     if folds[0] is not None else "no folds"))
+    return [plan for plan in plans if plan.fold == fold]
 
 
 def _label_mismatch(run_dir: Path, labels: list[str], table: FeatureTable) -> str:
@@ -177,6 +164,13 @@ def average_precision_figure(report: dict, title: str = ""):
     return figure
 
 
+def report_figure(report: dict, title: str = ""):
+    """The picture of an ``evaluate_run`` report, the task's (``Task.picture``: ``PICTURES``)."""
+    from .task import task_named
+
+    return PICTURES[task_named(report["task"]).picture](report, title)
+
+
 def save_png(figure, path: str | Path) -> Path:
     """A figure as a PNG at ``path``, written atomically."""
     buffer = io.BytesIO()
@@ -188,3 +182,8 @@ def save_png(figure, path: str | Path) -> Path:
 def save_confusion_png(confusion: list[list[int]], labels: list[str], path: str | Path, title: str = "") -> Path:
     """``confusion_figure`` as a PNG at ``path``."""
     return save_png(confusion_figure(confusion, labels, title), path)
+
+
+PICTURES = {"confusion": lambda report, title: confusion_figure(report["confusion"], report["labels"], title),
+            "ap": average_precision_figure}
+"""A task's picture of a report (``Task.picture``) -> the function that draws it."""

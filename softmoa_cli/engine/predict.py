@@ -22,11 +22,13 @@ from pathlib import Path
 import torch
 
 from .data.audio import load_mono_16k, read_audio_bytes, to_mono_16k
-from .data.features import FeatureConfig, clip_frames, normalize, pad_or_cut, windows
+from .classifier import Classifier
+from .data.features import clip_frames, normalize, pad_or_cut, windows
 from .errors import AudioError, SoftmoaError
-from .models.ast import AST
-from .train.distributed import resolve_device
-from .train.evaluation import clip_log_probabilities, window_log_probabilities
+from .runs.run import open_classifier
+from .task import Task
+from .devices import resolve_device
+from .scoring.evaluation import clip_log_probabilities, window_log_probabilities
 
 STDIN = "-"  # the argument that reads one file from standard input
 STDIN_NAME = "<stdin>"  # its name in the output
@@ -176,31 +178,28 @@ class _Decoded:
 
 
 class Predictor:
-    """A model, its label names and its features. ``multi_label``: sigmoid scores (AudioSet, a
-    multi-label run) and the labels at or above ``thresholds`` (one per label, or one for all;
-    default 0.5) are marked positive; otherwise softmax (and ``thresholds`` is the top label's
-    score a timeline segment needs). ``batch_size``: windows per forward pass, packed across
-    files; ``workers``: threads decoding files ahead (default: up to 4, the CPU count)."""
+    """Scores audio files with a ``Classifier`` (its model, labels, task, thresholds and features).
+    The task decides the scores (softmax or sigmoid) and which labels are marked: a multi-label
+    classifier marks those at or above its thresholds (default 0.5 each); along a timeline a
+    single-label one needs its top label at its threshold (default 0.5). ``batch_size``: windows
+    per forward pass, packed across files; ``workers``: threads decoding files ahead (default: up
+    to 4, the CPU count)."""
 
-    def __init__(self, model: AST, labels: list[str], multi_label: bool = False,
-                 feature_config: FeatureConfig | None = None, device: str = "cpu", batch_size: int = 32,
-                 thresholds: list[float] | float | None = None, workers: int | None = None):
+    def __init__(self, classifier: Classifier, device: str = "cpu", batch_size: int = 32, workers: int | None = None):
+        self.classifier = classifier
         self.device = resolve_device(device)
-        self.model = model.eval().to(self.device)
-        self.labels = labels
-        self.multi_label = multi_label
-        self.features = feature_config or FeatureConfig(num_mel_bins=model.config.num_mel_bins,
-                                                        max_length=model.config.max_length)
+        self.model = classifier.model.eval().to(self.device)
+        self.labels, self.task, self.features = classifier.labels, classifier.task, classifier.features
         self.batch_size = batch_size
         self.workers = workers if workers is not None else max(1, min(4, os.cpu_count() or 1))
-        self.thresholds = torch.broadcast_to(torch.as_tensor(0.5 if thresholds is None else thresholds,
-                                                             dtype=torch.float32), (len(labels),))
+        thresholds = 0.5 if classifier.thresholds is None else classifier.thresholds
+        self.thresholds = torch.broadcast_to(torch.as_tensor(thresholds, dtype=torch.float32), (len(self.labels),))
 
     def scores(self, wave: torch.Tensor) -> torch.Tensor:
         """``wave [samples]`` at 16 kHz -> class scores ``[classes]`` (float32, CPU): the mean
         of the window probabilities by the window rule (``data/features.py``)."""
         log_probs = window_log_probabilities(self.model, windows(wave, self.features), self.batch_size, self.device,
-                                             multi_label=self.multi_label)  # [windows, classes]
+                                             self.task)  # [windows, classes]
         return self._clip_scores(log_probs)
 
     @staticmethod
@@ -221,10 +220,10 @@ class Predictor:
         values, indices = scores.topk(min(top_k, scores.numel()))
         prediction = FilePrediction(name, [(self.labels[i], round(float(v), 6))
                                            for v, i in zip(values, indices.tolist())], scores=scores)
-        if self.multi_label:
+        marked = self.task.marked(scores, self.thresholds)  # None: the task marks no labels
+        if marked is not None:
             order = scores.argsort(descending=True, stable=True).tolist()
-            prediction.positive = [(self.labels[i], round(float(scores[i]), 6)) for i in order
-                                   if scores[i] >= self.thresholds[i]]
+            prediction.positive = [(self.labels[i], round(float(scores[i]), 6)) for i in order if marked[i]]
             prediction.thresholds = {label: round(float(t), 6) for label, t in zip(self.labels, self.thresholds)}
         return prediction
 
@@ -322,7 +321,7 @@ class Predictor:
         x = batch.to(self.device, non_blocking=True).float()
         with torch.inference_mode():
             logits = self.model(x).float().double()
-        return (torch.nn.functional.logsigmoid(logits) if self.multi_label else logits.log_softmax(dim=-1)).cpu()
+        return self.task.log_probabilities(logits).cpu()
 
     def _finish(self, entry: _Decoded, top_k: int, span: tuple[int, int] | None) -> FilePrediction:
         if entry.error is not None:
@@ -348,18 +347,18 @@ class Predictor:
                     for w, (start, end) in enumerate(bounds)]
         segments = [Segment(seconds(start), seconds(end), self.labels[label], round(score, 6))
                     for start, end, label, score in timeline_segments(probs, bounds, self.thresholds.double(),
-                                                                      self.multi_label)]
+                                                                      self.task)]
         return timeline, segments
 
 
 def timeline_segments(probs: torch.Tensor, bounds: list[tuple[int, int]], thresholds: torch.Tensor,
-                      multi_label: bool) -> list[tuple[int, int, int, float]]:
+                      task: Task) -> list[tuple[int, int, int, float]]:
     """Segments ``(start, end, label, score)`` of a timeline: windows' probabilities ``[w,
     classes]`` over their ``bounds`` (frames), told per stretch of time. The window edges cut
-    the clip into stretches; each stretch takes the mean of the windows covering it. Single-label:
-    a stretch has one label, its top one if that scores at least its threshold, so segments never
-    overlap; multi-label: every label at or above its threshold (labels may overlap one another,
-    a label never overlaps itself). Consecutive stretches of a label merge into one segment,
+    the clip into stretches; each stretch takes the mean of the windows covering it, and the task
+    says which labels hold there (``Task.active``). Single-label: a stretch has one label, its top
+    one if that scores at least its threshold, so segments never overlap; multi-label: every label
+    at or above its threshold (labels may overlap one another, a label never overlaps itself). Consecutive stretches of a label merge into one segment,
     scored by the duration-weighted mean; sorted by start, then label."""
     edges = sorted({edge for bound in bounds for edge in bound})
     stretches = torch.tensor(list(zip(edges, edges[1:])), dtype=torch.float64).reshape(-1, 2)  # [s, 2]
@@ -367,14 +366,7 @@ def timeline_segments(probs: torch.Tensor, bounds: list[tuple[int, int]], thresh
     covers = (windows[None, :, 0] <= stretches[:, None, 0]) & (windows[None, :, 1] >= stretches[:, None, 1])
     counts = covers.sum(1, keepdim=True)  # [s, 1]: 0 where a hop longer than the window leaves a gap
     means = covers.double() @ probs.double() / counts.clamp(min=1)  # [s, classes]
-    if multi_label:
-        active = means >= thresholds
-    else:
-        top = means.argmax(dim=1)
-        active = torch.zeros_like(means, dtype=torch.bool)
-        rows = torch.arange(len(means))
-        active[rows, top] = means[rows, top] >= thresholds[top]
-    active &= counts > 0
+    active = task.active(means, thresholds) & (counts > 0)
     lengths = stretches[:, 1] - stretches[:, 0]
     found = []
     for label in range(probs.shape[1]):
@@ -396,51 +388,16 @@ def _complete(entry: _Decoded) -> bool:
 
 def predictor_for(checkpoint: str | None = None, run: str | Path | None = None, runs_root: str | Path | None = None,
                   device: str = "cpu", threshold: float | None = None, timeline: bool = False,
-                  batch_size: int = 32, workers: int | None = None) -> tuple[Predictor, str]:
-    """A Predictor with a one-line description: an AST classifier ``checkpoint``, a finetune
-    ``run`` folder, or (neither given) the most recent finished run under ``runs_root`` (None:
-    ``rundir.runs_dir``).
+                  batch_size: int = 32, workers: int | None = None) -> Predictor:
+    """A Predictor over ``runs.run.open_classifier``'s classifier (a ``checkpoint``, a finetune
+    ``run``, or the most recent finished run under ``runs_root``).
 
-    A multi-label run marks the labels at or above the thresholds tuned on its validation clips
-    (its first fold's, for a k-fold run; a standalone export of a run keeps its thresholds and
-    features), an AudioSet checkpoint those at or above 0.5;
-    ``threshold`` replaces them with one for every label (refused for single-label models,
-    unless ``timeline``: there it is the top label's score a segment needs, default 0.5)."""
-    from .models.pretrained import load_pretrained
-    from .petl.adapter_files import adapter_task
-    from .train.rundir import fold_directory, latest_run, load_run, runs_dir_said
-
-    if threshold is not None and not 0 <= threshold <= 1:
-        raise SoftmoaError(f"--threshold {threshold}: give a score between 0 and 1")
-
-    if checkpoint is not None and run is not None:
-        raise SoftmoaError("give --checkpoint or --run, not both")
-    if checkpoint is None:
-        run = run or latest_run(runs_root)
-        if run is None:
-            raise SoftmoaError(f"no model given and no finished run under {runs_dir_said(runs_root)}: pass --run RUN_DIR or "
-                               "--checkpoint PATH_OR_HUB_ID, or train one with `softmoa finetune`")
-        model, labels, features = load_run(run)
-        multi, thresholds = adapter_task(fold_directory(run))
-        _check_threshold(threshold, multi or timeline, f"run {run}")
-        kind = ", multi-label (sigmoid)" if multi else ""
-        predictor = Predictor(model, labels, multi, features, device, batch_size,
-                              threshold if threshold is not None else thresholds, workers)
-        return predictor, f"run {run}, {len(labels)} labels{kind}"
-    pretrained = load_pretrained(checkpoint)
-    if not pretrained.extra.get("has_head", True):
-        raise SoftmoaError(f"{checkpoint}: this checkpoint has no classifier head; fine-tune it first")
-    _check_threshold(threshold, pretrained.multi_label or timeline, checkpoint)
-    kind = "multi-label (sigmoid)" if pretrained.multi_label else "single-label (softmax)"
-    # A standalone export of a run carries the run's features and tuned thresholds.
-    saved = pretrained.extra
-    features = FeatureConfig(**saved["features"]) if "features" in saved else None
-    predictor = Predictor(pretrained.model, pretrained.labels, pretrained.multi_label, features, device, batch_size,
-                          threshold if threshold is not None else saved.get("thresholds"), workers)
-    return predictor, f"{pretrained.source}, {len(pretrained.labels)} labels, {kind}"
-
-
-def _check_threshold(threshold: float | None, multi_label: bool, model: str) -> None:
-    if threshold is not None and not multi_label:
-        raise SoftmoaError(f"--threshold: {model} is single-label (softmax, one label per file); thresholds apply "
-                           "to multi-label models only")
+    A multi-label classifier marks the labels at or above its thresholds (a run's tuned ones, of
+    its first fold; 0.5 for an AudioSet checkpoint); ``threshold`` replaces them with one for
+    every label. A single-label one marks none, so a ``threshold`` is refused, unless
+    ``timeline``: there it is the top label's score a segment needs (default 0.5)."""
+    classifier = open_classifier(checkpoint, run, runs_root)
+    if threshold is not None and not classifier.task.marks and not timeline:
+        raise SoftmoaError(f"`threshold`: {classifier.source} is {classifier.task.title} (one label per file); "
+                           "thresholds apply to multi-label models only")
+    return Predictor(classifier.with_thresholds(threshold), device, batch_size, workers)

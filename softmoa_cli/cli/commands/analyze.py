@@ -38,12 +38,12 @@ def analyze(
     """
     from ...engine.contribution import analyze_run, plot_contributions
     from ...engine.fsutil import atomic_write_json
-    from ...engine.train.rundir import output_folder
+    from ...engine.runs.run import Run
     from ..console import Column, note, show_table
 
     run = chosen_run(run)
     result = analyze_run(run, split, fold, device=device, message=note, dataset=dataset)
-    folder = out or output_folder(run)
+    folder = out or Run.open(run).output_folder
     png = plot_contributions(result, folder / "experts.png")
     report = {"kind": result.kind, "split": split, "layers": result.rows()}
     atomic_write_json(folder / "experts.json", report)

@@ -15,29 +15,9 @@ from ..options import (DEFAULT_DATASET, TRAINING, Accumulate, ActivationCheckpoi
 if TYPE_CHECKING:
     from ...engine.train.jobs import Job
 
-METHOD = "Method options"
-
-
-def _method(help: str, metavar: str = "NAME"):
-    """A method option: help text, in the method panel."""
-    return typer.Option(metavar=metavar, help=help, rich_help_panel=METHOD)
-
-
-Method = Annotated[str | None, typer.Option("--method", "-m", metavar="NAME", help="linear, full, adapter, dense, soft "
-                                            "or lora (default: the preset's, else soft).")]
-Experts = Annotated[int | None, _method("Experts of a mixture (dense, soft).", "N")]
-Slots = Annotated[int | None, _method("Slots per expert (soft).", "N")]
-ReductionRate = Annotated[float | None, _method("Bottleneck r = round(d / rate).", "RATE")]
-Location = Annotated[str | None, _method("mhsa or ffn (Pfeiffer).")]
-AdapterConfig = Annotated[str | None, _method("pfeiffer or houlsby.")]
-Init = Annotated[str | None, _method("zero_up or research.")]
-Kind = Annotated[str | None, _method("bottleneck or convpass (adapter).")]
-Placement = Annotated[str | None, _method("parallel or sequential (adapter).")]
-Normalize = Annotated[bool | None, typer.Option("--normalize/--no-normalize", metavar="",
-                                                help="Soft-MoE L2 normalisation (soft).", rich_help_panel=METHOD,
-                                                show_default=False)]
-Rank = Annotated[int | None, _method("LoRA rank.", "N")]
-Alpha = Annotated[float | None, _method("LoRA alpha.", "X")]
+Method = Annotated[str | None, typer.Option("--method", "-m", metavar="NAME", help="linear, full, adapter, dense, soft, "
+                                            "lora or a plugin's method (default: the preset's, else soft); each "
+                                            "method's options are under Method options.")]
 Fold = Annotated[str | None, typer.Option(metavar="K", help="K-fold data sets: one test fold K, or 'all' (default).")]
 MaxBad = Annotated[str | None, typer.Option(metavar="SHARE", help="Share of bad clips to accept, as 0.05 or 5% "
                                             "(default: what prepare accepted, else 1%).", show_default=False)]
@@ -58,9 +38,6 @@ PrintConfig = Annotated[bool, typer.Option("--print-config", metavar="", help="P
 def finetune(
     ctx: typer.Context,
     dataset: Dataset = None, preset: Preset = None, method: Method = None, checkpoint: Checkpoint = None,
-    experts: Experts = None, slots: Slots = None, reduction_rate: ReductionRate = None, location: Location = None,
-    adapter_config: AdapterConfig = None, init: Init = None, kind: Kind = None, placement: Placement = None,
-    normalize: Normalize = None, rank: Rank = None, alpha: Alpha = None,
     max_length: MaxLength = None, max_seconds: MaxSeconds = None, fold: Fold = None, max_bad: MaxBad = None,
     epochs: Epochs = None, batch_size: BatchSize = None, lr: Lr = None, seed: Seed = None,
     device: TrainingDevice = None, precision: Precision = None, compile: Compile = None, threads: Threads = None,
@@ -68,10 +45,11 @@ def finetune(
     workers: Workers = None, log: Log = None, activation_checkpointing: ActivationCheckpointing = None,
     balanced_sampling: BalancedSampling = None, class_weights: ClassWeights = None, mixup: Mixup = None,
     set_: Settings = None, home: Home = None, runs: Runs = None, out: Out = None, resume: Resume = None,
-    print_config: PrintConfig = False,
+    print_config: PrintConfig = False, method_options: dict | None = None,
 ) -> None:
     """Fine-tune an AST with a PETL method; validate every epoch, test the best epoch.
 
+    Every registered method's options (its config's fields) are flags, under Method options.
     Without --dataset or --preset: the offline default (embedded synth data and backbone),
     training Soft-MoA and a single adapter of the same width and comparing them.
 
@@ -87,10 +65,7 @@ def finetune(
 
     overrides, flags = config_overrides(
         dataset=dataset, max_length=max_length, max_seconds=max_seconds, fold=parse_fold(fold), max_bad=max_bad,
-        checkpoint=checkpoint,
-        method=method, experts=experts, slots=slots, reduction_rate=reduction_rate, location=location,
-        adapter_config=adapter_config, init=init, kind=kind, placement=placement, normalize=normalize, rank=rank,
-        alpha=alpha, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device, precision=precision,
+        checkpoint=checkpoint, method=method, **(method_options or {}), epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device, precision=precision,
         compile=compile, threads=threads, balanced_sampling=balanced_sampling, class_weights=class_weights,
         mixup=mixup, accumulate=accumulate, warmup=warmup, patience=patience, max_steps=max_steps, workers=workers,
         log=log or None, activation_checkpointing=activation_checkpointing)
@@ -156,58 +131,48 @@ def show_configs(jobs: list[Job]) -> None:
         out.print(dump_config(config), end="", highlight=False, markup=False, soft_wrap=True)  # YAML unwrapped
 
 
-def show_results(run_dir: Path, metrics: dict) -> None:
-    """A run's table, one row per fold (multi-label: mAP, micro- and macro-F1, d′; the cost
-    figures follow the table when it is narrow), the summary over folds and the run folder."""
+def show_results(run_dir: Path, metrics) -> None:
+    """A run's table (``metrics``: ``RunMetrics``), one row per fold: best epoch, the validation
+    score and the test metrics of its task (``Task.columns``), then (following the table when
+    it is narrow) the cost figures; the summary over folds and the run folder."""
     from ..console import Column, line, show_table
 
-    multi = metrics.get("task") == "multilabel"
-    if multi:
-        scores = ("valid mAP", "test mAP", "micro-F1", "macro-F1", "d′")
-        columns = [Column("fold", whole=True), Column("best epoch")] + [Column(name) for name in scores] + [
-            Column(name, whole=name in ("checkpoint", "time"), optional=True)
-            for name in ("trainable", "checkpoint", "time")]
-    else:
-        columns = [Column("fold", whole=True)] + [Column(name, whole=name in ("checkpoint", "time")) for name in (
-            "best epoch", "valid acc", "test acc", "macro-F1", "trainable", "checkpoint", "time")]
+    task = metrics.task
+    columns = ([Column("fold", whole=True), Column("best epoch"), Column(f"valid {task.metric}")]
+               + [Column(f"test {header}" if k == 0 else header) for k, (header, _, _) in enumerate(task.columns)]
+               + [Column(name, whole=name in ("adapter", "time"), optional=True)
+                  for name in ("trainable", "adapter", "time")])
     rows = []
-    for key, fold in metrics["folds"].items():
-        result = fold["test"]
-        if multi:
-            figures = [f"{result['valid_mAP']:.4f}", f"{result['mAP']:.4f}", f"{result['micro_f1']:.4f}",
-                       f"{result['macro_f1']:.4f}", f"{result['d_prime']:.3f}"]
-        else:
-            figures = [f"{result['valid_accuracy']:.4f}", f"{result['accuracy']:.4f}", f"{result['macro_f1']:.4f}"]
-        rows.append([key, str(result["best_epoch"]), *figures, f"{result['trainable_params']:,}",
-                     f"{result['checkpoint_bytes'] / 1024:.1f} KiB", f"{result['train_seconds']:.0f} s"])
-    show_table(columns, rows, f"{metrics['dataset']} · {metrics['method']}")
-    summary = metrics["summary"]
-    spread = lambda name: f"{summary[name + '_mean']:.4f} ± {summary[name + '_std']:.4f}"
-    if summary.get("folds", 0) > 1 and multi:
-        line(f"test mAP over {summary['folds']} folds: {spread('mAP')} (micro-F1 {spread('micro_f1')}, "
-             f"macro-F1 {spread('macro_f1')}, d′ {summary['d_prime_mean']:.3f} ± {summary['d_prime_std']:.3f})")
-    elif summary.get("folds", 0) > 1:
-        line(f"test accuracy over {summary['folds']} folds: {summary['accuracy_mean']:.4f} ± "
-             f"{summary['accuracy_std']:.4f} (macro-F1 {summary['macro_f1_mean']:.4f} ± "
-             f"{summary['macro_f1_std']:.4f})")
+    for key, record in metrics.folds.items():
+        result = record.result
+        rows.append([key, str(result.best_epoch), f"{result.valid_score:.4f}",
+                     *(f"{result.scores[name]:.{digits}f}" for _, name, digits in task.columns),
+                     f"{result.trainable_params:,}", f"{(result.adapter_bytes or 0) / 1024:.1f} KiB",
+                     f"{result.train_seconds:.0f} s"])
+    show_table(columns, rows, f"{metrics.dataset} · {metrics.method}")
+    summary = metrics.summary()
+    if summary.get("folds", 0) > 1:
+        spread = [f"{header} {summary[name + '_mean']:.{digits}f} ± {summary[name + '_std']:.{digits}f}"
+                  for header, name, digits in task.columns]
+        line(f"over {summary['folds']} folds: " + " · ".join(spread))
     line(f"run: {run_dir}")
 
 
-def show_comparison(finished: list[tuple[Path, dict]]) -> None:
-    """The default job's summary: each method's test accuracy (multi-label: test mAP), trainable
-    parameters and time; the run folders as lines below (whole, to be copied)."""
+def show_comparison(finished: list[tuple[Path, object]]) -> None:
+    """The default job's summary: each method's test score (its task's), trainable parameters
+    and time; the run folders as lines below (whole, to be copied)."""
     from ..console import Column, line, show_table
 
-    multi = all(metrics.get("task") == "multilabel" for _, metrics in finished)
-    columns = [Column("method", "left", whole=True), Column("test mAP" if multi else "test accuracy"),
+    metric = finished[-1][1].task.metric
+    columns = [Column("method", "left", whole=True), Column(f"test {metric}"),
                Column("trainable params"), Column("training time", whole=True)]
     rows = []
     for run_dir, metrics in finished:
-        result = metrics["folds"]["all"]["test"]
-        rows.append([metrics["method"], f"{result['mAP' if multi else 'accuracy']:.4f}",
-                     f"{result['trainable_params']:,}", f"{result['train_seconds']:.0f} s"])
+        result = metrics.folds["all"].result
+        rows.append([metrics.method, f"{result.scores[metric]:.4f}", f"{result.trainable_params:,}",
+                     f"{result.train_seconds:.0f} s"])
     show_table(columns, rows, "offline default: Soft-MoA against a single adapter")
     for run_dir, metrics in finished:
-        line(f"run ({metrics['method']}): {run_dir}")
+        line(f"run ({metrics.method}): {run_dir}")
     line(f"next: softmoa predict YOUR.wav (uses {finished[-1][0]}), softmoa evaluate, softmoa analyze "
          f"{finished[-1][0]}")

@@ -85,13 +85,12 @@ def predict(
     from ..console import err, note
     from ...engine.predict import Timeline, predictor_for
 
-    predictor, description = predictor_for(checkpoint=checkpoint, run=run, runs_root=runs, device=device,
-                                           threshold=threshold, timeline=timeline, batch_size=batch_size,
-                                           workers=workers)
+    predictor = predictor_for(checkpoint=checkpoint, run=run, runs_root=runs, device=device, threshold=threshold,
+                              timeline=timeline, batch_size=batch_size, workers=workers)
     spec = Timeline(window, hop) if timeline else None
     if spec is not None:
         spec.frames(predictor.features.max_length)  # a bad --window or --hop fails before any file is read
-    note(f"model: {description}")
+    note(f"model: {predictor.classifier.description}")
     with err.status("scoring…"):
         results = [report_error(result) for result in predictor.predict_files(audio, top_k, spec)]
     good = [r for r in results if not r.error]

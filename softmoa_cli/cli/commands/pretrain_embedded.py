@@ -29,18 +29,18 @@ def pretrain_embedded(
     synthetic voices) and synth-upstream (12 sound events), both generated on first use. The
     folder gets the model, and record.json with the weights' SHA-256, this command, the seed,
     the final masked loss and the test accuracy of a linear probe on the pseudo-words. The
-    package ships the result in softmoa_cli/engine/models/embedded/; use another with
+    package ships the result in softmoa_cli/engine/embedded/backbone/; use another with
     --checkpoint DIR.
 
     Examples:
       softmoa pretrain-embedded
-      softmoa pretrain-embedded --out softmoa_cli/engine/models/embedded
+      softmoa pretrain-embedded --out softmoa_cli/engine/embedded/backbone
       softmoa pretrain-embedded --epochs 4 --dim 64 --out /tmp/small-backbone
     """
     import shlex
 
     from ...engine.data.paths import checkpoints_dir
-    from ...engine.train.embedded_backbone import EMBEDDED_NAME, RECIPE, pretrain_embedded as pretrain
+    from ...engine.embedded.pretrain import EMBEDDED_NAME, RECIPE, pretrain_embedded as pretrain
     from ..console import line
     from ..progress import training_progress
 

@@ -37,7 +37,7 @@ def push(run: Run, repo_id: RepoId, private: Private = False, dry_run: DryRun = 
     if not is_hub_id(repo_id):  # before torch loads
         raise SoftmoaError(f"{repo_id}: not a hub repo id; give one as owner/name, e.g. your-name/fsdd-soft")
 
-    from ...engine.train.sharing import push_run, stage_run
+    from ...engine.runs.sharing import push_run, stage_run
     from ..console import err, line, note
 
     if dry_run is not None:

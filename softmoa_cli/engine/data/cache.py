@@ -41,12 +41,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import AudioError, SoftmoaError
+from ..task import task_named
 from ..fsutil import atomic_write_json, atomic_write_text, file_lock
 from .download import installed_root
 from .features import (LONGEST, MAX_SECONDS, FeatureConfig, choose_max_length, frame_count, frames_of, length_warning,
                        windows)
 from .paths import cache_dir
-from .registry import Clips, DatasetSpec, resolve
+from .registry import resolve
+from .spec import Clips, DatasetSpec
 from .shares import format_share
 from .table import BAD, MAX_BAD, FeatureTable
 
@@ -78,12 +80,7 @@ def load_cache(folder: str | Path) -> FeatureTable:
                        else np.zeros((0, *window), np.float16)
                        for name, rows in ((FEATURES, len(counts)), (EXTRA, int((counts - 1).sum()))))
     accepted = json.loads((folder / ACCEPTED).read_text())["max_bad"] if (folder / ACCEPTED).is_file() else MAX_BAD
-    if index.get("multi_label"):  # label sets -> multi-hot rows [n, classes]
-        labels = np.zeros((len(index["labels"]), len(index["label_names"])), dtype=np.uint8)
-        for row, ids in enumerate(index["labels"]):
-            labels[row, ids] = 1
-    else:
-        labels = np.array(index["labels"], dtype=np.int64)
+    labels = task_named(index["task"]).decode(index["labels"], len(index["label_names"]))
     return FeatureTable(index["name"], features, labels, index["label_names"],
                         np.array(index["split"], dtype="<U5"), np.array(index["fold"], dtype=np.int64), config,
                         counts, extra, folder, index["paths"], [tuple(row) for row in index["bad"]], index["listed"],
@@ -280,9 +277,8 @@ def _publish(name: str, root: Path, clips: Clips, config: FeatureConfig, key: st
     atomic_write_json(partial / INDEX, {
         "format": FORMAT, "name": name, "key": key, "root": str(root), "settings": settings_of(config),
         "label_names": clips.label_names, "listed": len(clips.paths), "bad": report,
-        "multi_label": clips.multi_label, "paths": [clips.paths[i] for i in keep],
-        "labels": [np.flatnonzero(row).tolist() for row in clips.labels[keep]] if clips.multi_label
-        else clips.labels[keep].tolist(),
+        "task": clips.task.name, "paths": [clips.paths[i] for i in keep],
+        "labels": clips.task.encode(clips.labels[keep]),
         "split": clips.split[keep].tolist(), "fold": clips.fold[keep].tolist(),
         "windows": [counts.get(int(i), 1) for i in keep],
         "frames": [(frames or {}).get(int(i), config.max_length) for i in keep]})
@@ -360,7 +356,7 @@ def prepare_cache(name_or_path: str | Path, *, max_length: int | None = None, jo
     clips = spec.scan(root)
     if not clips.paths:
         raise SoftmoaError(f"{spec.name}: no clips listed in {root}")
-    if not clips.multi_label and len(clips.label_names) < 2:
+    if len(clips.label_names) < clips.task.min_labels:  # a single-label set of one class learns nothing
         raise SoftmoaError(f"{spec.name}: every clip is {clips.label_names[0]!r}, and classifying one class learns "
                            "nothing (single-label needs two or more); to detect a sound, add a second class of clips "
                            "without it (e.g. a background/ folder), or tag clips with a manifest's labels column "
@@ -375,9 +371,8 @@ def prepare_cache(name_or_path: str | Path, *, max_length: int | None = None, jo
                 message(line)
             partial = folder / f".{key}.partial"
             bad, counts, frames = _build(root, clips, config, partial, jobs, chunk, progress)
-            if clips.multi_label:  # a clip without a label set cannot be learned from or scored
-                bad |= {int(row): "no labels: give it at least one label in the labels column, or remove it"
-                        for row in np.flatnonzero(clips.labels.sum(axis=1) == 0)}
+            bad |= {int(row): "no labels: give it at least one label in the labels column, or remove it"
+                    for row in np.flatnonzero(clips.task.unlabelled(clips.labels))}  # cannot be learned or scored
             _publish(spec.name, root, clips, config, key, partial, bad, counts, final, frames)
             built = True
     return load_cache(final), built
@@ -470,8 +465,8 @@ def open_cache(name_or_path: str | Path, max_length: int | None = None, prepare:
 
 
 def open_dataset(data: DataConfig, message: Callable[[str], None] = lambda text: None) -> FeatureTable:
-    """The feature table of a run's ``data`` section, prepared first when missing (as a multi-label
-    table when the section says ``task: multilabel``)."""
+    """The feature table of a run's ``data`` section, prepared first when missing, its labels held
+    for the section's task (``DataConfig.task_of``)."""
     table = open_cache(data.dataset, max_length=data.max_length, message=message, max_bad=data.max_bad,
                        max_seconds=data.max_seconds)
-    return table.as_multi_label() if data.task == "multilabel" else table
+    return table.as_task(data.task_of(table.labels))

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SoftmoaError
-from .registry import SPLITS, Clips, DatasetSpec, integer, make_clips, read_table
+from .spec import SPLITS, Clips, DatasetSpec, integer, make_clips, read_table
 
 AUDIO = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 HELD_OUT = 0.1  # of each class, for test and for valid each, when no split is given

@@ -34,7 +34,7 @@ from urllib.request import Request, urlopen
 
 from ..errors import SoftmoaError
 from .paths import checkpoints_dir, data_dir, downloads_dir
-from .registry import DatasetSpec
+from .spec import DatasetSpec
 
 Progress = Callable[[str, int, "int | None"], None]
 BLOCK = 1 << 20
@@ -395,7 +395,7 @@ def checkpoint_states(home: Path | None = None) -> list[CheckpointState]:
         cached = try_to_load_from_cache(repo, "config.json")
         found = str(copy) if copy.exists() else "Hugging Face cache" if isinstance(cached, str) else None
         states.append(CheckpointState(name, "AudioSet AST (AST-base, 527 labels)", repo, found))
-    from ..models.shipped import EMBEDDED, SHIPPED, read_record
+    from ..embedded.shipped import EMBEDDED, SHIPPED, read_record
 
     try:
         read_record()

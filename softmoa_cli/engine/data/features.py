@@ -129,7 +129,7 @@ def window_starts(frames: int, max_length: int) -> list[int]:
     A clip that fits gives one window (zero-padded at the end). A longer clip is cut into
     consecutive windows and its last window is aligned to the clip's end (overlapping the one
     before it), so no window of a long clip holds padding and every frame is seen. A clip's
-    scores are the mean of its windows' probabilities (see ``train/evaluation.py``).
+    scores are the mean of its windows' probabilities (see ``scoring/evaluation.py``).
     """
     if frames <= max_length:
         return [0]

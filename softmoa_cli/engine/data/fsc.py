@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .registry import Clips, DatasetSpec, make_clips, read_table
+from .spec import Clips, DatasetSpec, make_clips, read_table
 
 FILES = {"train": "data/train_data.csv", "valid": "data/valid_data.csv", "test": "data/test_data.csv"}
 OBTAIN = ("Fluent Speech Commands cannot be downloaded anonymously: request it from its publisher "

@@ -20,7 +20,7 @@ import csv
 from pathlib import Path
 
 from ..errors import SoftmoaError
-from .registry import Clips, DatasetSpec, make_clips, read_table
+from .spec import Clips, DatasetSpec, make_clips, read_table
 
 TRUTH = "FSD50K.ground_truth"
 VOCABULARY = f"{TRUTH}/vocabulary.csv"

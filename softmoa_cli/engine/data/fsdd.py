@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 from ..errors import SoftmoaError
-from .registry import Clips, DatasetSpec, Source, make_clips
+from .spec import Clips, DatasetSpec, Source, make_clips
 
 FOLDER = "recordings"
 NAME = re.compile(r"(\d)_([A-Za-z]+)_(\d+)\.wav")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import SoftmoaError
-from .registry import Clips, DatasetSpec, Source, make_clips
+from .spec import Clips, DatasetSpec, Source, make_clips
 
 VALID = "validation_list.txt"
 TEST = "testing_list.txt"

@@ -47,7 +47,7 @@ def plan_splits(table: FeatureTable, data: DataConfig) -> list[Split]:
     if not len(train) or not len(test):
         raise SoftmoaError(f"{table.name}: needs training and test clips (found {len(train)} and {len(test)})")
     if not len(valid):
-        train, valid = _hold_out(train, table.labels[train], data.valid_fraction)
+        train, valid = _hold_out(train, table.task.strata(table.labels[train]), data.valid_fraction)
     return [Split(None, train, valid, test)]
 
 
@@ -75,8 +75,7 @@ def check_plans(table: FeatureTable, plans: list[Split], message: Callable[[str]
 
 def _labels_in(table: FeatureTable, indices: np.ndarray) -> set[int]:
     """The label ids with at least one clip (multi-label: one positive clip) among ``indices``."""
-    labels = table.labels[indices]
-    return set(np.flatnonzero(labels.any(axis=0)).tolist()) if table.multi_label else set(labels.tolist())
+    return table.task.present(table.labels[indices])
 
 
 def _names(table: FeatureTable, ids: set[int], shown: int = 6) -> str:
@@ -85,10 +84,8 @@ def _names(table: FeatureTable, ids: set[int], shown: int = 6) -> str:
 
 
 def _hold_out(indices: np.ndarray, labels: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:
-    """Stratified split of ``indices`` into (kept, held out): ``fraction`` of each class, at least
-    one (multi-label rows: stratified by each clip's first label)."""
-    if labels.ndim == 2:
-        labels = labels.argmax(axis=1)
+    """Stratified split of ``indices`` into (kept, held out): ``fraction`` of each stratum
+    (``labels [n]``, the task's ``strata``: a clip's label, or its first label), at least one."""
     rng = np.random.default_rng(0)
     held = []
     for label in np.unique(labels):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from . import synth, synth_speech
 from .custom import scan_manifest
-from .registry import DatasetSpec
+from .spec import DatasetSpec
 
 MANIFEST = "manifest.csv"
 MAX_LENGTH = 100  # the clips last 1 s

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..task import Task, task_of
 from .features import FeatureConfig
 
 MAX_BAD = 0.01  # the share of bad clips accepted unless a user accepts more
@@ -64,17 +65,13 @@ class FeatureTable:
         return len(self.labels)
 
     @property
-    def multi_label(self) -> bool:
-        """Several labels per clip (sigmoid outputs, mAP) rather than one (softmax, accuracy)."""
-        return self.labels.ndim == 2
+    def task(self) -> Task:
+        """The task the labels are held for: one label per clip, or label sets (``engine/task.py``)."""
+        return task_of(self.labels)
 
-    def as_multi_label(self) -> "FeatureTable":
-        """The same clips with their labels as multi-hot rows (a preset's ``task: multilabel``)."""
-        if self.multi_label:
-            return self
-        rows = np.zeros((len(self), len(self.label_names)), dtype=np.uint8)
-        rows[np.arange(len(self)), self.labels] = 1
-        return replace(self, labels=rows)
+    def as_task(self, task: Task) -> "FeatureTable":
+        """The same clips with their labels held for ``task`` (a run config's ``task: multilabel``)."""
+        return self if task is self.task else replace(self, labels=task.rows(self.labels, len(self.label_names)))
 
     @property
     def report(self) -> Path | None:
@@ -88,13 +85,12 @@ class FeatureTable:
         return values if len(values) >= 3 and not (self.split == "test").any() else []
 
     def batch(self, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """Features ``[b, frames, bins]`` float32 and the targets of these clips: class ids ``[b]``
-        int64, or multi-hot rows ``[b, classes]`` float32 for a multi-label table."""
+        """Features ``[b, frames, bins]`` float32 and the task's targets of these clips (class ids
+        ``[b]`` int64, or multi-hot rows ``[b, classes]`` float32)."""
         order = np.argsort(indices, kind="stable")  # sorted reads are faster on a memory map
         rows = np.empty((len(indices), *self.features.shape[1:]), dtype=np.float32)
         rows[order] = self.features[indices[order]]
-        targets = np.asarray(self.labels[indices], dtype=np.float32 if self.multi_label else np.int64)
-        return torch.from_numpy(rows), torch.from_numpy(targets)
+        return torch.from_numpy(rows), self.task.targets(self.labels[indices])
 
     def window_batches(self, indices: np.ndarray, limit: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Every window of these clips by the window rule, at most ``limit`` at a time (a long

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .registry import Clips, DatasetSpec, Source, integer, make_clips, read_table
+from .spec import Clips, DatasetSpec, Source, integer, make_clips, read_table
 
 META = "metadata/UrbanSound8K.csv"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ... import __version__
 from ..data.features import MIN_SAMPLES, fbank_options
-from ..train.public import public_name
+from ..runs.public import public_name
 from .source import RunModel
 
 SIDECAR = "model.json"
@@ -19,7 +19,7 @@ def describe(source: RunModel, model_file: str, input_name: str, output_name: st
     return {
         "format": "softmoa-onnx", "version": __version__, "model": model_file,
         "input": {"name": input_name, "shape": ["batch", f.max_length, f.num_mel_bins], "dtype": "float32"},
-        "output": {"name": output_name, "shape": ["batch", len(source.labels)], "meaning": "logits"},
+        "output": {"name": output_name, "shape": ["batch", len(source.classifier.labels)], "meaning": "logits"},
         "features": {
             "sample_rate": f.sample_rate,
             "audio": "channels averaged to mono, resampled with torchaudio.functional.resample to sample_rate",
@@ -40,10 +40,9 @@ def describe(source: RunModel, model_file: str, input_name: str, output_name: st
                       "0, window, 2 * window, ... while below frames - window, then frames - window (the last "
                       "window ends at the clip's end)",
             "clip_score": "mean of the windows' probabilities"},
-        "labels": list(source.labels),
-        "task": {"kind": "multilabel" if source.multi_label else "singlelabel",
-                 "scores": "sigmoid" if source.multi_label else "softmax",
-                 "thresholds": list(source.thresholds) if source.thresholds is not None else None},
+        "labels": list(source.classifier.labels),
+        "task": {"kind": source.classifier.task.name, "scores": source.classifier.task.activation,
+                 "thresholds": list(thresholds) if (thresholds := source.classifier.thresholds) is not None else None},
         "source": {"run": public_name(str(source.run)), "checkpoint": source.checkpoint,
                    "method": source.method.model_dump(mode="json")},
         "check": {"max_abs_logit_difference": difference, "tolerance": tolerance, "batches": list(batches),

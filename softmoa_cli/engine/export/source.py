@@ -1,39 +1,40 @@
-"""What an export starts from: one fold's best model of a finished run, with its labels,
-features, task and method."""
+"""What an export starts from: one fold's best model of a finished run, as a ``Classifier``
+(its model, labels, task, thresholds, features), with its method and where it came from."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..data.features import FeatureConfig
-from ..models.ast import AST
-from ..petl.adapter_files import adapter_task
+from ..classifier import Classifier
 from ..petl.methods import MethodConfig
-from ..train.rundir import fold_directory, load_run, read_run_config
+from ..runs.run import Run
 
 
 @dataclass
 class RunModel:
-    """A run's model as training left it (eval mode, CPU, LoRA not merged). ``checkpoint``: the
-    folder it came from, relative to the run (``.`` or ``fold-K``); ``thresholds``: a
-    multi-label run's decision threshold per label, else None."""
+    """A run's classifier as training left it (eval mode, CPU, LoRA not merged), its ``method``,
+    the ``run`` it came from and ``checkpoint``: the fold's folder relative to the run (``.`` or
+    ``fold-K``)."""
 
-    model: AST
-    labels: list[str]
-    features: FeatureConfig
-    multi_label: bool
-    thresholds: list[float] | None
+    classifier: Classifier
     method: MethodConfig
     run: Path
     checkpoint: str
+
+    @property
+    def model(self):
+        return self.classifier.model
+
+    @property
+    def features(self):
+        return self.classifier.features
 
 
 def read_run_model(run: Path, fold: int | None = None) -> RunModel:
     """Fold ``fold`` of ``run`` (None: the first, as predict takes); a SoftmoaError says when the
     folder is not a finished run or has no such fold."""
-    directory = fold_directory(run, fold)
-    model, labels, features = load_run(run, fold)
-    multi_label, thresholds = adapter_task(directory)
-    return RunModel(model.cpu().eval(), labels, features, multi_label, thresholds, read_run_config(run).method, run,
-                    directory.relative_to(run).as_posix())
+    opened = Run.open(run)
+    classifier = opened.classifier(fold)
+    directory = opened.fold_dir(fold)
+    return RunModel(classifier, opened.config.method, run, directory.relative_to(opened.path).as_posix())

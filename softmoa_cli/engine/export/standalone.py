@@ -16,7 +16,7 @@ from ..models.ast import AST
 from ..models.pretrained import Pretrained, load_pretrained, save_model
 from ..petl.methods import apply_method, method_config, petl_modules
 from ..registry import Registry
-from ..train.public import public_name
+from ..runs.public import public_name
 from .check import TOLERANCE, check_inputs, largest_difference, require_close
 from .source import RunModel
 
@@ -27,10 +27,10 @@ def write_standalone(source: RunModel, model: AST, folder: Path) -> float:
     method = source.method.model_dump(mode="json") if petl_modules(model) else None
     extra = {"has_head": True, "features": asdict(source.features), "run": public_name(str(source.run)),
              "checkpoint": source.checkpoint}
-    if source.thresholds is not None:
-        extra["thresholds"] = list(source.thresholds)
-    save_model(Pretrained(model, source.labels, source.multi_label, public_name(str(source.run)), extra, method),
-               folder)
+    if source.classifier.thresholds is not None:
+        extra["thresholds"] = list(source.classifier.thresholds)
+    save_model(Pretrained(model, source.classifier.labels, source.classifier.task, public_name(str(source.run)), extra,
+                          method), folder)
     reloaded = load_pretrained(folder).model.eval()
     difference = largest_difference(source.model, reloaded, check_inputs(source.features))
     require_close(difference, "standalone model", str(source.run))

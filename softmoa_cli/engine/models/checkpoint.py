@@ -12,19 +12,21 @@ from pathlib import Path
 import torch
 
 from ..errors import CheckpointError
+from ..task import Task
 from .backbone import Backbone
 
 
 @dataclass
 class Pretrained:
-    """A loaded backbone with what the checkpoint says about its outputs. ``method``: the config
+    """A loaded backbone with what the checkpoint says about its outputs (``labels``, ``task``:
+    a classifier's; a backbone without a head has none). ``method``: the config
     (as JSON) of the PETL modules injected into ``model``, None for a plain backbone. ``extra``:
     ``has_head`` and, from a Hugging Face folder's ``preprocessor_config.json``, ``features``
     (the front-end settings, ``data.features.FeatureConfig``'s fields)."""
 
     model: Backbone
     labels: list[str]
-    multi_label: bool
+    task: Task
     source: str
     extra: dict = field(default_factory=dict)
     method: dict | None = None

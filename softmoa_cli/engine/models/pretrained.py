@@ -19,6 +19,7 @@ from ..errors import CheckpointError
 from ..fsutil import atomic_save_tensors, atomic_write_json
 from ..hub import is_hub_id
 from ..registry import Registry
+from ..task import MULTI, SINGLE, task_named
 from .ast import AST, ASTConfig
 from .checkpoint import Pretrained, apply_key_map, hf_labels, read_state
 from .families import FAMILIES, family_for_model_type
@@ -50,10 +51,10 @@ def _load_hf_dir(directory: Path, source: str) -> Pretrained:
     model, has_head = family.load_hf(config, read_state(weights), str(weights))
     num_classes, labels = model.config.num_classes, hf_labels(config)
     problem = config.get("problem_type")
-    multi_label = problem == "multi_label_classification" or (problem is None and num_classes == 527)
+    tagger = problem == "multi_label_classification" or (problem is None and num_classes == 527)  # AudioSet's
     features = features_of(directory)
     return Pretrained(model, labels if len(labels) == num_classes else [f"LABEL_{i}" for i in range(num_classes)],
-                      multi_label, source, {"has_head": has_head} | ({"features": features} if features else {}))
+                      MULTI if tagger else SINGLE, source, {"has_head": has_head} | ({"features": features} if features else {}))
 
 
 def _load_original_pth(path: Path, overrides: dict) -> Pretrained:
@@ -98,7 +99,8 @@ def _load_original_pth(path: Path, overrides: dict) -> Pretrained:
     model = AST(ast_config)
     apply_key_map(model, state, key_map, str(path))
     labels = [f"LABEL_{i}" for i in range(ast_config.num_classes)]
-    return Pretrained(model, labels, ast_config.num_classes == 527, str(path), {"has_head": has_head})
+    return Pretrained(model, labels, MULTI if ast_config.num_classes == 527 else SINGLE, str(path),
+                      {"has_head": has_head})
 
 
 def own_backbone(meta: dict) -> tuple[str, dict]:
@@ -120,8 +122,8 @@ def _load_own(directory: Path) -> Pretrained:
         model = MODEL_PARTS.get("method")(model, meta["method"])
     state = read_state(directory / OWN_WEIGHTS)
     apply_key_map(model, state, {k: k for k in model.state_dict()}, str(directory / OWN_WEIGHTS))
-    return Pretrained(model, meta["labels"], meta.get("multi_label", False), str(directory), meta.get("extra", {}),
-                      meta.get("method"))
+    task = task_named(meta.get("task") or ("multilabel" if meta.get("multi_label") else None))  # older: a bool
+    return Pretrained(model, meta["labels"], task, str(directory), meta.get("extra", {}), meta.get("method"))
 
 
 def save_model(pretrained: Pretrained, directory: str | Path) -> Path:
@@ -132,7 +134,7 @@ def save_model(pretrained: Pretrained, directory: str | Path) -> Path:
     atomic_save_tensors(directory / OWN_WEIGHTS, model.state_dict())
     atomic_write_json(directory / OWN_CONFIG, {
         "format": "softmoa-model", "version": __version__, "family": model.family, "config": model.config.to_dict(),
-        "labels": list(pretrained.labels), "multi_label": pretrained.multi_label, "extra": pretrained.extra,
+        "labels": list(pretrained.labels), "task": pretrained.task.name, "extra": pretrained.extra,
         **({"method": pretrained.method} if pretrained.method is not None else {})})
     return directory
 

@@ -4,13 +4,13 @@ labels, features, task, a multi-label adapter's decision thresholds, tool versio
 stores adapters.
 
 A full fine-tune's "adapter" is the whole model. Loading needs the backbone: the caller
-resolves ``backbone_reference`` (see ``train/rundir.py: load_backbone``) and hands it in.
+resolves ``AdapterInfo.backbone`` (see ``runs/run.py``) and hands it in.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -20,8 +20,9 @@ from ... import __version__
 from ..data.features import FeatureConfig
 from ..errors import CheckpointError
 from ..fsutil import atomic_save_tensors, atomic_write_json
-from ..models.ast import AST
+from ..models.backbone import Backbone
 from ..models.pretrained import Pretrained
+from ..task import Task, task_named
 from .build import build_model
 from .methods import method_config
 
@@ -47,53 +48,54 @@ def load_tensors_(model: nn.Module, tensors: dict[str, torch.Tensor], source: st
             p.copy_(tensors[name])
 
 
-def save_adapter(directory: Path, tensors: dict[str, torch.Tensor], backbone: str, method, labels: list[str],
-                 features: FeatureConfig, thresholds: list[float] | None = None) -> int:
-    """Write ``adapter.safetensors`` and ``adapter.json``; return the weights' size in bytes.
+@dataclass(frozen=True)
+class AdapterInfo:
+    """What ``adapter.json`` says of a fold's adapter: its ``backbone`` reference (a hub id,
+    ``embedded``, an absolute path, or a path relative to the fold's folder), its ``method``
+    config (as JSON), ``labels``, ``features``, ``task`` and, for a task that has them, the
+    ``thresholds`` tuned on its validation clips."""
 
-    ``backbone``: hub id, absolute path, or a path relative to ``directory``. ``thresholds``: a
-    multi-label adapter's decision threshold per label (None: a single-label adapter).
-    """
+    backbone: str
+    method: dict
+    labels: list[str]
+    features: FeatureConfig
+    task: Task
+    thresholds: list[float] | None = None
+
+    @classmethod
+    def read(cls, directory: str | Path) -> AdapterInfo:
+        """The adapter.json of a fold's folder (a CheckpointError when it is missing or not one)."""
+        path = Path(directory) / ADAPTER_CONFIG
+        try:
+            meta = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise CheckpointError(f"{path}: unreadable adapter config ({error})") from None
+        if meta.get("format") != "softmoa-adapter":
+            raise CheckpointError(f"{path}: not a softmoa adapter checkpoint")
+        return cls(meta["backbone"], meta["method"], meta["labels"], FeatureConfig(**meta["features"]),
+                   task_named(meta.get("task")), meta.get("thresholds"))
+
+    def to_dict(self) -> dict:
+        return {"format": "softmoa-adapter", "version": __version__, "backbone": self.backbone, "method": self.method,
+                "labels": list(self.labels), "features": asdict(self.features), "task": self.task.name,
+                **({"thresholds": list(self.thresholds)} if self.thresholds is not None else {})}
+
+
+def save_adapter(directory: Path, tensors: dict[str, torch.Tensor], info: AdapterInfo) -> int:
+    """Write ``adapter.safetensors`` (only ``tensors``) and ``adapter.json`` (``info``, with the
+    count of tensors and parameters); return the weights' size in bytes."""
     atomic_save_tensors(directory / ADAPTER_WEIGHTS, tensors)
-    task = {"task": "singlelabel"} if thresholds is None else {"task": "multilabel", "thresholds": list(thresholds)}
-    atomic_write_json(directory / ADAPTER_CONFIG, {
-        "format": "softmoa-adapter", "version": __version__, "backbone": backbone,
-        "method": method.model_dump(mode="json"), "labels": list(labels), "features": asdict(features), **task,
+    atomic_write_json(directory / ADAPTER_CONFIG, info.to_dict() | {
         "tensors": len(tensors), "parameters": sum(t.numel() for t in tensors.values())})
     return (directory / ADAPTER_WEIGHTS).stat().st_size
 
 
-def backbone_reference(directory: str | Path) -> str:
-    """The backbone an adapter was trained on, as ``adapter.json`` stores it."""
-    return _read_config(Path(directory))["backbone"]
-
-
-def adapter_task(directory: str | Path) -> tuple[bool, list[float] | None]:
-    """``(multi_label, thresholds)`` of an adapter: sigmoid outputs and a decision threshold per
-    label, or softmax outputs and None (also for adapters saved before multi-label training)."""
-    meta = _read_config(Path(directory))
-    multi = meta.get("task") == "multilabel"
-    return multi, meta.get("thresholds") if multi else None
-
-
-def load_adapter(directory: str | Path, backbone: Pretrained) -> tuple[AST, list[str], FeatureConfig]:
-    """The trained model of an adapter folder around its ``backbone``: (model in eval mode,
-    labels, features)."""
-    directory = Path(directory)
-    meta = _read_config(directory)
+def load_adapter(directory: str | Path, backbone: Pretrained) -> Backbone:
+    """The trained model of a fold's folder around its ``backbone``, in eval mode."""
     from safetensors.torch import load_file
 
-    features = FeatureConfig(**meta["features"])
-    model = build_model(backbone, method_config(**meta["method"]), len(meta["labels"]), features.max_length)
+    directory = Path(directory)
+    info = AdapterInfo.read(directory)
+    model = build_model(backbone, method_config(**info.method), len(info.labels), info.features.max_length)
     load_tensors_(model, load_file(str(directory / ADAPTER_WEIGHTS)), str(directory / ADAPTER_WEIGHTS))
-    return model.eval(), meta["labels"], features
-
-
-def _read_config(directory: Path) -> dict:
-    try:
-        meta = json.loads((directory / ADAPTER_CONFIG).read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise CheckpointError(f"{directory / ADAPTER_CONFIG}: unreadable adapter config ({error})") from None
-    if meta.get("format") != "softmoa-adapter":
-        raise CheckpointError(f"{directory / ADAPTER_CONFIG}: not a softmoa adapter checkpoint")
-    return meta
+    return model.eval()

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..registry import Registry
+from .widths import RATE_HELP, Init, bottleneck_width, default_reduction_rate
 
 if TYPE_CHECKING:
     from torch import nn
@@ -42,9 +43,6 @@ if TYPE_CHECKING:
 
 # This module imports no torch until a model is built: configs (and so every flag and preset)
 # validate in milliseconds. The torch modules are imported inside the functions that use them.
-
-Init = Literal["zero_up", "research"]
-
 
 class MethodConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -83,30 +81,17 @@ class AdapterSites(MethodConfig):
         return ParallelSite(sublayer, module)
 
 
-PAPER_DIM = 768  # the width of AST-base, on which the paper's reduction rates were chosen
-NARROW_UNITS = 8  # hidden units a bottleneck keeps at least on a narrower backbone
-RATE_HELP = ("bottleneck r = round(d / reduction_rate); unset: the paper's rate ({paper}) on backbones as wide as "
-             f"AST-base, and at least {NARROW_UNITS} hidden units on narrower ones")
-
-
-def default_reduction_rate(dim: int, paper_rate: float) -> float:
-    """The reduction rate for a backbone of width ``dim`` when none is given: the paper's on a
-    backbone as wide as AST-base or wider (768 / 128 = 6 hidden units), else the rate that
-    leaves ``NARROW_UNITS`` (the paper's rate on a width-128 backbone would leave one unit)."""
-    if dim >= PAPER_DIM or round(dim / paper_rate) >= NARROW_UNITS:
-        return paper_rate
-    return dim / NARROW_UNITS
-
-
 class AdapterConfig(AdapterSites):
     """A single adapter per location."""
 
     paper_reduction_rate: ClassVar[float] = 64
     name: Literal["adapter"] = "adapter"
-    kind: Literal["bottleneck", "convpass"] = "bottleneck"
-    reduction_rate: float | None = Field(None, gt=0, description=RATE_HELP.format(paper=64))
-    placement: Literal["parallel", "sequential"] = "parallel"
-    residual: bool = Field(True, description="sequential only: s + A(s) (True) or A(s) (False)")
+    kind: Literal["bottleneck", "convpass"] = Field("bottleneck", description="the adapter: a bottleneck MLP or "
+                                                                              "Convpass (a 3x3 convolution inside)")
+    reduction_rate: float | None = Field(None, gt=0, description=RATE_HELP)
+    placement: Literal["parallel", "sequential"] = Field("parallel", description="beside the sub-layer, or after "
+                                                                                 "it on its output")
+    residual: bool = Field(True, description="sequential only: s + A(s), or A(s) alone when off")
 
     def site(self, sublayer: nn.Module, module: PETLModule) -> nn.Module:
         from .sites import ParallelSite, SequentialSite
@@ -121,8 +106,8 @@ class DenseConfig(AdapterSites):
 
     paper_reduction_rate: ClassVar[float] = 128
     name: Literal["dense"] = "dense"
-    experts: int = Field(7, ge=1)
-    reduction_rate: float | None = Field(None, gt=0, description=RATE_HELP.format(paper=128))
+    experts: int = Field(7, ge=1, description="adapters (experts) per location")
+    reduction_rate: float | None = Field(None, gt=0, description=RATE_HELP)
 
 
 class SoftConfig(AdapterSites):
@@ -130,9 +115,9 @@ class SoftConfig(AdapterSites):
 
     paper_reduction_rate: ClassVar[float] = 128
     name: Literal["soft"] = "soft"
-    experts: int = Field(7, ge=1)
-    slots: int = Field(1, ge=1)
-    reduction_rate: float | None = Field(None, gt=0, description=RATE_HELP.format(paper=128))
+    experts: int = Field(7, ge=1, description="adapters (experts) per location")
+    slots: int = Field(1, ge=1, description="slots per expert: soft combinations of the tokens each expert sees")
+    reduction_rate: float | None = Field(None, gt=0, description=RATE_HELP)
     normalize: bool = Field(False, description="L2-normalise tokens and slot parameters (Soft-MoE 2.3)")
 
 
@@ -140,9 +125,10 @@ class LoRAConfig(MethodConfig):
     """LoRA on the attention projections."""
 
     name: Literal["lora"] = "lora"
-    rank: int = Field(8, ge=1)
-    alpha: float = Field(8.0, gt=0)
-    targets: tuple[Literal["q", "k", "v", "proj"], ...] = ("q", "v")
+    rank: int = Field(8, ge=1, description="rank of each low-rank pair")
+    alpha: float = Field(8.0, gt=0, description="scale: the pair's update is multiplied by alpha / rank")
+    targets: tuple[Literal["q", "k", "v", "proj"], ...] = Field(("q", "v"), description="attention projections "
+                                                                                       "that get a pair (q, v)")
 
 
 ModuleBuilder = Callable[[MethodConfig, int], "PETLModule"]
@@ -225,11 +211,6 @@ def reduction_rate(config: MethodConfig, dim: int) -> float:
     """The config's reduction rate, or its default for width ``dim`` when unset."""
     given = getattr(config, "reduction_rate", None)
     return given if given is not None else default_reduction_rate(dim, getattr(config, "paper_reduction_rate", 128))
-
-
-def bottleneck_width(dim: int, reduction_rate: float) -> int:
-    """``r = round(d / reduction_rate)``, at least 1."""
-    return max(1, round(dim / reduction_rate))
 
 
 def bottleneck_units(config: MethodConfig, dim: int) -> int:

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .layers import ExpertBank, PETLModule
-from .methods import Init
+from .widths import Init
 
 
 class DenseMoA(PETLModule):

@@ -1,10 +1,11 @@
-"""Fine-tuning: the training loop, run folders, adapter checkpoints and resume.
+"""Fine-tuning: what a command trains (``jobs``), a whole run (``run``), one fold's loop
+(``loop``), its optimiser and schedule, sampling, the resume state, trackers and progress.
 
 Public API::
 
-    finetune(config, run_dir=None, callback=None, table=None) -> (run_dir, metrics)
-    load_run(run_dir, fold=None) -> (model, label_names, feature_config)
-    latest_run(root="runs") -> Path | None
+    finetune(config, run_dir=None, callback=None, table=None) -> (run_dir, RunMetrics)
+
+(a run read back: ``engine.runs.run.Run.open(folder or hub id)``.)
 
 The names load on first use (they import torch), so that ``train.jobs`` checks a command's
 flags and presets before torch is imported.
@@ -14,13 +15,9 @@ from __future__ import annotations
 
 import importlib
 
-_EXPORTS = {
-    "latest_run": ".rundir", "load_run": ".rundir", "Split": "..data.splits", "plan_splits": "..data.splits",
-    "FeatureTable": "..data.table", "Callback": ".progress", "StepInfo": ".progress", "finetune": ".run",
-}
+_EXPORTS = {"Callback": ".progress", "StepInfo": ".progress", "finetune": ".run"}
 
-__all__ = ["Callback", "FeatureTable", "Split", "StepInfo", "finetune", "latest_run", "load_run",
-           "plan_splits"]
+__all__ = ["Callback", "StepInfo", "finetune"]
 
 
 def __getattr__(name: str):

@@ -13,15 +13,16 @@ from pathlib import Path
 
 import torch
 
+from ..task import SINGLE
 from ..config import AST_BASE, ModelConfig
 from ..data.features import FeatureConfig
 from ..hub import cached_hub_id
 from ..models.ast import AST, ASTConfig
-from ..models.shipped import EMBEDDED, embedded_backbone
+from ..embedded.shipped import EMBEDDED, embedded_backbone
 from ..models.pretrained import AUDIOSET_HUB_ID, OWN_CONFIG, Pretrained, load_pretrained, own_backbone, save_model
-from .rundir import RUN_FILE, checkpoint_path, load_backbone
+from ..runs.folder import RANDOM_DIR, RUN_FILE
+from ..runs.run import checkpoint_path, load_backbone
 
-RANDOM_DIR = "backbone"
 AUDIOSET_DIM = 768  # width of the AudioSet AST
 
 
@@ -67,7 +68,7 @@ def resolve_backbone(model: ModelConfig, features: FeatureConfig, seed: int, cal
         return Backbone(pretrained, AUDIOSET_HUB_ID, f"backbone: {AUDIOSET_HUB_ID} from the local cache")
     if checkpoint == "random":
         return _random_backbone(model, run_dir, features, seed)
-    from .embedded_backbone import describe
+    from ..embedded.pretrain import describe
 
     path = embedded_backbone()
     advice = None if checkpoint == "embedded" else (
@@ -90,7 +91,7 @@ def _random_backbone(model: ModelConfig, run_dir: Path | None, features: Feature
                            tstride=r.tstride, num_mel_bins=features.num_mel_bins, max_length=features.max_length,
                            eps=1e-6)
         torch.manual_seed(seed)
-        pretrained = Pretrained(AST(config), [], False, "random", {"has_head": False})
+        pretrained = Pretrained(AST(config), [], SINGLE, "random", {"has_head": False})
     return Backbone(pretrained, RANDOM_DIR, f"backbone: randomly initialised AST ({_dims(pretrained.model)}, "
                                             f"seed {seed}{why})")
 
@@ -109,7 +110,7 @@ def _dims(model: AST) -> str:
 def backbone_dim(model: ModelConfig) -> int:
     """Token width d of the backbone a run of ``model`` uses, read from config files without
     loading weights (the order of ``train.backbone.resolve_backbone``); 768 when unknown."""
-    from .embedded_backbone import RECIPE
+    from ..embedded.pretrain import RECIPE
 
     if model.checkpoint == "random":
         return (model.random or AST_BASE).dim

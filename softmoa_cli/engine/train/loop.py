@@ -2,10 +2,9 @@
 optimiser steps, validation every epoch, the best epoch kept as a true copy, tested, and saved
 as an adapter; resumable at any step (``resume_state.py``).
 
-The task follows the table: single-label (cross-entropy, softmax, the best epoch by validation
-accuracy) or multi-label (binary cross-entropy with logits, sigmoid, the best epoch by
-validation mAP, and per-class decision thresholds tuned on the validation clips for F1 and
-saved with the adapter). Either task can balance its epochs, weight its classes and mix its
+The task follows the table (``engine/task.py``): its loss, what a step counts as a hit, the
+validation score that picks the best epoch (accuracy, or mAP) and, multi-label, the per-class
+decision thresholds tuned on the validation clips and saved with the adapter files. Either task can balance its epochs, weight its classes and mix its
 clips (``sampling.py``: ``training.balanced_sampling``, ``class_weights``, ``mixup``).
 
 An optimiser step takes ``batch_size x accumulate`` clips (the effective batch): read together
@@ -30,7 +29,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..config import RunConfig
@@ -41,11 +39,12 @@ from ..data.table import FeatureTable
 from ..errors import SoftmoaError
 from ..models.backbone import set_activation_checkpointing
 from ..models.pretrained import Pretrained
-from ..petl.adapter_files import load_tensors_, save_adapter, trainable_tensors
+from ..petl.adapter_files import AdapterInfo, load_tensors_, save_adapter, trainable_tensors
 from ..petl.build import build_model
-from .distributed import World
-from .evaluation import Precision, score_indices
-from .metrics import tune_thresholds
+from ..distributed import World
+from ..devices import Precision
+from ..scoring.evaluation import score_indices
+from ..runs.results import EpochRow, FoldResult
 from .optim import make_optimizer, make_scheduler
 from .progress import Callback, StepInfo
 from .resume_state import clear_state, load_state, save_state
@@ -122,7 +121,7 @@ class FoldState:
     epoch: int = 0
     step: int = 0
     running: Running = field(default_factory=Running)
-    history: list[dict] = field(default_factory=list)
+    history: list[EpochRow] = field(default_factory=list)
     seconds: float = 0.0  # training time over every session, validation excluded
     best: Best = field(default_factory=Best)
     lr: float = 0.0  # the learning rate the last optimiser step used
@@ -131,14 +130,17 @@ class FoldState:
         """Plain containers and tensors, as ``torch.load(weights_only=True)`` reads them back."""
         state = asdict(self)
         state["running"] = [self.running.loss, self.running.correct, self.running.clips, self.running.data_wait]
+        state["history"] = [row.to_dict() for row in self.history]
         return state
 
     @classmethod
-    def from_dict(cls, saved: dict) -> "FoldState":
+    def from_dict(cls, saved: dict, metric: str) -> "FoldState":
+        """A saved state; ``metric``: the task's validation score, as its epochs name it."""
         best = dict(saved["best"])
         if "valid_accuracy" in best:  # a state saved before multi-label training
             best["score"] = best.pop("valid_accuracy")
-        return cls(saved["epoch"], saved["step"], Running(*saved["running"]), saved["history"], saved["seconds"],
+        history = [EpochRow.from_dict(row, metric) for row in saved["history"]]
+        return cls(saved["epoch"], saved["step"], Running(*saved["running"]), history, saved["seconds"],
                    Best(**best), saved.get("lr", 0.0))
 
 
@@ -147,8 +149,8 @@ class FoldTrainer:
 
     def __init__(self, job: FoldJob):
         self.job, self.t, self.world = job, job.config.training, job.world
-        self.table = job.table.as_multi_label() if job.config.data.task == "multilabel" else job.table
-        self.metric = "mAP" if self.table.multi_label else "accuracy"  # the validation score that picks the best epoch
+        self.table = job.table.as_task(job.config.data.task_of(job.table.labels))
+        self.task = self.table.task
         self.fold = job.split.fold or 0
         self.effective = self.t.batch_size * self.t.accumulate  # clips per optimiser step
         self.steps = math.ceil(len(job.split.train) / self.effective)  # optimiser steps per epoch
@@ -190,7 +192,7 @@ class FoldTrainer:
         except (ValueError, KeyError):
             raise SoftmoaError(f"{self.job.directory}: the saved resume state does not fit this version's optimiser, "
                                "schedule or gradient scaler; start the run again in a new folder") from None
-        return FoldState.from_dict(saved)
+        return FoldState.from_dict(saved, self.task.metric)
 
     def save(self) -> None:
         """Write the resume state (rank 0) at the state's position."""
@@ -207,7 +209,7 @@ class FoldTrainer:
         t, state = self.t, self.state
         return t.patience is not None and state.epoch - state.best.epoch >= t.patience and state.epoch < self.epochs
 
-    def run(self, callback: Callback, record) -> dict:
+    def run(self, callback: Callback, record) -> FoldResult:
         """Train the remaining epochs (fewer after an early stop), then test the best one;
         ``record(history, result=None)`` persists metrics. Returns the fold's test result."""
         job = self.job
@@ -226,10 +228,11 @@ class FoldTrainer:
                 if self.world.main:
                     record(self.state.history)
                     callback.epoch_end(job.split.fold, entry)
-                    tracker.scalars({f"epoch/{k}": v for k, v in entry.items() if k != "epoch"},
+                    tracker.scalars({f"epoch/{k}": v for k, v in entry.to_dict().items() if k != "epoch"},
                                     epoch * self.steps + self._epoch_steps(epoch))
             if self.stopped_early and self.world.main:
-                callback.message(f"early stop after epoch {self.state.epoch}: no better validation {self.metric} "
+                callback.message(f"{self._where}early stop after epoch {self.state.epoch}: no better validation "
+                                 f"{self.task.metric} "
                                  f"for {self.t.patience} epoch{'s' * (self.t.patience != 1)}")
             return self.test_and_save(callback, record)
         finally:
@@ -306,7 +309,8 @@ class FoldTrainer:
         t, masks = self.t, self.job.config.data.spec_augment
         target = y
         if t.mixup:  # before SpecAugment, as AST masks the mixed clip
-            mixed = mixup(x, y, len(self.table.label_names), t.mixup, step_seed(t.seed, self.fold, epoch, step, 2))
+            mixed = mixup(x, y, len(self.table.label_names), t.mixup, step_seed(t.seed, self.fold, epoch, step, 2),
+                          self.task)
             # The running accuracy counts against the dominant clip's label(s) (lam >= 0.5: the clip
             # itself, else its partner), as a mixed clip has no single true label.
             x, target, y = mixed.x, mixed.targets, mixed.dominant
@@ -327,13 +331,8 @@ class FoldTrainer:
         world = self.world
         with self.precision():
             logits = self.net(x).float()  # [m, classes]
-        if self.table.multi_label:  # per clip: binary cross-entropy (each class's term times its weight) over classes
-            losses = F.binary_cross_entropy_with_logits(logits, target, weight=self.class_weights,
-                                                        reduction="none").mean(-1)
-            correct = y.gather(1, logits.detach().argmax(-1, keepdim=True)).sum()  # top label among the clip's
-        else:  # class ids, or with mixup class probabilities; weighted: w[y] * nll per clip
-            losses = F.cross_entropy(logits, target, weight=self.class_weights, reduction="none")
-            correct = (logits.detach().argmax(-1) == y).sum()
+        losses = self.task.losses(logits, target, self.class_weights)  # [m]
+        correct = self.task.hits(logits, y)
         loss = losses.sum() * world.size / clips
         (loss if self.scaler is None else self.scaler.scale(loss)).backward()
         return torch.stack([losses.detach().sum().double(), correct.double(),
@@ -359,41 +358,37 @@ class FoldTrainer:
         elapsed = time.perf_counter() - session.started
         return StepInfo(self.job.split.fold, epoch + 1, self.epochs, step + 1, self.steps, running.mean_loss,
                         running.accuracy, self.state.lr, session.samples / elapsed,
-                        elapsed / session.steps * remaining, self.table.multi_label, running.data_wait)
+                        elapsed / session.steps * remaining, self.task.hit, running.data_wait)
 
-    def end_epoch(self, epoch: int, epoch_start: float) -> dict:
+    def end_epoch(self, epoch: int, epoch_start: float) -> EpochRow:
         """Validate, keep the best epoch's tensors, start the next epoch's sums, save the resume state."""
         state = self.state
         valid = score_indices(self.compiled, self.table, self.job.split.valid, self._eval_batch, self.world,
                               self.scoring)
-        entry = {"epoch": epoch + 1, "train_loss": state.running.mean_loss, "train_accuracy": state.running.accuracy,
-                 "valid_loss": valid.loss, f"valid_{self.metric}": valid.score,
-                 "lr": state.lr, "seconds": time.perf_counter() - epoch_start,
-                 "data_wait": state.running.data_wait}
+        entry = EpochRow(epoch + 1, state.running.mean_loss, state.running.accuracy, valid.loss, valid.score, state.lr,
+                         time.perf_counter() - epoch_start, state.running.data_wait, self.task.metric)
         state.history.append(entry)
-        if entry[f"valid_{self.metric}"] > state.best.score:
-            thresholds = tune_thresholds(valid.probabilities, valid.targets) if valid.multi_label else None
-            state.best = Best(epoch + 1, entry[f"valid_{self.metric}"], trainable_tensors(self.model), thresholds)
+        if entry.valid_score > state.best.score:
+            thresholds = self.task.tune_thresholds(valid.probabilities, valid.targets)
+            state.best = Best(epoch + 1, entry.valid_score, trainable_tensors(self.model), thresholds)
         state.epoch, state.step, state.running = epoch + 1, 0, Running()
         self.save()
         return entry
 
-    def test_and_save(self, callback: Callback, record) -> dict:
+    def test_and_save(self, callback: Callback, record) -> FoldResult:
         """Test the best epoch's copy (multi-label: F1 at its tuned thresholds), save it as the
-        fold's adapter, drop the resume state."""
+        fold's adapter files, drop the resume state."""
         job, best = self.job, self.state.best
         load_tensors_(self.model, best.tensors, "best epoch")
         test = score_indices(self.compiled, self.table, job.split.test, self._eval_batch, self.world, self.scoring)
-        result = {"fold": job.split.fold, "best_epoch": best.epoch, f"valid_{self.metric}": best.score,
-                  **test.metrics(best.thresholds),
-                  "trainable_params": sum(p.numel() for p in self.model.parameters() if p.requires_grad),
-                  "train_seconds": self.state.seconds, "epochs_trained": self.state.epoch,
-                  "optimizer_steps": sum(self._epoch_steps(epoch) for epoch in range(self.state.epoch)),
-                  "stopped_early": self.stopped_early}
+        result = FoldResult(job.split.fold, best.epoch, best.score, test.metrics(best.thresholds),
+                            sum(p.numel() for p in self.model.parameters() if p.requires_grad), self.state.seconds,
+                            self.state.epoch, sum(self._epoch_steps(epoch) for epoch in range(self.state.epoch)),
+                            self.stopped_early, metric=self.task.metric)
         if self.world.main:
-            result["checkpoint_bytes"] = save_adapter(job.directory, best.tensors, job.backbone_reference,
-                                                      job.config.method, self.table.label_names,
-                                                      self.table.feature_config, best.thresholds)
+            info = AdapterInfo(job.backbone_reference, job.config.method.model_dump(mode="json"),
+                               self.table.label_names, self.table.feature_config, self.task, best.thresholds)
+            result.adapter_bytes = save_adapter(job.directory, best.tensors, info)
             record(self.state.history, result)
             clear_state(job.directory)
             callback.fold_end(job.split.fold, result)
@@ -401,11 +396,16 @@ class FoldTrainer:
         return result
 
     @property
+    def _where(self) -> str:
+        """``fold K: `` for a fold of a k-fold run (a message then says which fold), else nothing."""
+        return "" if self.job.split.fold is None else f"fold {self.job.split.fold}: "
+
+    @property
     def _eval_batch(self) -> int:
         return self.t.eval_batch_size or 2 * self.t.batch_size
 
 
-def train_fold(job: FoldJob, callback: Callback, record) -> dict:
+def train_fold(job: FoldJob, callback: Callback, record) -> FoldResult:
     """Train, select and test one fold; ``record(history, result=None)`` persists metrics.
 
     Returns the fold's test result. A fold with a saved state continues where it stopped.

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..runs.results import EpochRow, FoldResult
 
 
 @dataclass(frozen=True)
 class StepInfo:
     """One optimiser step. ``loss`` and ``accuracy`` are running means over the epoch so far;
-    for a multi-label run (``multi_label``) ``accuracy`` is the share of clips whose top-scored
-    label is one of theirs (a top-1 hit). ``data_wait_s``: seconds the epoch's steps so far
+    ``hit`` says what ``accuracy`` counts (``Task.hit``: a clip's top label right, or for a
+    multi-label run one of its labels). ``data_wait_s``: seconds the epoch's steps so far
     waited for their batches."""
 
     fold: int | None
@@ -22,7 +26,7 @@ class StepInfo:
     lr: float
     samples_per_s: float
     eta_s: float  # for the rest of this fold
-    multi_label: bool = False
+    hit: str = "accuracy"
     data_wait_s: float = 0.0
 
     def scalars(self) -> dict[str, float]:
@@ -38,9 +42,9 @@ class Callback:
 
     def step(self, info: StepInfo) -> None: ...
 
-    def epoch_end(self, fold: int | None, record: dict) -> None: ...
+    def epoch_end(self, fold: int | None, row: EpochRow) -> None: ...
 
-    def fold_end(self, fold: int | None, result: dict) -> None: ...
+    def fold_end(self, fold: int | None, result: FoldResult) -> None: ...
 
     def message(self, text: str) -> None: ...
 

@@ -8,26 +8,28 @@ from pathlib import Path
 import torch
 
 from ..config import RunConfig
-from .backbone import RANDOM_DIR, resolve_backbone, save_random_backbone
-from ..petl.adapter_files import ADAPTER_WEIGHTS
-from ..petl.methods import with_backbone_defaults
 from ..data.splits import check_plans, plan_splits
 from ..data.table import FeatureTable
-from .distributed import World, resolve_device, setup
+from ..devices import resolve_device
+from ..distributed import World, setup
+from ..petl.methods import with_backbone_defaults
+from ..runs.folder import RunFolder, default_run_dir
+from ..runs.model_card import write_model_card
+from ..runs.results import RunMetrics
+from .backbone import RANDOM_DIR, resolve_backbone, save_random_backbone
 from .loop import FoldJob, train_fold
-from .model_card import write_model_card
 from .progress import Callback
-from .rundir import RunFolder, default_run_dir
 
 
 def finetune(config: RunConfig, run_dir: str | Path | None = None, callback: Callback | None = None,
              table: FeatureTable | None = None, *, alone: bool = False,
-             command: str | None = None) -> tuple[Path, dict]:
+             command: str | None = None) -> tuple[Path, RunMetrics | None]:
     """Train ``config`` into ``run_dir`` (default ``runs/<dataset>-<method>-<time>``); if the
     folder holds an unfinished run of the same config, continue it. ``table``: features to
     use instead of opening (and if needed preparing) the data set's cache.
 
-    Returns the run folder and its metrics (per fold and epoch, and the summary over folds).
+    Returns the run folder and its metrics (``RunMetrics``: per fold and epoch, and the summary
+    over folds; None on ranks other than 0).
     Under ``torchrun`` every process calls this; only rank 0 writes and reports. ``alone``:
     train in this process only, even under ``torchrun`` (rank 0 pretraining the embedded
     backbone while the other ranks wait). ``command``: the command line that asked for the run,
@@ -43,6 +45,7 @@ def finetune(config: RunConfig, run_dir: str | Path | None = None, callback: Cal
         from ..data.cache import open_dataset
 
         table = _main_first(world, lambda: open_dataset(config.data, callback.message))
+    table = table.as_task(config.data.task_of(table.labels))
     say = callback.message if world.main else lambda text: None
     splits = plan_splits(table, config.data)
     check_plans(table, splits, say)  # data that cannot work: refused or said before anything else
@@ -59,18 +62,18 @@ def finetune(config: RunConfig, run_dir: str | Path | None = None, callback: Cal
     run_dir = Path(_agree(world, str(given or default_run_dir(config))))
     folder = RunFolder(run_dir)
     if world.main:
-        folder.start(config, [s.fold for s in splits], backbone.reference, command)
+        folder.start(config, [s.fold for s in splits], backbone.reference, table.task, command)
         save_random_backbone(backbone, run_dir)
     for split in splits:
         directory = folder.fold_dir(split.fold)
-        if folder.results.get(folder.key(split.fold)) and (directory / ADAPTER_WEIGHTS).is_file():
+        if folder.done(split.fold):
             continue  # finished before an interruption
         reference = backbone.reference
         if reference == RANDOM_DIR:
             reference = os.path.relpath(run_dir / RANDOM_DIR, directory)
         job = FoldJob(config, table, split, backbone.pretrained, reference, directory, world, len(splits))
         train_fold(job, callback, lambda history, result=None, fold=split.fold: folder.record(fold, history, result))
-    metrics = {}
+    metrics = None
     if world.main:
         metrics = folder.finish()
         write_model_card(run_dir)

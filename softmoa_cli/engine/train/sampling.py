@@ -31,14 +31,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+
+from ..task import Task, task_of
 
 
 def label_counts(labels: np.ndarray, classes: int) -> np.ndarray:
     """Clips per class: ``labels`` ``[n]`` class ids or ``[n, classes]`` multi-hot -> ``[classes]`` int64."""
-    if labels.ndim == 2:
-        return np.asarray(labels, dtype=np.int64).sum(axis=0)
-    return np.bincount(np.asarray(labels, dtype=np.int64), minlength=classes)
+    return task_of(labels).counts(labels, classes)
 
 
 def sample_weights(labels: np.ndarray, classes: int) -> np.ndarray:
@@ -46,9 +45,8 @@ def sample_weights(labels: np.ndarray, classes: int) -> np.ndarray:
     among ``labels`` (single-label: 1 / its class's count)."""
     counts = label_counts(labels, classes).astype(np.float64)
     inverse = np.divide(1.0, counts, out=np.zeros_like(counts), where=counts > 0)
-    if labels.ndim == 2:
-        return np.asarray(labels, dtype=np.float64) @ inverse
-    return inverse[np.asarray(labels, dtype=np.int64)]
+    vectors = task_of(labels).vectors(torch.from_numpy(np.asarray(labels)), classes).double().numpy()  # [n, classes]
+    return vectors @ inverse
 
 
 def class_weights(labels: np.ndarray, classes: int) -> np.ndarray:
@@ -89,14 +87,15 @@ class Mixed:
     perm: torch.Tensor
 
 
-def mixup(x: torch.Tensor, y: torch.Tensor, classes: int, alpha: float, seed: int) -> Mixed:
-    """Mix the batch ``x [b, ...]`` with a permutation of itself, and its targets ``y`` (``[b]``
-    class ids or ``[b, classes]`` multi-hot) the same way, on their device; lambda ~ Beta(alpha,
+def mixup(x: torch.Tensor, y: torch.Tensor, classes: int, alpha: float, seed: int, task: Task) -> Mixed:
+    """Mix the batch ``x [b, ...]`` with a permutation of itself, and its targets ``y`` (as
+    ``task`` holds labels: ``[b]`` class ids or ``[b, classes]`` multi-hot) as label vectors the
+    same way, on their device; lambda ~ Beta(alpha,
     alpha) and the permutation drawn, in that order, from ``numpy.random.default_rng(seed)``
     (on the CPU: the same mixture on every device)."""
     rng = np.random.default_rng(seed)
     lam = float(rng.beta(alpha, alpha))
     perm = torch.from_numpy(rng.permutation(len(x))).to(x.device)
-    hot = y.float() if y.ndim == 2 else F.one_hot(y, classes).float()
+    hot = task.vectors(y, classes)  # [b, classes]: one-hot or multi-hot
     return Mixed(lam * x + (1 - lam) * x[perm], lam * hot + (1 - lam) * hot[perm], y if lam >= 0.5 else y[perm],
                  lam, perm)

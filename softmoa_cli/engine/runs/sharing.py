@@ -23,25 +23,25 @@ from ..fsutil import atomic_write_json, atomic_write_text
 from ..hub import is_hub_id, upload
 from ..petl.adapter_files import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 from .model_card import model_card
-from .backbone import RANDOM_DIR
-from .public import is_local_dataset, is_local_path, public_name, public_run
-from .rundir import CARD_FILE, CONFIG_FILE, LOG_FILE, METRICS_FILE, RUN_FILE, read_run, resolve_run
+from .folder import CARD_FILE, CONFIG_FILE, RANDOM_DIR, RUN_FILE, RunInfo
+from .public import is_local_dataset, is_local_path, public_info, public_name
+from .results import LOG_FILE, METRICS_FILE
+from .run import Run
 
 RUN_FILES = (CONFIG_FILE, RUN_FILE, METRICS_FILE, LOG_FILE)
 FOLD_FILES = (ADAPTER_WEIGHTS, ADAPTER_CONFIG)
 
 
-def shared_files(run_dir: str | Path) -> list[str]:
+def shared_files(run: Run) -> list[str]:
     """The files of a finished run that travel, relative to its folder (the card aside: it is
     written for the hub id)."""
-    run = read_run(run_dir)
-    if not run.get("finished"):
-        raise SoftmoaError(f"{run_dir}: training has not finished; continue it with "
-                           f"`softmoa finetune --resume {run_dir}`, then share it")
-    folder = resolve_run(run_dir)
-    folds = [f"fold-{fold}/" for fold in run.get("folds") or []] or [""]
+    if not run.info.finished:
+        raise SoftmoaError(f"{run.reference}: training has not finished; continue it with "
+                           f"`softmoa finetune --resume {run.reference}`, then share it")
+    folder = run.path
+    folds = [f"fold-{fold}/" for fold in run.info.folds] or [""]
     names = list(RUN_FILES) + [f"{fold}{name}" for fold in folds for name in FOLD_FILES]
-    if run["backbone"] == RANDOM_DIR:
+    if run.info.backbone == RANDOM_DIR:
         names += sorted(path.relative_to(folder).as_posix() for path in (folder / RANDOM_DIR).rglob("*")
                         if path.is_file())
     return [name for name in names if (folder / name).is_file()]
@@ -52,7 +52,7 @@ def _write_public(source: Path, target: Path) -> None:
     config and adapter configs; weights and logs as they are)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     if source.name == RUN_FILE:
-        atomic_write_json(target, public_run(json.loads(source.read_text())))
+        atomic_write_json(target, public_info(RunInfo.from_dict(json.loads(source.read_text()))).to_dict())
     elif source.name in (METRICS_FILE, ADAPTER_CONFIG):
         value = json.loads(source.read_text())
         if "dataset" in value:
@@ -82,17 +82,17 @@ def stage_run(run_dir: str | Path, out: Path, repo_id: str,
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise SoftmoaError(f"{out}: not an empty folder; give a new or empty folder to stage the run in")
-    folder, names = resolve_run(run_dir), shared_files(run_dir)
-    run = read_run(run_dir)
-    if is_local_path(run["backbone"]):
-        message(f"the backbone is a local folder ({run['backbone']}): it goes as {public_name(run['backbone'])!r}, "
-                f"and whoever loads {repo_id} needs a copy of it, as its model card says")
-    if is_local_dataset(run["dataset"]):
-        message(f"the data set is local ({run['dataset']}): it goes by its name, {public_name(run['dataset'])!r}; "
-                "evaluating the pushed run needs data.dataset given as the path of a copy")
+    run = Run.open(run_dir)
+    names, backbone, dataset = shared_files(run), run.info.backbone, run.info.dataset
+    if is_local_path(backbone):
+        message(f"the backbone is a local folder ({backbone}): it goes as {public_name(backbone)!r}, and whoever "
+                f"loads {repo_id} needs a copy of it, as its model card says")
+    if is_local_dataset(dataset):
+        message(f"the data set is local ({dataset}): it goes by its name, {Path(dataset).name!r}; evaluating the "
+                "pushed run needs `dataset` given as the path of a copy")
     card = model_card(run_dir, repo_id)
     for name in names:
-        _write_public(folder / name, out / name)
+        _write_public(run.path / name, out / name)
     atomic_write_text(out / CARD_FILE, card)
     return [CARD_FILE, *names]
 
@@ -103,5 +103,5 @@ def push_run(run_dir: str | Path, repo_id: str, private: bool = False,
     one commit of what ``stage_run`` writes. Returns the repo's URL and the files uploaded."""
     with tempfile.TemporaryDirectory(prefix="softmoa-push-") as staged:
         files = stage_run(run_dir, Path(staged), repo_id, message)
-        url = upload(Path(staged), repo_id, private, f"softmoa run {resolve_run(run_dir).name}")
+        url = upload(Path(staged), repo_id, private, f"softmoa run {Run.open(run_dir).name}")
     return url, files

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from .devices import resolve_device
+
 
 @dataclass(frozen=True)
 class World:
@@ -43,17 +45,6 @@ class World:
         if self.size > 1 and dist.is_initialized():
             dist.barrier()
             dist.destroy_process_group()
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        from ..errors import SoftmoaError
-
-        raise SoftmoaError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
-    return device
 
 
 def setup(device_name: str) -> World:

@@ -1,10 +1,10 @@
 """The embedded backbone: a small AST the tool pretrains itself, shipped in the package.
 
-``softmoa pretrain-embedded`` makes it: masked spectrogram modelling (``masked_pretraining.py``)
+``softmoa pretrain-embedded`` makes it: masked spectrogram modelling (``masked.py``)
 on two procedural sets, ``synth-speech`` (pseudo-words said by many synthetic voices) and
 ``synth-upstream`` (sound events), generated on first use. Its quality is recorded as the
 test accuracy of a linear probe on the pseudo-words (``probe.py``) beside the final masked
-loss. The package ships the result (``models/shipped.py``), checked against its record at
+loss. The package ships the result (``shipped.py``), checked against its record at
 every use, so offline runs never pretrain and never use a damaged file. A user pretrains a
 backbone on their own data with ``finetune --method full`` and then ``--checkpoint RUN_DIR``.
 """
@@ -17,15 +17,16 @@ from pathlib import Path
 
 import torch
 
+from ..task import SINGLE
 from ..config import DataConfig
 from ..data.cache import open_dataset
 from ..fsutil import atomic_write_json
 from ..models.ast import AST, ASTConfig
 from ..models.pretrained import OWN_CONFIG, OWN_WEIGHTS, Pretrained, own_backbone, save_model
-from ..models.shipped import RECORD, file_sha256
-from .masked_pretraining import Masking, MaskedRecipe, pretrain_masked
+from .shipped import RECORD, file_sha256
+from .masked import Masking, MaskedRecipe, pretrain_masked
 from .probe import linear_probe_accuracy
-from .progress import Callback
+from ..train.progress import Callback
 
 EMBEDDED_NAME = "synth-speech-ast-v2"
 RECIPE = {
@@ -61,7 +62,7 @@ def pretrain_embedded(out: Path, recipe: dict | None = None, callback: Callback 
              "masked_loss": history[-1]["loss"]}
     staging = out.with_name(f".{out.name}.staging")
     shutil.rmtree(staging, ignore_errors=True)
-    save_model(Pretrained(ast, [], False, EMBEDDED_NAME, extra), staging)
+    save_model(Pretrained(ast, [], SINGLE, EMBEDDED_NAME, extra), staging)
     record = {"name": EMBEDDED_NAME, "file": OWN_WEIGHTS, "sha256": file_sha256(staging / OWN_WEIGHTS),
               "command": command or "pretrain_embedded() from Python", "seed": masked["seed"],
               "upstream": recipe["upstream"], "upstream_test_accuracy": accuracy,

@@ -9,10 +9,12 @@ export) names them by their last part and marks the data set and backbone that s
 from __future__ import annotations
 
 import shlex
+from dataclasses import replace
 from pathlib import Path
 
 from ..data.registry import datasets
 from ..hub import is_hub_id
+from .folder import RunInfo
 
 
 def is_local_path(reference: str) -> bool:
@@ -43,12 +45,9 @@ def public_command(command: str | None) -> str | None:
     return shlex.join(public_name(word) if not word.startswith("-") else word for word in shlex.split(command))
 
 
-def public_run(run: dict) -> dict:
-    """``run.json`` as it travels: local data set and backbone by their names, marked local."""
-    public = dict(run, dataset=Path(run["dataset"]).name, backbone=public_name(run["backbone"]),
-                  command=public_command(run.get("command")))
-    if is_local_dataset(run["dataset"]):
-        public["dataset_local"] = True
-    if is_local_path(run["backbone"]):
-        public["backbone_local"] = True
-    return public
+def public_info(info: RunInfo) -> RunInfo:
+    """A run's description as it travels: its local data set and backbone by their names, marked
+    local, and the paths of its command reduced."""
+    return replace(info, dataset=Path(info.dataset).name, backbone=public_name(info.backbone),
+                   command=public_command(info.command), dataset_local=is_local_dataset(info.dataset),
+                   backbone_local=is_local_path(info.backbone))

@@ -18,12 +18,15 @@ from ..accounting import cost
 from ..fsutil import atomic_write_text
 from ..hub import is_hub_id
 from ..petl.adapter_files import ADAPTER_CONFIG, ADAPTER_WEIGHTS
-from ..models.shipped import EMBEDDED
-from .backbone import RANDOM_DIR
-from .public import public_run
-from .rundir import (CARD_FILE, CONFIG_FILE, LOG_FILE, METRICS_FILE, RUN_FILE, SUMMARY_METRICS, fold_directory,
-                     load_run, read_run, read_run_config, resolve_run)
+from ..embedded.shipped import EMBEDDED
+from .public import public_info
+from .folder import CARD_FILE, CONFIG_FILE, RANDOM_DIR, RUN_FILE
+from .results import LOG_FILE, METRICS_FILE
+from .run import BACKBONE_METHODS, Run
 
+FAMILY_TAGS = {"ast": "audio-spectrogram-transformer", "whisper": "whisper", "wav2vec2": "wav2vec2",
+               "hubert": "hubert", "wavlm": "wavlm"}
+FRONT_ENDS = {"fbank": "Kaldi log-mel fbank", "whisper": "Whisper's log-mel spectrogram", "waveform": "the waveform"}
 METHOD_TAGS = {"linear": "linear-probe", "full": "full-fine-tuning", "adapter": "adapter", "dense": "dense-moa",
                "soft": "soft-moa", "lora": "lora"}
 # metrics.json name -> (name on the card, the Hub's metric type, its averaging)
@@ -46,38 +49,36 @@ def model_card(run_dir: str | Path, repo_id: str | None = None) -> str:
 
 
 class _Card:
-    """What a card says, read from the run folder."""
+    """What a card says, read from the run folder (a card to publish: no path of this machine)."""
 
     def __init__(self, run_dir: str | Path, repo_id: str | None):
-        self.folder = resolve_run(run_dir)
+        run = Run.open(run_dir)
         self.ref = repo_id or str(run_dir)
-        self.name = repo_id.split("/")[-1] if repo_id else self.folder.name
-        self.run = public_run(read_run(run_dir)) if repo_id else read_run(run_dir)  # a card to publish: no paths
-        self.config = read_run_config(run_dir)
-        self.metrics = json.loads((self.folder / METRICS_FILE).read_text())
-        self.adapter = json.loads((fold_directory(run_dir) / ADAPTER_CONFIG).read_text())
-        self.model = load_run(run_dir)[0]
-        self.dataset = Path(self.run["dataset"]).name
-        self.multi = self.metrics["task"] == "multilabel"
-        self.summary_names = SUMMARY_METRICS[self.metrics["task"]]
-        self.tested = {key: fold["test"] for key, fold in self.metrics["folds"].items() if fold.get("test")}
+        self.name = repo_id.split("/")[-1] if repo_id else run.path.name
+        self.info = public_info(run.info) if repo_id else run.info
+        self.config = run.config
+        self.metrics = run.metrics
+        self.task = self.metrics.task
+        self.adapter = run.adapter()
+        self.model = run.model()
+        self.dataset = Path(self.info.dataset).name
+        self.tested = {key: record.result for key, record in self.metrics.folds.items() if record.result}
 
     # ---------------------------------------------------------------- front matter
 
     def front_matter(self) -> dict:
-        backbone = self.run["backbone"]
+        backbone = self.info.backbone
         matter = {"library_name": "softmoa", "pipeline_tag": "audio-classification",
-                  "tags": ["audio-classification", "audio", "audio-spectrogram-transformer", "peft",
-                           METHOD_TAGS.get(self.run["method"], self.run["method"])]
-                  + (["multi-label"] if self.multi else []),
+                  "tags": ["audio-classification", "audio", FAMILY_TAGS.get(self.model.family, self.model.family), "peft",
+                           METHOD_TAGS.get(self.info.method, self.info.method), *self.task.tags],
                   "datasets": [self.dataset]}
         if is_hub_id(backbone):
             matter["base_model"] = backbone
-        matter["metrics"] = sorted({METRICS[name][1] for name in self.summary_names})
-        summary, folds = self.metrics["summary"], len(self.tested)
+        matter["metrics"] = sorted({METRICS[name][1] for name in self.task.summary})
+        summary, folds = self.metrics.summary(), len(self.tested)
         split = "test" if folds == 1 else f"test folds ({folds}-fold cross-validation)"
         results = []
-        for name in self.summary_names:
+        for name in self.task.summary:
             shown, kind, average = METRICS[name]
             entry = {"type": kind, "value": round(summary[f"{name}_mean"], 4),
                      "name": f"test {shown}" + (f" (mean over {folds} folds)" if folds > 1 else "")}
@@ -100,24 +101,22 @@ class _Card:
         title = type(method).__doc__.strip().splitlines()[0].rstrip(".") if type(method).__doc__ else ""
         options = "; ".join(f"{key} {_option(value)}" for key, value in method.model_dump(mode="json").items()
                             if key != "name")
-        labels, features = self.adapter["labels"], self.adapter["features"]
+        labels, features = self.adapter.labels, self.adapter.features
         shown = ", ".join(labels[:12]) + (f" and {len(labels) - 12} more" if len(labels) > 12 else "")
-        kind = ("multi-label: a sigmoid score per label, each marked at or above its own threshold, tuned on the "
-                "validation clips and kept in `adapter.json`" if self.multi else "single-label, softmax")
         rows = [("data set", f"**{self.dataset}**"), ("method", f"`{method.name}`" + (f": {title}" if title else "")),
                 ("options", options or "none"), ("backbone", self._backbone()),
-                ("labels", f"{len(labels)} ({kind}): {shown}"),
-                ("input", f"log-mel fbank of 16 kHz audio, {features['num_mel_bins']} mel bins, windows of "
-                          f"{features['max_length']} frames of 10 ms; a longer clip scores as the mean over its "
-                          "windows")]
-        return (f"An audio classifier fine-tuned with softmoa {self.run.get('version', '')} on the data set "
+                ("labels", f"{len(labels)} ({self.task.described}): {shown}"),
+                ("input", f"{FRONT_ENDS.get(features.kind, features.kind)} of 16 kHz audio, windows of "
+                          f"{features.max_length} frames of 10 ms of a clip's first {features.max_seconds:g} s; a "
+                          "longer clip scores as the mean over its windows")]
+        return (f"An audio classifier fine-tuned with softmoa {self.info.version} on the data set "
                 f"{self.dataset} with the PETL method `{method.name}`.\n\n| | |\n|---|---|\n"
                 + "\n".join(f"| {what} | {value} |" for what, value in rows))
 
     def _backbone(self) -> str:
-        reference, c = self.run["backbone"], self.model.config
-        dims = f"AST, dim {c.dim}, depth {c.depth}, heads {c.heads}"
-        if self.run.get("backbone_local"):  # a published card: the folder by its name only
+        reference, c = self.info.backbone, self.model.config
+        dims = f"{type(self.model).__name__}, dim {c.dim}, depth {c.depth}, heads {c.heads}"
+        if self.info.backbone_local:  # a published card: the folder by its name only
             return (f"`{reference}` ({dims}), a local folder of the machine that trained it: whoever loads this run "
                     f"needs a copy of it named `{reference}` beside `{ADAPTER_CONFIG}`")
         if reference == RANDOM_DIR:
@@ -130,31 +129,29 @@ class _Card:
                 "needs that backbone at the same path")
 
     def _results(self) -> str:
-        names = self.summary_names
+        names = self.task.summary
         header = "| split | " + " | ".join(METRICS[name][0] for name in names) + " | clips | best epoch |"
         rows = [header, "|" + "---|" * (len(names) + 3)]
         for key, result in self.tested.items():
             split = "test" if key == "all" else f"fold {key} (test)"
-            rows.append(f"| {split} | " + " | ".join(_figure(result[name], name) for name in names)
-                        + f" | {result['clips']} | {result['best_epoch']} |")
-        summary, folds = self.metrics["summary"], len(self.tested)
+            rows.append(f"| {split} | " + " | ".join(_figure(result.scores[name], name) for name in names)
+                        + f" | {result.scores['clips']} | {result.best_epoch} |")
+        summary, folds = self.metrics.summary(), len(self.tested)
         if folds > 1:
             rows.append(f"| **mean ± std over {folds} folds** | " + " | ".join(
                 f"{_figure(summary[name + '_mean'], name)} ± {_figure(summary[name + '_std'], name)}"
                 for name in names) + " | | |")
         epochs = _plural(self.config.training.epochs, "epoch")
-        selected = "validation mAP" if self.multi else "validation accuracy"
         plan = ("its test split" if folds == 1 else
                 f"{folds}-fold cross-validation: each fold's model is tested on the fold it did not train on")
-        f1 = " F1 counts a label as predicted at or above its tuned threshold." if self.multi else ""
-        return (f"Scored on {plan}. Each model is the epoch of best {selected} (of {epochs}), tested once.{f1}\n\n"
-                + "\n".join(rows))
+        return (f"Scored on {plan}. Each model is the epoch of best validation {self.task.metric} (of {epochs}), "
+                "tested once.\n\n" + "\n".join(rows))
 
     def _cost(self) -> str:
         spent = cost(self.model)
         share = 100 * spent.trainable_params / spent.total_params
-        frames = self.adapter["features"]["max_length"]
-        size = next(iter(self.tested.values())).get("checkpoint_bytes")
+        frames = self.adapter.features.max_length
+        size = next(iter(self.tested.values())).adapter_bytes
         flops = f"{_si(spent.flops)} (backbone {_si(spent.backbone_flops)}, PETL modules {_si(spent.petl_flops)})"
         rows = ["| | |", "|---|---|",
                 f"| trainable parameters | {spent.trainable_params:,} of {spent.total_params:,} ({share:.2f}%) |",
@@ -166,11 +163,11 @@ class _Card:
 
     def _training(self) -> str:
         t = self.config.training
-        command = self.run.get("command")
+        command = self.info.command
         how = (f"Trained by this command:\n\n```bash\n{command}\n```" if command else
                "The command that trained it was not recorded: it was trained from Python "
                "(`softmoa_cli.engine.train.finetune`) or by `softmoa ablate`.")
-        return (f"{how}\n\n{self._schedule()} Peak learning rate {t.learning_rate(self.run['method']):g}, "
+        return (f"{how}\n\n{self._schedule()} Peak learning rate {t.learning_rate(self.info.method):g}, "
                 f"seed {t.seed}. `{CONFIG_FILE}` holds the whole effective config: `softmoa finetune --preset "
                 f"{CONFIG_FILE}` trains the same run again (with the data set where it names it).")
 
@@ -178,12 +175,12 @@ class _Card:
         """What training did, from the fold results: epochs trained of those planned (and why it
         stopped sooner), optimiser steps, the effective batch."""
         t, results = self.config.training, list(self.tested.values())
-        trained = [r.get("epochs_trained", t.epochs) for r in results]
-        steps = [r.get("optimizer_steps") for r in results]
+        trained = [r.epochs_trained or t.epochs for r in results]
+        steps = [r.optimizer_steps for r in results]
         planned = (f"max_steps {t.max_steps}" if t.max_steps else _plural(t.epochs, "epoch") + " planned")
         epochs = f"{_plural(trained[0], 'epoch')}" if len(set(trained)) == 1 else (
             "epochs per fold: " + ", ".join(map(str, trained)))
-        stops = sum(bool(r.get("stopped_early")) for r in results)
+        stops = sum(r.stopped_early for r in results)
         early = "" if not stops else (
             f"; early stopping (patience {t.patience}) ended " + ("it" if len(results) == 1 else
                                                                  f"{stops} of {len(results)} folds") + " sooner")
@@ -199,31 +196,29 @@ class _Card:
         lines = ["# the top labels of audio files", f"softmoa predict clip.wav --run {ref}",
                  "# one embedding per file", f"softmoa embed clips/ --run {ref} --out clips.npz",
                  f"# the test metrics again (needs the data set {self.dataset})",
-                 f"softmoa evaluate {ref}" + (f" --dataset PATH/TO/{self.dataset}" if self.run.get("dataset_local")
-                                              else "")]
-        if self.run["method"] in ("soft", "dense"):
+                 f"softmoa evaluate {ref}" + (f" --dataset PATH/TO/{self.dataset}" if self.info.dataset_local else "")]
+        if self.info.method in ("soft", "dense"):
             lines += ["# what each expert contributes", f"softmoa analyze {ref}"]
-        if self.run["method"] in ("full", "linear"):
+        if self.info.method in BACKBONE_METHODS:
             lines += ["# as the backbone of another run", f"softmoa finetune --dataset DATA --checkpoint {ref}"]
         where = (f"A hub id loads through the Hugging Face cache: downloaded once, then offline too "
                  "(`HF_HUB_OFFLINE=1`).\n\n" if is_hub_id(ref) and not Path(ref).exists() else "")
         return (f"{where}With softmoa installed:\n\n```bash\n" + "\n".join(lines) + "\n```\n\nFrom Python:\n\n"
-                f"```python\nfrom softmoa_cli.engine.predict import predictor_for\nfrom softmoa_cli.engine.train "
-                f"import load_run\n\npredictor, _ = predictor_for(run=\"{ref}\")\n"
-                f"print(predictor.predict_file(\"clip.wav\", top_k=3))  # [(label, score), ...]\n"
-                f"model, labels, features = load_run(\"{ref}\")  # the torch model (eval mode), labels, "
-                f"feature settings\n```")
+                f"```python\nfrom softmoa_cli.engine.predict import Predictor\nfrom softmoa_cli.engine.runs.run "
+                f"import Run\n\nrun = Run.open(\"{ref}\")\npredictor = Predictor(run.classifier())  # its model, labels, "
+                f"task and features\nprint(predictor.predict(\"clip.wav\", top_k=3).predictions)  # [(label, score), "
+                f"...]\nmodel = run.model()  # the torch model (eval mode)\n```")
 
     def _files(self) -> str:
-        folds = self.run.get("folds") or []
+        folds = self.info.folds
         where = "in each `fold-K/` folder" if folds else "here"
         files = [f"- `{ADAPTER_WEIGHTS}` and `{ADAPTER_CONFIG}` {where}: the trained tensors "
-                 + ("(the whole model: a full fine-tune)" if self.run["method"] == "full" else "only")
+                 + ("(the whole model: a full fine-tune)" if self.info.method == "full" else "only")
                  + " and how to rebuild the model around them (backbone, method, labels, features)",
                  f"- `{CONFIG_FILE}`: the effective config; `{RUN_FILE}`: the run's description",
                  f"- `{METRICS_FILE}` and `{LOG_FILE}`: every epoch's training and validation figures, each "
                  "test result"]
-        if self.run["backbone"] == RANDOM_DIR and not self.run.get("backbone_local"):
+        if self.info.backbone == RANDOM_DIR and not self.info.backbone_local:
             files.append(f"- `{RANDOM_DIR}/`: the randomly initialised backbone")
         return "\n".join(files)
 

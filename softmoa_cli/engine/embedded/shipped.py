@@ -1,6 +1,6 @@
 """The embedded backbone the package ships: a softmoa model folder, ``embedded/``, beside this
 module, with ``record.json`` (the weights' SHA-256, the command that made them, the seed, the
-recipe and the upstream accuracy; ``train/embedded_backbone.py`` writes it). Runs refer to it
+recipe and the upstream accuracy; ``pretrain.py`` writes it). Runs refer to it
 by the name ``embedded``, so a run trained on it loads on any installation."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ import json
 from pathlib import Path
 
 from ..errors import SoftmoaError
-from .pretrained import OWN_WEIGHTS
+from ..models.pretrained import OWN_WEIGHTS
 
 EMBEDDED = "embedded"  # the reference runs store
-SHIPPED = Path(__file__).with_name("embedded")
+SHIPPED = Path(__file__).with_name("backbone")
 RECORD = "record.json"
 
 

@@ -26,9 +26,9 @@ from torch import nn
 
 from ..data.table import FeatureTable
 from ..models.ast import AST
-from .optim import make_scheduler
-from .progress import Callback
-from .resume_state import load_state, save_state
+from ..train.optim import make_scheduler
+from ..train.progress import Callback
+from ..train.resume_state import load_state, save_state
 
 
 @dataclass(frozen=True)
