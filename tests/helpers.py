@@ -134,7 +134,7 @@ def toy_config(method: str = "soft", data: dict | None = None, **training):
     options = {"experts": 3} if method in ("soft", "dense") else {}
     return build_config({"data": {"dataset": "toy", **(data or {})}, "model": {"checkpoint": "random", "random": TINY},
                          "method": {"name": method, **options},
-                         "training": {"epochs": 2, "batch_size": 16, "checkpoint_every": 4, "seed": 3} | training})
+                         "training": {"epochs": 2, "batch_size": 16, "resume_every": 4, "seed": 3} | training})
 
 
 class Kill(Exception):

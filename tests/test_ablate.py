@@ -23,7 +23,7 @@ from softmoa_cli.engine.train import finetune
 from softmoa_cli.engine.scoring.metrics import mean_std
 
 PRESET = {"data": {"dataset": "toy"}, "model": {"checkpoint": "random", "random": TINY | {"depth": 1}},
-          "training": {"epochs": 1, "batch_size": 16, "checkpoint_every": 4, "seed": 3, "threads": 1}}
+          "training": {"epochs": 1, "batch_size": 16, "resume_every": 4, "seed": 3, "threads": 1}}
 
 
 def test_killed_study_resumes_and_writes_consistent_results(tmp_path):

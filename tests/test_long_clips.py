@@ -79,7 +79,7 @@ def test_crops_are_seeded_and_differ_between_epochs(long_cache):
 def test_training_reads_random_crops_and_resumes_exactly(long_cache, tmp_path, monkeypatch):
     root, _, cache = long_cache
     config = toy_config("linear", data={"dataset": str(root), "max_length": L}, batch_size=1, epochs=2,
-                        checkpoint_every=2)
+                        resume_every=2)
     drawn = []
     crop_starts = type(cache).crop_starts
 

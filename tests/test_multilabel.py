@@ -117,7 +117,7 @@ def test_evaluate_and_predict_agree_with_the_run(tmp_path, mixtures):
 
 def test_resume_after_a_kill_reproduces_a_multilabel_run(tmp_path, mixtures):
     manifest, table = mixtures
-    config = mixture_config(manifest, epochs=2, checkpoint_every=2)  # 6 steps an epoch
+    config = mixture_config(manifest, epochs=2, resume_every=2)  # 6 steps an epoch
     _, straight = finetune(config, tmp_path / "straight", table=table)
     with pytest.raises(Kill):
         finetune(config, tmp_path / "killed", callback=KillAt(9), table=table)  # epoch 2, after its step 2 checkpoint

@@ -29,7 +29,7 @@ def toy_runs(tmp_path_factory):
     deep = base / "a-folder-with-a-rather-long-name" / "and-another-one-below-it" / "runs"
     preset = base / "tiny.yaml"
     preset.write_text(f"model: {{checkpoint: random, random: {TINY | {'depth': 1}}}}\n"
-                      "training: {epochs: 2, batch_size: 16, checkpoint_every: 4, seed: 3, threads: 1}\n")
+                      "training: {epochs: 2, batch_size: 16, resume_every: 4, seed: 3, threads: 1}\n")
     results = {}
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("COLUMNS", "80")

@@ -19,7 +19,7 @@ from softmoa_cli.engine.petl.adapter_files import ADAPTER_WEIGHTS
 
 def test_kfold_resume_skips_finished_folds_and_matches_an_uninterrupted_run(tmp_path):
     table = toy_table(n=96, folds=3)  # 32 training clips per fold: 2 steps per epoch at batch 16
-    config = toy_config("soft", epochs=2, checkpoint_every=1)
+    config = toy_config("soft", epochs=2, resume_every=1)
     _, straight = finetune(config, tmp_path / "straight", table=table)
 
     killer = KillAt(4 + 3)  # fold 2, epoch 2, step 1: after fold 2's first epoch was saved

@@ -145,7 +145,8 @@ class TrainingConfig(Section):
                         "folder) and/or mlflow (MLFLOW_TRACKING_URI, default ./mlruns); optional extras")
     activation_checkpointing: bool = Field(False, description="recompute each transformer block's activations in the "
                                                               "backward: far less memory, about one more forward")
-    checkpoint_every: int = Field(50, ge=1, description="steps between resume checkpoints (also every epoch end)")
+    resume_every: int = Field(50, ge=1, description="optimiser steps between saves of the resume state (also at "
+                                                    "every epoch end)")
     threads: int | None = Field(None, ge=1, description="CPU threads for torch; unset: torch's default")
     # Unbalanced data (train/sampling.py). All off: training is exactly as without them.
     balanced_sampling: bool = Field(False, description="draw each epoch's clips with replacement, a clip's weight "
@@ -158,6 +159,14 @@ class TrainingConfig(Section):
     mixup: float = Field(0, ge=0, description="mixup: each step mixes the batch with a shuffled copy of itself, "
                                               "features and label vectors, by lambda ~ Beta(alpha, alpha); "
                                               "the alpha, 0: off")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_names(cls, values):
+        """Configs written before the rename (``checkpoint_every``) still read."""
+        if isinstance(values, dict) and "checkpoint_every" in values and "resume_every" not in values:
+            values = {("resume_every" if key == "checkpoint_every" else key): value for key, value in values.items()}
+        return values
 
     @field_validator("warmup")
     @classmethod

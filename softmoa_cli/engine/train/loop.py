@@ -11,7 +11,7 @@ An optimiser step takes ``batch_size x accumulate`` clips (the effective batch):
 (``data/loader.py``, by worker processes with ``training.workers``), moved to the device,
 mixed and masked there, then run through the model in ``accumulate`` micro-batches of
 ``batch_size`` whose gradients add up (under DDP synchronised once, at the last). The schedule,
-``max_steps`` and the checkpoints count optimiser steps. ``patience`` stops a fold after that
+``max_steps`` and the saves of the resume state count optimiser steps. ``patience`` stops a fold after that
 many epochs without a better validation score; the best epoch is tested as always.
 
 ``FoldTrainer.run``: for each epoch, ``train_step`` over the epoch's shuffled batches, then
@@ -240,7 +240,7 @@ class FoldTrainer:
 
     def train_epoch(self, epoch: int, session: Session, callback: Callback, tracker: Tracker) -> None:
         """The epoch's remaining optimiser steps, from the state's position, with progress and
-        resume checkpoints."""
+        saves of the resume state."""
         t, train = self.t, self.job.split.train
         order = epoch_order(len(train), t.seed, self.fold, epoch, self.sample_weights)
         steps = self._epoch_steps(epoch)
@@ -256,7 +256,7 @@ class FoldTrainer:
                     info = self._step_info(epoch, step, session)
                     callback.step(info)
                     tracker.scalars(info.scalars(), epoch * self.steps + step + 1)
-                if (step + 1) % t.checkpoint_every == 0 and step + 1 < steps:
+                if (step + 1) % t.resume_every == 0 and step + 1 < steps:
                     self.state.step = step + 1
                     self.save()
         finally:
