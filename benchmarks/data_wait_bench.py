@@ -91,8 +91,8 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as home:
-        fsdd, _ = prepare_cache("fsdd", data=FSDD, home=Path(home), jobs=2)
-        esc, _ = prepare_cache(esc50_shaped(Path(home) / "esc50-shaped"), max_length=512, home=Path(home), jobs=2)
+        fsdd, _ = prepare_cache("fsdd", data=FSDD, home=Path(home), workers=2)
+        esc, _ = prepare_cache(esc50_shaped(Path(home) / "esc50-shaped"), max_length=512, home=Path(home), workers=2)
         sets = [("fsdd (fsdd-cpu: 100 frames, batch 32)", fsdd, {"dataset": "fsdd", "max_length": 100}),
                 ("esc50-shaped (5 s, 512 frames, 50 classes, batch 32, SpecAugment)", esc,
                  {"dataset": "esc50-shaped", "max_length": 512, "spec_augment": {"freq_mask": 24, "time_mask": 80}})]

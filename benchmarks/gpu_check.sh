@@ -25,13 +25,13 @@ tests_status=0
 $py -m pytest -q -rs tests/test_cuda.py 2>&1 | tee "$out/test_cuda.log" || tests_status=$?
 
 .venv/bin/softmoa bench --device cuda --frames 400 --batch 8 --repeats 10 --warmup 3 \
-  --json "$out/bench-ast-base.json" 2>&1 | tee "$out/bench.log"
+  --out "$out/bench-ast-base.json" 2>&1 | tee "$out/bench.log"
 
 .venv/bin/softmoa bench --device cuda --methods soft --reference soft --frames 1024 --batch 4 --repeats 5 --warmup 2 \
-  --activation-checkpointing --json "$out/bench-checkpointing.json" 2>&1 | tee "$out/bench-checkpointing.log"
+  --activation-checkpointing --out "$out/bench-checkpointing.json" 2>&1 | tee "$out/bench-checkpointing.log"
 
 $py benchmarks/predict_bench.py --device cuda --files 400 --batch-size 32 --repeats 3 --skip-one-by-one \
-  --json "$out/predict-bench.json" 2>&1 | tee "$out/predict-bench.log"
+  --out "$out/predict-bench.json" 2>&1 | tee "$out/predict-bench.log"
 
 $py - "$out" <<'PY'
 import json, shutil, subprocess, sys

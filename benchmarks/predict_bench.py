@@ -72,7 +72,7 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-one-by-one", action="store_true")
-    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument("--out", type=Path, default=None, help="also write the results (JSON) here")
     args = parser.parse_args()
 
     torch.manual_seed(0)
@@ -126,8 +126,8 @@ def main() -> None:
     if "one_by_one" in best:
         result["ratio_one_by_one_to_forward"] = round(best["one_by_one"] / best["forward"], 4)
     print(json.dumps(result, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

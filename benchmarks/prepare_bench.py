@@ -1,7 +1,7 @@
 """Throughput of `prepare` and the cost of reading a training batch from the feature cache.
 
-    .venv/bin/python benchmarks/prepare_bench.py                     # FSDD + 600 one-second clips, --jobs 1 and 2
-    .venv/bin/python benchmarks/prepare_bench.py --clips 2000 --jobs 1 2 4
+    .venv/bin/python benchmarks/prepare_bench.py                     # FSDD + 600 one-second clips, --workers 1 and 2
+    .venv/bin/python benchmarks/prepare_bench.py --clips 2000 --workers 1 2 4
 
 Prepare: wall time of ``prepare_cache`` from scratch (fresh cache, worker start-up included),
 as clips/s and times real-time (seconds of audio per second). Batch: median time to read 32
@@ -47,16 +47,16 @@ def audio_seconds(files: list[Path]) -> float:
     return sum(info.frames / info.samplerate for info in map(sf.info, map(str, files)))
 
 
-def time_prepare(name: str, source: Path, jobs: int, max_length: int, fsdd: bool) -> dict:
+def time_prepare(name: str, source: Path, workers: int, max_length: int, fsdd: bool) -> dict:
     with tempfile.TemporaryDirectory() as home:
         started = time.perf_counter()
         if fsdd:
-            cache, _ = prepare_cache("fsdd", data=source, home=Path(home), jobs=jobs)
+            cache, _ = prepare_cache("fsdd", data=source, home=Path(home), workers=workers)
         else:
-            cache, _ = prepare_cache(source, max_length=max_length, home=Path(home), jobs=jobs)
+            cache, _ = prepare_cache(source, max_length=max_length, home=Path(home), workers=workers)
         seconds = time.perf_counter() - started
     files = sorted(source.rglob("*.wav"))
-    return {"data": name, "jobs": jobs, "clips": len(cache), "seconds": seconds, "clips_per_s": len(cache) / seconds,
+    return {"data": name, "workers": workers, "clips": len(cache), "seconds": seconds, "clips_per_s": len(cache) / seconds,
             "realtime": audio_seconds(files) / seconds}
 
 
@@ -98,21 +98,21 @@ def time_forward(frames: int, batch: int = 32, repeats: int = 1) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=600, help="generated one-second clips")
-    parser.add_argument("--jobs", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--fsdd", type=Path, default=FSDD)
     parser.add_argument("--frames", type=int, nargs="+", default=[100, 500, 1024], help="batch read lengths")
     args = parser.parse_args()
 
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, torch "
           f"{torch.__version__}, load average before: {os.getloadavg()[0]:.1f}\n")
-    print("| data | jobs | clips | seconds | clips/s | x real-time |\n|---|---|---|---|---|---|")
+    print("| data | workers | clips | seconds | clips/s | x real-time |\n|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as folder:
         generated = one_second_clips(Path(folder) / "onesec", args.clips)
-        for jobs in args.jobs:
+        for workers in args.workers:
             for name, source, fsdd in (("FSDD (8 kHz, 0.14-2.3 s)", args.fsdd, True),
                                        ("1 s clips, 16 kHz", generated, False)):
-                r = time_prepare(name, source, jobs, 100, fsdd)
-                print(f"| {r['data']} | {r['jobs']} | {r['clips']} | {r['seconds']:.1f} | {r['clips_per_s']:.0f} | "
+                r = time_prepare(name, source, workers, 100, fsdd)
+                print(f"| {r['data']} | {r['workers']} | {r['clips']} | {r['seconds']:.1f} | {r['clips_per_s']:.0f} | "
                       f"{r['realtime']:.0f} |", flush=True)
     print(f"\nload average after prepare: {os.getloadavg()[0]:.1f}\n")
     print("| frames | batch read (32 clips) | AST-base forward (32 clips) | read / forward |\n|---|---|---|---|")

@@ -115,7 +115,8 @@ def test_the_engine_never_imports_the_cli_layer():
 def test_configs_and_tasks_load_without_torch():
     """Flags, presets and task names validate in milliseconds: the modules a CLI command reads
     before it trains import no torch."""
-    code = ("import sys; import softmoa_cli.engine.config, softmoa_cli.engine.task, softmoa_cli.engine.petl.methods; "
+    code = ("import sys; import softmoa_cli.engine.config, softmoa_cli.engine.task, softmoa_cli.engine.petl.methods, "
+            "softmoa_cli.engine.train.planning, softmoa_cli.engine.runs.folder, softmoa_cli.engine.runs.results; "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"

@@ -150,7 +150,7 @@ def test_long_clips_keep_every_window_and_short_ones_one(tmp_path):
 def test_batch_reads_and_specaugment(tmp_path):
     """What training reads: a batch in any index order, and SpecAugment repeatable per generator."""
     root = class_folders(tmp_path / "mine", per_class=8)
-    cache = open_cache(root, max_length=40, home=tmp_path / "home", jobs=1, message=lambda m: None)
+    cache = open_cache(root, max_length=40, home=tmp_path / "home", workers=1, message=lambda m: None)
     assert cache is not None and resolve(root).name == cache.name
     train = np.flatnonzero(cache.split == "train")
     chosen = train[[4, 0, 3]]  # unsorted: the read sorts and puts rows back in this order

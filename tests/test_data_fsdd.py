@@ -17,14 +17,14 @@ from softmoa_cli.engine.data.features import FeatureConfig, features
 
 @pytest.fixture(scope="module")
 def fsdd_home(tmp_path_factory, fsdd_recordings):
-    """FSDD copied to a temporary folder, installed with `download --from` and prepared with --jobs 2."""
+    """FSDD copied to a temporary folder, installed with `download --from` and prepared with --workers 2."""
     tmp = tmp_path_factory.mktemp("fsdd")
     shutil.copytree(fsdd_recordings, tmp / "copy" / "recordings")
     home = tmp / "home"
     runner = CliRunner()
     installed = runner.invoke(build_app(), ["download", "fsdd", "--from", str(tmp / "copy"), "--home", str(home)])
     assert installed.exit_code == 0 and "installed 3,000 clips" in installed.stdout, installed.output
-    prepared = runner.invoke(build_app(), ["prepare", "fsdd", "--home", str(home), "--jobs", "2"])
+    prepared = runner.invoke(build_app(), ["prepare", "fsdd", "--home", str(home), "--workers", "2"])
     assert prepared.exit_code == 0, prepared.output
     assert "fsdd: 3,000 clips cached, 0 bad" in prepared.stdout
     return home

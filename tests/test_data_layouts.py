@@ -31,7 +31,7 @@ def install_both_ways(tmp_path: Path, name: str, make, archive_name: str, top_in
         assert "installed" in result.stdout and (home / "data" / name).is_dir()
         again = run("download", name, "--from", origin, "--home", home)
         assert again.exit_code == 0 and "already there" in again.stdout
-        result = run("prepare", name, "--home", home, "--jobs", "1")
+        result = run("prepare", name, "--home", home, "--workers", "1")
         assert result.exit_code == 0, result.output
         caches.append(open_cache(name, home=home, prepare=False))
     a, b = caches

@@ -25,7 +25,7 @@ def progress(done, total):
     if done >= {after}:
         os.kill(os.getpid(), signal.SIGKILL)  # no cleanup, no finally: like a power cut of the process
 
-prepare_cache(Path(sys.argv[1]), max_length=100, home=Path(sys.argv[2]), jobs=1, chunk={chunk}, progress=progress)
+prepare_cache(Path(sys.argv[1]), max_length=100, home=Path(sys.argv[2]), workers=1, chunk={chunk}, progress=progress)
 """
 
 
@@ -39,7 +39,7 @@ def clips(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def reference(clips, tmp_path_factory):
-    cache, built = prepare_cache(clips, max_length=100, home=tmp_path_factory.mktemp("ref"), jobs=1, chunk=CHUNK)
+    cache, built = prepare_cache(clips, max_length=100, home=tmp_path_factory.mktemp("ref"), workers=1, chunk=CHUNK)
     assert built
     return cache
 
@@ -61,7 +61,7 @@ def test_killed_process_resumes_to_an_identical_cache(clips, reference, tmp_path
     assert not [p for p in partial.parent.iterdir() if not p.name.startswith(".")]  # nothing published
 
     seen = []
-    cache, built = prepare_cache(clips, max_length=100, home=home, jobs=1, chunk=CHUNK,
+    cache, built = prepare_cache(clips, max_length=100, home=home, workers=1, chunk=CHUNK,
                                  progress=lambda done, total: seen.append(done))
     assert built and seen[0] == 3 * CHUNK and seen[-1] == CLIPS  # started where it stopped
     assert not partial.exists()
@@ -75,8 +75,8 @@ def test_interrupted_parallel_prepare_resumes(clips, reference, tmp_path):
 
     home = tmp_path / "home"
     with pytest.raises(KeyboardInterrupt):
-        prepare_cache(clips, max_length=100, home=home, jobs=2, chunk=CHUNK, progress=stop)
-    cache, built = prepare_cache(clips, max_length=100, home=home, jobs=2, chunk=CHUNK)
+        prepare_cache(clips, max_length=100, home=home, workers=2, chunk=CHUNK, progress=stop)
+    cache, built = prepare_cache(clips, max_length=100, home=home, workers=2, chunk=CHUNK)
     assert built and len(cache) == CLIPS and np.bincount(cache.labels).tolist() == [CLIPS // 4] * 4
     same_cache(cache, reference)
 
@@ -91,7 +91,7 @@ def test_interrupted_publish_resumes(tmp_path, monkeypatch):
     for k in range(12):
         write_wav(root / f"c{k % 2}" / f"{k}.wav", seed=k)
     (root / "c0" / "broken.wav").write_bytes(b"not audio at all")
-    reference, _ = prepare_cache(root, max_length=20, home=tmp_path / "ref", jobs=1)
+    reference, _ = prepare_cache(root, max_length=20, home=tmp_path / "ref", workers=1)
     real = os.replace
 
     def crash_on_rename(source, target):
@@ -101,8 +101,8 @@ def test_interrupted_publish_resumes(tmp_path, monkeypatch):
 
     monkeypatch.setattr(module.os, "replace", crash_on_rename)
     with pytest.raises(KeyboardInterrupt):
-        prepare_cache(root, max_length=20, home=tmp_path / "home", jobs=1)
+        prepare_cache(root, max_length=20, home=tmp_path / "home", workers=1)
     monkeypatch.setattr(module.os, "replace", real)
-    cache, built = prepare_cache(root, max_length=20, home=tmp_path / "home", jobs=1)
+    cache, built = prepare_cache(root, max_length=20, home=tmp_path / "home", workers=1)
     assert built and len(cache) == 12 and [p for p, _ in cache.bad] == ["c0/broken.wav"]
     same_cache(cache, reference)

@@ -1,5 +1,5 @@
 """The offline default: `softmoa finetune` alone builds the embedded data, trains Soft-MoA and
-a single adapter on the shipped embedded backbone, and the run predicts on any WAV file."""
+a single adapter on the embedded backbone, and the run predicts on any WAV file."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def small_default(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_default_finetune_trains_both_methods_well_above_chance_on_the_shipped_backbone(small_default, fsdd_clips):
+def test_default_finetune_trains_both_methods_well_above_chance_on_the_embedded_backbone(small_default, fsdd_clips):
     tmp_path = small_default
     app = build_app()
     first = CliRunner().invoke(app, ["finetune", "--out", str(tmp_path / "runs")])

@@ -1,4 +1,4 @@
-"""The shipped embedded backbone matches its record; `pretrain-embedded` makes one of the same
+"""The embedded backbone matches its record; `pretrain-embedded` makes one of the same
 kind at reduced size; the pseudo-words it learns from are distinct and reproducible."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from softmoa_cli.cli.app import build_app
 from softmoa_cli.engine.data import synth, synth_sets, synth_speech
 from softmoa_cli.engine.errors import SoftmoaError
-from softmoa_cli.engine.embedded import shipped
+from softmoa_cli.engine.embedded import record as embedded_record
 from softmoa_cli.engine.models.pretrained import OWN_WEIGHTS, load_pretrained
 from softmoa_cli.engine.models.ast import AST
 from softmoa_cli.engine.embedded import pretrain as embedded
@@ -24,30 +24,30 @@ from softmoa_cli.engine.embedded.masked import (Masking, MaskedRecipe, draw_hidd
                                                           pretrain_masked)
 
 
-def test_shipped_backbone_matches_its_record_and_recipe():
-    record = shipped.read_record()  # checks the SHA-256 of the weights
-    assert record["sha256"] == shipped.file_sha256(shipped.SHIPPED / OWN_WEIGHTS)
+def test_the_embedded_backbone_matches_its_record_and_recipe():
+    record = embedded_record.read_record()  # checks the SHA-256 of the weights
+    assert record["sha256"] == embedded_record.file_sha256(embedded_record.FOLDER / OWN_WEIGHTS)
     assert record["command"] == "softmoa pretrain-embedded --out=softmoa_cli/engine/models/embedded --threads=1"
     assert record["recipe"] == embedded.RECIPE and record["seed"] == 0
     assert record["upstream"] == ["synth-speech", "synth-upstream"]
     assert record["upstream_classes"] == synth_speech.WORDS
     # Predicting every hidden patch's mean (0 after normalisation) scores 1.0; chance of the probe: 1/48.
     assert record["masked_loss"] < 0.9 and record["upstream_test_accuracy"] >= 0.2, record
-    model = load_pretrained(shipped.SHIPPED).model
+    model = load_pretrained(embedded_record.FOLDER).model
     dims = embedded.RECIPE["ast"]
     assert (model.config.dim, model.config.depth, model.config.fstride, model.config.tstride) == (
         dims["dim"], dims["depth"], dims["fstride"], dims["tstride"])
-    assert (shipped.SHIPPED / OWN_WEIGHTS).stat().st_size < 8 << 20  # a few MB
+    assert (embedded_record.FOLDER / OWN_WEIGHTS).stat().st_size < 8 << 20  # a few MB
 
 
 def test_damaged_weights_are_refused(tmp_path):
     copy = tmp_path / "embedded"
-    shutil.copytree(shipped.SHIPPED, copy)
+    shutil.copytree(embedded_record.FOLDER, copy)
     weights = bytearray((copy / OWN_WEIGHTS).read_bytes())
     weights[-1] ^= 1
     (copy / OWN_WEIGHTS).write_bytes(bytes(weights))
     with pytest.raises(SoftmoaError, match="do not match the SHA-256"):
-        shipped.embedded_backbone(copy)
+        embedded_record.embedded_backbone(copy)
 
 
 def test_pseudo_words_are_distinct_and_clips_reproducible():
@@ -64,7 +64,7 @@ def test_pseudo_words_are_distinct_and_clips_reproducible():
 
 @pytest.mark.slow
 def test_pretrain_embedded_makes_a_recorded_backbone_at_reduced_size(tmp_path, monkeypatch):
-    """The shipped recipe at reduced size: 12 words of 30 clips, 20 clips per sound event, a
+    """The recipe at reduced size: 12 words of 30 clips, 20 clips per sound event, a
     1-block AST of width 32, 4 epochs."""
     monkeypatch.setenv("SOFTMOA_HOME", str(tmp_path / "home"))
     monkeypatch.setattr(synth_sets, "PER_CLASS", synth_sets.PER_CLASS | {"speech": 30, "upstream": 20})
@@ -73,11 +73,11 @@ def test_pretrain_embedded_makes_a_recorded_backbone_at_reduced_size(tmp_path, m
     result = CliRunner().invoke(build_app(), ["pretrain-embedded", "--out", str(out), "--epochs", "4", "--dim", "32",
                                               "--depth", "1", "--threads", "2"])
     assert result.exit_code == 0, result.output
-    record = shipped.read_record(out)
+    record = embedded_record.read_record(out)
     assert record["command"] == f"softmoa pretrain-embedded --out={out} --epochs=4 --dim=32 --depth=1 --threads=2"
     assert record["upstream_classes"] == 12 and len(record["history"]) == 4
     # The masked loss falls every epoch, below the 1.0 of predicting each hidden patch's mean, as
-    # the shipped backbone's does (0.962 -> 0.875 over 8 epochs). Measured at this size: 1.193,
+    # the embedded backbone's does (0.962 -> 0.875 over 8 epochs). Measured at this size: 1.193,
     # 0.993, 0.956, 0.951. (The linear probe says nothing at this size: 48 test clips, 1-block
     # width 32, about chance trained or not.)
     losses = [epoch["loss"] for epoch in record["history"]]
@@ -86,7 +86,7 @@ def test_pretrain_embedded_makes_a_recorded_backbone_at_reduced_size(tmp_path, m
     assert f"sha256: {record['sha256']}" in result.stdout
     assert load_pretrained(out).model.config.dim == 32
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # no run or staging folder left
-    assert json.loads((out / shipped.RECORD).read_text()) == record
+    assert json.loads((out / embedded_record.RECORD).read_text()) == record
 
 
 def test_patch_targets_follow_the_order_of_the_patch_embedding():

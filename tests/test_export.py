@@ -163,13 +163,13 @@ def test_a_failed_check_leaves_nothing_behind(toy_runs, tmp_path, monkeypatch):
 def test_a_kfold_run_exports_the_fold_asked_for(tmp_path):
     run_dir, _ = finetune(toy_config("linear", epochs=1), tmp_path / "kfold", table=toy_table(n=96, folds=3))
     exported = export_run(run_dir, "standalone", tmp_path / "fold-2", fold=2)
-    assert exported.checkpoint == "fold-2"
+    assert exported.fold == "fold-2"
     x = 0.5 * torch.randn(3, 48, 32, generator=torch.Generator().manual_seed(1))
     with torch.inference_mode():
         ours = load_pretrained(exported.folder).model.eval()(x)
         assert torch.equal(ours, load_run(run_dir, 2)[0](x))
         assert not torch.equal(ours, load_run(run_dir, 1)[0](x))
-    assert export_run(run_dir, "standalone", tmp_path / "first").checkpoint == "fold-1"  # as predict takes
+    assert export_run(run_dir, "standalone", tmp_path / "first").fold == "fold-1"  # as predict takes
 
 
 def test_a_multilabel_run_exports_its_task_and_thresholds(fsdd_clips, tmp_path):

@@ -137,13 +137,6 @@ def test_resume_says_a_run_is_finished_or_missing(toy_run, tmp_path):
     assert missing.exit_code == 2 and "no-such-run: no such run folder" in missing.stderr, missing.output
 
 
-def test_the_run_file_names_match_the_run_folder():
-    from softmoa_cli.engine.runs import folder as rundir
-    from softmoa_cli.engine.train import jobs
-
-    assert (jobs.CONFIG_FILE, jobs.RUN_FILE) == (rundir.CONFIG_FILE, rundir.RUN_FILE)
-
-
 @pytest.mark.parametrize("args, message", [
     (["finetune", "--method", "sofy"], "did you mean 'soft'?"),
     (["finetune", "--preset", "no-such-preset"], "preset 'no-such-preset' not found"),

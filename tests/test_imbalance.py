@@ -22,7 +22,7 @@ from helpers import Kill, KillAt, _comparable, run, toy_config, toy_table
 
 from softmoa_cli.engine.task import MULTI, SINGLE
 from softmoa_cli.engine.data.features import FeatureConfig
-from softmoa_cli.engine.petl.adapter_files import ADAPTER_WEIGHTS
+from softmoa_cli.engine.runs.files import ADAPTER_WEIGHTS
 from softmoa_cli.engine.train import finetune
 from softmoa_cli.engine.data.splits import plan_splits
 from softmoa_cli.engine.data.table import FeatureTable

@@ -22,7 +22,7 @@ from softmoa_cli.engine.config import build_config, dump_config
 from softmoa_cli.engine.data.cache import open_dataset
 from softmoa_cli.engine.errors import SoftmoaError
 from softmoa_cli.engine.evaluate import evaluate_run
-from softmoa_cli.engine.petl.adapter_files import ADAPTER_WEIGHTS
+from softmoa_cli.engine.runs.files import ADAPTER_WEIGHTS
 from helpers import adapter_task
 from softmoa_cli.engine.predict import predictor_for
 from softmoa_cli.engine.train import finetune

@@ -23,7 +23,7 @@ def toy_runs(tmp_path_factory):
     Soft-MoA run of 8 experts on one split, a 3-fold linear run; each in a folder whose path is
     longer than the terminal; with the result of each finetune command."""
     from softmoa_cli.engine.data import cache
-    from softmoa_cli.engine.train import jobs
+    from softmoa_cli.engine.train import planning
 
     base = tmp_path_factory.mktemp("output")
     deep = base / "a-folder-with-a-rather-long-name" / "and-another-one-below-it" / "runs"
@@ -33,7 +33,7 @@ def toy_runs(tmp_path_factory):
     results = {}
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("COLUMNS", "80")
-        patch.setattr(jobs, "resolve", lambda name, seed=0: None)  # "toy" is no registered data set
+        patch.setattr(workers, "resolve", lambda name, seed=0: None)  # "toy" is no registered data set
         for name, folds, method in (("soft", 0, ["--method", "soft", "--experts", "8"]),
                                     ("kfold", 3, ["--method", "linear"])):
             patch.setattr(cache, "open_dataset", lambda data, message, folds=folds: toy_table(n=96, folds=folds))
@@ -145,7 +145,7 @@ def test_prepare_leaves_no_bar_or_blank_line(tmp_path):
     for label in ("dog_barking", "rain"):
         for k in range(3):
             write_wav(tmp_path / "sounds" / label / f"{label}-{k}.wav", seed=k)
-    result = run_ok("prepare", tmp_path / "sounds", "--jobs", 1, "--home", tmp_path / "home")
+    result = run_ok("prepare", tmp_path / "sounds", "--workers", 1, "--home", tmp_path / "home")
     assert all(line.strip() for line in result.output.splitlines()), result.output
     assert not any(mark in result.output for mark in BAR), result.output
     cached = result.stdout.splitlines()

@@ -1,5 +1,5 @@
 """A k-fold run resumed after a kill skips its finished folds; two DDP processes train on the
-shipped embedded backbone, nothing pretrained on first use."""
+embedded backbone, nothing pretrained on first use."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from helpers import Kill, KillAt, _comparable, toy_config, toy_table
 
 from softmoa_cli.engine.train import finetune
-from softmoa_cli.engine.petl.adapter_files import ADAPTER_WEIGHTS
+from softmoa_cli.engine.runs.files import ADAPTER_WEIGHTS
 
 
 def test_kfold_resume_skips_finished_folds_and_matches_an_uninterrupted_run(tmp_path):
@@ -71,7 +71,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_gloo_processes_train_on_the_shipped_embedded_backbone(tmp_path):
+def test_two_gloo_processes_train_on_the_embedded_backbone(tmp_path):
     script = tmp_path / "train.py"
     script.write_text(DDP_SCRIPT.format(tests=str(Path(__file__).parent)))
     base = os.environ | {"SOFTMOA_HOME": str(tmp_path / "home"), "MASTER_ADDR": "127.0.0.1",

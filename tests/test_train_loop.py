@@ -14,7 +14,8 @@ from softmoa_cli.engine.evaluate import evaluate_run
 from softmoa_cli.engine.train import finetune
 from softmoa_cli.engine.data.splits import plan_splits
 from helpers import load_run
-from softmoa_cli.engine.petl.adapter_files import ADAPTER_WEIGHTS, trainable_tensors
+from softmoa_cli.engine.petl.adapter_files import trainable_tensors
+from softmoa_cli.engine.runs.files import ADAPTER_WEIGHTS
 from softmoa_cli.engine.train.optim import decays, lr_factor, make_optimizer, make_scheduler
 
 @pytest.mark.parametrize("method", ["linear", "full", "adapter", "dense", "soft", "lora"])

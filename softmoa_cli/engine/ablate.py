@@ -292,7 +292,7 @@ def measure_point(config: RunConfig, run_dir: Path) -> dict:
 def summarize(results: list[PointResult]) -> list[dict]:
     """One row per value (in grid order): the score's mean and sample std over seeds
     (``accuracy_mean``/``accuracy_std``, or ``mAP_mean``/``mAP_std``), cost figures."""
-    from .scoring.metrics import mean_std
+    from .runs.results import mean_std
 
     metrics = {r.metric for r in results}
     if len(metrics) > 1:

@@ -49,7 +49,7 @@ def ablate(
       softmoa ablate methods -d fsdd --epochs 5 --set training.weight_decay=0
     """
     from ...engine.ablate import get_study, parse_values, run_study, study_config
-    from ...engine.train.jobs import base_preset, study_dir
+    from ...engine.train.planning import base_preset, study_dir
     from ..console import note
 
     chosen = get_study(study)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ..options import Device, Threads
+from ..options import Device, Json, Threads
 
 DEFAULT_SPECS = ("linear", "adapter:reduction_rate=64", "dense:experts=7,reduction_rate=128",
                  "soft:experts=7,slots=1,reduction_rate=128", "lora", "full")
@@ -43,14 +43,15 @@ def bench(
                                                        "NAME +checkpointing, in the same rounds) and give its step-time "
                                                        "and memory ratios to the method without it.")] = False,
     device: Device = "cpu",
-    json_file: Annotated[Path | None, typer.Option("--json", metavar="FILE", help="Write the full results (every "
-                                                   "sample) to this JSON file.", show_default=False)] = None,
+    as_json: Json = False,
+    out: Annotated[Path | None, typer.Option("--out", "-o", metavar="FILE", help="Also write the full results (every "
+                                             "sample) to this JSON file.", show_default=False)] = None,
 ) -> None:
     """Median training-step and forward times, peak memory, trainable parameters and FLOPs of
     each PETL method on random weights and data, the methods timed round-robin in one process.
 
     Examples:
-      softmoa bench --threads 2 --repeats 5 --json bench.json
+      softmoa bench --threads 2 --repeats 5 --out bench.json
       softmoa bench --methods adapter,lora:rank=8 --compare-transformers
       softmoa bench --methods soft --reference soft --activation-checkpointing
     """
@@ -68,15 +69,20 @@ def bench(
         task = bar.add_task("bench", total=repeats)
         result = run_bench(specs, settings, reference, transformers_ast if compare_transformers else None,
                            lambda done, total, text: bar.update(task, completed=done, description=text))
-    _table(result)
+    if as_json:
+        import json
+
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        _table(result)
     if result.engine_over_transformers is not None:
         note(f"engine forward / transformers ASTModel forward: {result.engine_over_transformers:.3f}")
     note(f"peak memory: {result.memory_measure}")
     for text in result.notes():
         note(text)
-    if json_file is not None:
-        atomic_write_json(json_file, result.to_dict())
-        note(f"wrote {json_file}")
+    if out is not None:
+        atomic_write_json(out, result.to_dict())
+        note(f"wrote {out}")
 
 
 def _table(result):

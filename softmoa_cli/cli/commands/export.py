@@ -50,7 +50,7 @@ def export(
         result = export_run(run_dir, export_format, out, fold)
     show_table([Column("file", "left", whole=True), Column("bytes")],
                [[name, f"{size:,}"] for name, size in result.files])
-    source = result.run if result.checkpoint == "." else result.run / result.checkpoint
+    source = result.run if result.fold == "." else result.run / result.fold
     merged = f" ({result.merged} LoRA pairs merged)" if result.merged else ""
     line(f"{result.method} model of {source}{merged} -> {result.folder}")
     line(f"checked against the run's model: largest |logit difference| {result.difference:.1e} "

@@ -13,7 +13,7 @@ from ..options import (DEFAULT_DATASET, TRAINING, Accumulate, ActivationCheckpoi
                        parse_fold, preset_file, with_settings)
 
 if TYPE_CHECKING:
-    from ...engine.train.jobs import Job
+    from ...engine.train.planning import PlannedRun
 
 Method = Annotated[str | None, typer.Option("--method", "-m", metavar="NAME", help="linear, full, adapter, dense, soft, "
                                             "lora or a plugin's method (default: the preset's, else soft); each "
@@ -61,7 +61,7 @@ def finetune(
       softmoa finetune -d fsdd --set training.weight_decay=0
       softmoa finetune --resume runs/fsdd-soft-20250101-120000
     """
-    from ...engine.train.jobs import Job, resume_config
+    from ...engine.train.planning import PlannedRun, resume_config
 
     overrides, flags = config_overrides(
         dataset=dataset, max_length=max_length, max_seconds=max_seconds, fold=parse_fold(fold), max_bad=max_bad,
@@ -72,42 +72,42 @@ def finetune(
     overrides, flags = with_settings(overrides, flags, set_)
     if resume is not None:
         given = [flags[key] for key in overrides] + (["--preset"] if preset else []) + (["--out"] if out else [])
-        jobs = [Job(resume_config(resume, given), resume)]
+        planned = [PlannedRun(resume_config(resume, given), resume)]
     else:
-        jobs = plan(dataset, preset, overrides, flags, out)
+        planned = plan(dataset, preset, overrides, flags, out)
     if print_config:
-        show_configs(jobs)
+        show_configs(planned)
     else:
         from ..command_line import typed_command
 
-        train(jobs, typed_command(ctx))
+        train(planned, typed_command(ctx))
 
 
-def plan(dataset: str | None, preset: str | None, overrides: dict, flags: dict, out: Path | None) -> list[Job]:
-    """The engine's jobs for a new run; no data set or preset chosen: the offline default job."""
-    from ...engine.train.jobs import plan_jobs
+def plan(dataset: str | None, preset: str | None, overrides: dict, flags: dict, out: Path | None) -> list[PlannedRun]:
+    """The runs a new command plans; no data set or preset chosen: the offline default's two."""
+    from ...engine.train.planning import plan_runs
     from ..console import note
 
-    default_job = dataset is None and preset is None
-    path, chosen = preset_file(DEFAULT_DATASET if default_job else preset, dataset)
-    jobs = plan_jobs(path, overrides, flags, out, default_job=default_job)  # valid, or one error line
-    if default_job:
+    default_run = dataset is None and preset is None
+    path, chosen = preset_file(DEFAULT_DATASET if default_run else preset, dataset)
+    planned = plan_runs(path, overrides, flags, out, default_run=default_run)  # valid, or one error line
+    if default_run:
         note(f"no --dataset: the offline default (preset {DEFAULT_DATASET}: embedded data and backbone)")
     elif chosen:
         note(chosen)
-    return jobs
+    return planned
 
 
-def train(jobs: list[Job], command: str) -> None:
-    """Train each job with live progress; show each result, and the comparison of several.
+def train(planned: list[PlannedRun], command: str) -> None:
+    """Train each planned run with live progress; show each result, and the comparison of several.
     ``command``: the command line, for each run's model card."""
-    from ...engine.train import finetune as train_job
-    from ...engine.train.jobs import is_main_process
+    from ...engine.train import finetune as train_run
+    from ...engine.train.planning import is_main_process
     from ..progress import training_progress
 
     main = is_main_process()
     with training_progress(main) as progress:
-        finished = [train_job(job.config, job.out, progress, command=command) for job in jobs]
+        finished = [train_run(run.config, run.out, progress, command=command) for run in planned]
     if main:
         for run_dir, metrics in finished:
             show_results(run_dir, metrics)
@@ -115,19 +115,19 @@ def train(jobs: list[Job], command: str) -> None:
             show_comparison(finished)
 
 
-def show_configs(jobs: list[Job]) -> None:
-    """Each job's effective config as YAML, with the defaults that follow from its backbone
+def show_configs(planned: list[PlannedRun]) -> None:
+    """Each planned run's effective config as YAML, with the defaults that follow from its backbone
     filled in (the data's, such as a derived max_length, are known once the data is read)."""
     from ...engine.config import dump_config
     from ...engine.petl.methods import with_backbone_defaults
     from ...engine.train.backbone import backbone_dim
     from ..console import note, out
 
-    for job in jobs:
-        method, said = with_backbone_defaults(job.config.method, backbone_dim(job.config.model))
+    for planned_run in planned:
+        method, said = with_backbone_defaults(planned_run.config.method, backbone_dim(planned_run.config.model))
         if said:
             note(said)
-        config = job.config.model_copy(update={"method": method})
+        config = planned_run.config.model_copy(update={"method": method})
         out.print(dump_config(config), end="", highlight=False, markup=False, soft_wrap=True)  # YAML unwrapped
 
 
@@ -159,7 +159,7 @@ def show_results(run_dir: Path, metrics) -> None:
 
 
 def show_comparison(finished: list[tuple[Path, object]]) -> None:
-    """The default job's summary: each method's test score (its task's), trainable parameters
+    """The offline default's summary: each method's test score (its task's), trainable parameters
     and time; the run folders as lines below (whole, to be copied)."""
     from ..console import Column, line, show_table
 

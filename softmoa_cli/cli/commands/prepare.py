@@ -17,7 +17,7 @@ def prepare(
     name: Annotated[str, typer.Argument(metavar="NAME", hidden=True, show_default=False)],
     max_length: MaxLength = None,
     max_seconds: MaxSeconds = None,
-    jobs: Annotated[int | None, typer.Option("--jobs", "-j", min=1, metavar="N", help="Worker processes (default: "
+    workers: Annotated[int | None, typer.Option("--workers", "-j", min=1, metavar="N", help="Processes computing features (default: "
                                              "the CPU cores, at most 8).", show_default=False)] = None,
     max_bad: Annotated[str, typer.Option(metavar="SHARE", help="Largest share of bad clips that still exits 0, as "
                                          "0.05 or 5%; remembered with the cache for finetune and evaluate.")] = "1%",
@@ -35,7 +35,7 @@ def prepare(
     and listed in the cache's bad.tsv.
 
     Examples:
-      softmoa prepare fsdd --jobs 2
+      softmoa prepare fsdd --workers 2
       softmoa prepare esc50 --max-length 500
       softmoa prepare ~/my_sounds                (one sub-folder per class)
       softmoa prepare ~/my_sounds/labels.csv --max-length 300
@@ -54,7 +54,7 @@ def prepare(
 
     started = time.perf_counter()
     with ClipProgress(name) as progress:
-        cache, built = prepare_cache(name, max_length=max_length, jobs=jobs or min(8, os.cpu_count() or 1), home=home,
+        cache, built = prepare_cache(name, max_length=max_length, workers=workers or min(8, os.cpu_count() or 1), home=home,
                                      data=data, seed=seed, progress=progress, message=note,
                                      **({} if max_seconds is None else {"max_seconds": max_seconds}))
     seconds = time.perf_counter() - started

@@ -194,7 +194,7 @@ def cache_key(root: Path, clips: Clips, config: FeatureConfig) -> str:
 # --- building ----------------------------------------------------------------------------
 
 
-def _build(root: Path, clips: Clips, config: FeatureConfig, partial: Path, jobs: int, chunk: int,
+def _build(root: Path, clips: Clips, config: FeatureConfig, partial: Path, workers: int, chunk: int,
            progress: Progress | None) -> tuple[dict[int, str], dict[int, int], dict[int, int]]:
     """Compute every clip's row in ``partial/features.f16``, resuming finished chunks; returns
     the bad clips ``{row: reason}``, the windows of the long clips ``{row: count}`` and their
@@ -232,12 +232,12 @@ def _build(root: Path, clips: Clips, config: FeatureConfig, partial: Path, jobs:
         if progress:
             progress(finished, shape[0])
 
-    if jobs <= 1:
+    if workers <= 1:
         with _one_torch_thread():
             for job in jobs_list:
                 record(job, _compute_chunk(job))
     else:
-        with ProcessPoolExecutor(jobs, mp_context=_context(), initializer=_single_thread) as pool:
+        with ProcessPoolExecutor(workers, mp_context=_context(), initializer=_single_thread) as pool:
             futures = {pool.submit(_compute_chunk, job): job for job in jobs_list}
             try:
                 for future in as_completed(futures):
@@ -337,14 +337,14 @@ def _root_of(spec: DatasetSpec, data: Path | None, home: Path | None) -> Path:
     return root
 
 
-def prepare_cache(name_or_path: str | Path, *, max_length: int | None = None, jobs: int = 1, home: Path | None = None,
+def prepare_cache(name_or_path: str | Path, *, max_length: int | None = None, workers: int = 1, home: Path | None = None,
                   data: Path | None = None, seed: int = 0, chunk: int = 64, progress: Progress | None = None,
                   message: Callable[[str], None] = lambda text: None,
                   max_seconds: float = MAX_SECONDS) -> tuple[FeatureTable, bool]:
     """Prepare (or find) the feature cache of a data set; returns ``(cache, built)``.
 
     ``name_or_path``: a registered data set or a user's folder / manifest. ``max_length``:
-    frames (default: the data set's). ``jobs``: worker processes. ``data``: a copy of the data
+    frames (default: the data set's). ``workers``: worker processes. ``data``: a copy of the data
     set elsewhere than ``$SOFTMOA_HOME/data/<name>``. ``seed``: the split of users' data without
     one. ``chunk``: clips per unit of work (and of resumption). ``progress(done, total)`` after
     each chunk. ``max_seconds``: each clip is kept up to its first ``max_seconds`` (another
@@ -370,7 +370,7 @@ def prepare_cache(name_or_path: str | Path, *, max_length: int | None = None, jo
             for line in length_advice(spec, root, clips, config, derived=not (max_length or spec.max_length)):
                 message(line)
             partial = folder / f".{key}.partial"
-            bad, counts, frames = _build(root, clips, config, partial, jobs, chunk, progress)
+            bad, counts, frames = _build(root, clips, config, partial, workers, chunk, progress)
             bad |= {int(row): "no labels: give it at least one label in the labels column, or remove it"
                     for row in np.flatnonzero(clips.task.unlabelled(clips.labels))}  # cannot be learned or scored
             _publish(spec.name, root, clips, config, key, partial, bad, counts, final, frames)
@@ -420,10 +420,10 @@ def find_cache(name: str, config: FeatureConfig, home: Path | None = None) -> Pa
 
 
 def open_cache(name_or_path: str | Path, max_length: int | None = None, prepare: bool = True,
-               message: Callable[[str], None] = print, *, home: Path | None = None, jobs: int | None = None,
+               message: Callable[[str], None] = print, *, home: Path | None = None, workers: int | None = None,
                seed: int = 0, max_bad: float | None = None, max_seconds: float = MAX_SECONDS) -> FeatureTable:
     """The feature cache of a data set for training; with ``prepare`` it is built first when
-    missing (``jobs`` processes, default up to 4), without it a missing cache is an error.
+    missing (``workers`` processes, default up to 4), without it a missing cache is an error.
 
     When the data set's audio is not installed, the newest cache with the same settings is
     used: training does not need the audio. ``max_bad``: the share of bad clips to accept
@@ -444,7 +444,7 @@ def open_cache(name_or_path: str | Path, max_length: int | None = None, prepare:
         if prepare:
             started = time.perf_counter()
             cache, built = prepare_cache(name_or_path, max_length=max_length, home=home, seed=seed,
-                                         jobs=jobs or min(4, os.cpu_count() or 1), message=message,
+                                         workers=workers or min(4, os.cpu_count() or 1), message=message,
                                          max_seconds=max_seconds)
             if built:
                 message(f"prepared {spec.name}: {len(cache)} clips in {time.perf_counter() - started:.0f} s "

@@ -395,14 +395,14 @@ def checkpoint_states(home: Path | None = None) -> list[CheckpointState]:
         cached = try_to_load_from_cache(repo, "config.json")
         found = str(copy) if copy.exists() else "Hugging Face cache" if isinstance(cached, str) else None
         states.append(CheckpointState(name, "AudioSet AST (AST-base, 527 labels)", repo, found))
-    from ..embedded.shipped import EMBEDDED, SHIPPED, read_record
+    from ..embedded.record import EMBEDDED, FOLDER, read_record
 
     try:
         read_record()
         found = "shipped in the package"
     except SoftmoaError:
         found = None
-    states.append(CheckpointState(EMBEDDED, "embedded AST (width 128, 4 blocks)", str(SHIPPED.name) + "/ in the "
+    states.append(CheckpointState(EMBEDDED, "embedded AST (width 128, 4 blocks)", str(FOLDER.name) + "/ in the "
                                   "package", found))
     return states
 

@@ -1,10 +1,10 @@
-"""The embedded backbone: a small AST the tool pretrains itself, shipped in the package.
+"""The embedded backbone: a small AST the tool pretrains itself; it ships in the package.
 
 ``softmoa pretrain-embedded`` makes it: masked spectrogram modelling (``masked.py``)
 on two procedural sets, ``synth-speech`` (pseudo-words said by many synthetic voices) and
 ``synth-upstream`` (sound events), generated on first use. Its quality is recorded as the
 test accuracy of a linear probe on the pseudo-words (``probe.py``) beside the final masked
-loss. The package ships the result (``shipped.py``), checked against its record at
+loss. The package ships the result (``record.py``), checked against its record at
 every use, so offline runs never pretrain and never use a damaged file. A user pretrains a
 backbone on their own data with ``finetune --method full`` and then ``--checkpoint RUN_DIR``.
 """
@@ -23,7 +23,7 @@ from ..data.cache import open_dataset
 from ..fsutil import atomic_write_json
 from ..models.ast import AST, ASTConfig
 from ..models.pretrained import OWN_CONFIG, OWN_WEIGHTS, Pretrained, own_backbone, save_model
-from .shipped import RECORD, file_sha256
+from .record import RECORD, file_sha256
 from .masked import Masking, MaskedRecipe, pretrain_masked
 from .probe import linear_probe_accuracy
 from ..train.progress import Callback

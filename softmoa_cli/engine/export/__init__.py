@@ -27,7 +27,7 @@ FORMATS = ("onnx", "standalone")
 class Exported:
     """A finished export: the ``folder`` and its ``files`` as ``(name, bytes)``, the largest
     |logit difference| against the run's torch model on the check's inputs and the most it was
-    allowed, and what was exported (run, checkpoint folder, method, LoRA pairs merged)."""
+    allowed, and what was exported (run, fold folder, method, LoRA pairs merged)."""
 
     folder: Path
     format: str
@@ -35,7 +35,7 @@ class Exported:
     difference: float
     tolerance: float
     run: Path
-    checkpoint: str
+    fold: str
     method: str
     merged: int
 
@@ -66,5 +66,5 @@ def export_run(run: str | Path, format: str, out: str | Path, fold: int | None =
         merged = merge_lora(model)
         difference = writer(source, model, folder)
         files = sorted((f.name, f.stat().st_size) for f in folder.iterdir())
-    return Exported(Path(out), format, files, difference, TOLERANCE, source.run, source.checkpoint,
+    return Exported(Path(out), format, files, difference, TOLERANCE, source.run, source.fold,
                     source.method.name, merged)

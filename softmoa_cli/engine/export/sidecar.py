@@ -43,7 +43,7 @@ def describe(source: RunModel, model_file: str, input_name: str, output_name: st
         "labels": list(source.classifier.labels),
         "task": {"kind": source.classifier.task.name, "scores": source.classifier.task.activation,
                  "thresholds": list(thresholds) if (thresholds := source.classifier.thresholds) is not None else None},
-        "source": {"run": public_name(str(source.run)), "checkpoint": source.checkpoint,
+        "source": {"run": public_name(str(source.run)), "fold": source.fold,
                    "method": source.method.model_dump(mode="json")},
         "check": {"max_abs_logit_difference": difference, "tolerance": tolerance, "batches": list(batches),
                   "against": "the run's torch model (LoRA unmerged), onnxruntime CPUExecutionProvider"},

@@ -14,13 +14,13 @@ from ..runs.run import Run
 @dataclass
 class RunModel:
     """A run's classifier as training left it (eval mode, CPU, LoRA not merged), its ``method``,
-    the ``run`` it came from and ``checkpoint``: the fold's folder relative to the run (``.`` or
+    the ``run`` it came from and ``fold``: the fold's folder relative to the run (``.`` or
     ``fold-K``)."""
 
     classifier: Classifier
     method: MethodConfig
     run: Path
-    checkpoint: str
+    fold: str
 
     @property
     def model(self):

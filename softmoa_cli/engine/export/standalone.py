@@ -26,7 +26,7 @@ def write_standalone(source: RunModel, model: AST, folder: Path) -> float:
     logits leave the run's by more than TOLERANCE. Returns the largest |logit difference|."""
     method = source.method.model_dump(mode="json") if petl_modules(model) else None
     extra = {"has_head": True, "features": asdict(source.features), "run": public_name(str(source.run)),
-             "checkpoint": source.checkpoint}
+             "fold": source.fold}
     if source.classifier.thresholds is not None:
         extra["thresholds"] = list(source.classifier.thresholds)
     save_model(Pretrained(model, source.classifier.labels, source.classifier.task, public_name(str(source.run)), extra,

@@ -26,8 +26,7 @@ from ..task import Task, task_named
 from .build import build_model
 from .methods import method_config
 
-ADAPTER_WEIGHTS = "adapter.safetensors"
-ADAPTER_CONFIG = "adapter.json"
+from ..runs.files import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 
 
 def trainable_tensors(model: nn.Module) -> dict[str, torch.Tensor]:

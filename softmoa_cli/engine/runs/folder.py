@@ -24,14 +24,10 @@ from ... import __version__
 from ..config import RunConfig, dump_config
 from ..errors import SoftmoaError
 from ..fsutil import atomic_write_json, atomic_write_text
-from ..petl.adapter_files import ADAPTER_WEIGHTS
 from ..task import Task
-from .results import METRICS_FILE, EpochRow, FoldRecord, FoldResult, RunMetrics, fold_key
+from .files import ADAPTER_WEIGHTS, CONFIG_FILE, RUN_FILE
+from .results import  EpochRow, FoldRecord, FoldResult, RunMetrics, fold_key
 
-RUN_FILE = "run.json"
-CONFIG_FILE = "config.yaml"
-CARD_FILE = "README.md"
-RANDOM_DIR = "backbone"  # a randomly initialised backbone, kept in its run's folder
 
 
 @dataclass(frozen=True)

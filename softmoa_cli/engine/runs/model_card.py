@@ -17,11 +17,9 @@ import yaml
 from ..accounting import cost
 from ..fsutil import atomic_write_text
 from ..hub import is_hub_id
-from ..petl.adapter_files import ADAPTER_CONFIG, ADAPTER_WEIGHTS
-from ..embedded.shipped import EMBEDDED
+from ..embedded.record import EMBEDDED
 from .public import public_info
-from .folder import CARD_FILE, CONFIG_FILE, RANDOM_DIR, RUN_FILE
-from .results import LOG_FILE, METRICS_FILE
+from .files import ADAPTER_CONFIG, ADAPTER_WEIGHTS, CARD_FILE, CONFIG_FILE, LOG_FILE, METRICS_FILE, RANDOM_DIR, RUN_FILE
 from .run import BACKBONE_METHODS, Run
 
 FAMILY_TAGS = {"ast": "audio-spectrogram-transformer", "whisper": "whisper", "wav2vec2": "wav2vec2",

@@ -21,11 +21,10 @@ import yaml
 from ..errors import SoftmoaError
 from ..fsutil import atomic_write_json, atomic_write_text
 from ..hub import is_hub_id, upload
-from ..petl.adapter_files import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 from .model_card import model_card
-from .folder import CARD_FILE, CONFIG_FILE, RANDOM_DIR, RUN_FILE, RunInfo
+from .files import ADAPTER_CONFIG, ADAPTER_WEIGHTS, CARD_FILE, CONFIG_FILE, LOG_FILE, METRICS_FILE, RANDOM_DIR, RUN_FILE
+from .folder import RunInfo
 from .public import is_local_dataset, is_local_path, public_info, public_name
-from .results import LOG_FILE, METRICS_FILE
 from .run import Run
 
 RUN_FILES = (CONFIG_FILE, RUN_FILE, METRICS_FILE, LOG_FILE)

@@ -4,7 +4,6 @@ thresholds, threshold tuning)."""
 
 from __future__ import annotations
 
-import math
 
 import torch
 
@@ -39,14 +38,6 @@ def macro_f1(confusion: torch.Tensor) -> float:
     """Mean F1 over the classes that occur in the targets."""
     rows = [row for row in per_class(confusion) if row["support"]]
     return sum(row["f1"] for row in rows) / len(rows) if rows else 0.0
-
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (0 for a single value)."""
-    mean = sum(values) / len(values)
-    if len(values) < 2:
-        return mean, 0.0
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
 # ---------------------------------------------------------------- multi-label: scores per class

@@ -7,7 +7,7 @@ Public API::
 
 (a run read back: ``engine.runs.run.Run.open(folder or hub id)``.)
 
-The names load on first use (they import torch), so that ``train.jobs`` checks a command's
+The names load on first use (they import torch), so that ``train.planning`` checks a command's
 flags and presets before torch is imported.
 """
 

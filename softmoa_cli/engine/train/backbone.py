@@ -18,10 +18,10 @@ from ..config import AST_BASE, ModelConfig
 from ..data.features import FeatureConfig
 from ..hub import cached_hub_id
 from ..models.ast import AST, ASTConfig
-from ..embedded.shipped import EMBEDDED, embedded_backbone
+from ..embedded.record import EMBEDDED, embedded_backbone
 from ..models.pretrained import AUDIOSET_HUB_ID, OWN_CONFIG, Pretrained, load_pretrained, own_backbone, save_model
-from ..runs.folder import RANDOM_DIR, RUN_FILE
-from ..runs.run import checkpoint_path, load_backbone
+from ..runs.files import RANDOM_DIR, RUN_FILE
+from ..runs.run import backbone_path, load_backbone
 
 AUDIOSET_DIM = 768  # width of the AudioSet AST
 
@@ -124,7 +124,7 @@ def backbone_dim(model: ModelConfig) -> int:
 def _checkpoint_dim(reference: str) -> int:
     """d from a softmoa model folder, a Hugging Face folder or cached hub id, or a run (folder or
     pushed run's hub id)."""
-    path = checkpoint_path(reference)
+    path = backbone_path(reference)
     if (path / RUN_FILE).is_file():  # a full fine-tune as backbone: follow its own backbone
         inner = json.loads((path / RUN_FILE).read_text())["backbone"]
         return _checkpoint_dim(str(path / inner) if (path / inner).exists() else inner)

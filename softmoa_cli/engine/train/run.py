@@ -16,7 +16,8 @@ from ..petl.methods import with_backbone_defaults
 from ..runs.folder import RunFolder, default_run_dir
 from ..runs.model_card import write_model_card
 from ..runs.results import RunMetrics
-from .backbone import RANDOM_DIR, resolve_backbone, save_random_backbone
+from ..runs.files import RANDOM_DIR
+from .backbone import resolve_backbone, save_random_backbone
 from .loop import FoldJob, train_fold
 from .progress import Callback
 

@@ -1,5 +1,4 @@
-"""The embedded backbone the package ships: a softmoa model folder, ``embedded/``, beside this
-module, with ``record.json`` (the weights' SHA-256, the command that made them, the seed, the
+"""The embedded backbone's files: a softmoa model folder, ``backbone/``, beside this module, with ``record.json`` (the weights' SHA-256, the command that made them, the seed, the
 recipe and the upstream accuracy; ``pretrain.py`` writes it). Runs refer to it
 by the name ``embedded``, so a run trained on it loads on any installation."""
 
@@ -13,7 +12,7 @@ from ..errors import SoftmoaError
 from ..models.pretrained import OWN_WEIGHTS
 
 EMBEDDED = "embedded"  # the reference runs store
-SHIPPED = Path(__file__).with_name("backbone")
+FOLDER = Path(__file__).with_name("backbone")
 RECORD = "record.json"
 
 
@@ -25,7 +24,7 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def read_record(folder: Path = SHIPPED) -> dict:
+def read_record(folder: Path = FOLDER) -> dict:
     """The record of the backbone in ``folder``, its weights checked against the recorded SHA-256."""
     record_file, weights = folder / RECORD, folder / OWN_WEIGHTS
     if not record_file.is_file() or not weights.is_file():
@@ -38,7 +37,7 @@ def read_record(folder: Path = SHIPPED) -> dict:
     return record
 
 
-def embedded_backbone(folder: Path = SHIPPED) -> Path:
+def embedded_backbone(folder: Path = FOLDER) -> Path:
     """The embedded backbone's folder, checked against its record."""
     read_record(folder)
     return folder

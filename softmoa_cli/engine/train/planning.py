@@ -16,22 +16,19 @@ from typing import Any, NamedTuple
 from ..config import ConfigError, RunConfig, build_config, read_config, read_preset
 from ..petl.methods import METHODS
 from ..data.registry import resolve
-
-# The run folder's files (rundir.py names them too; it imports torch, and the flags are checked
-# before torch loads).
-CONFIG_FILE = "config.yaml"
-RUN_FILE = "run.json"
+from ..runs.files import CONFIG_FILE, RUN_FILE
 
 
-class Job(NamedTuple):
+
+class PlannedRun(NamedTuple):
     """One fine-tuning run: its config and its folder (None: ``runs/<dataset>-<method>-<time>``)."""
 
     config: RunConfig
     out: Path | None
 
 
-def plan_jobs(preset: Path | None, overrides: dict[str, Any], flags: dict[str, str], out: Path | None,
-              default_job: bool = False) -> list[Job]:
+def plan_runs(preset: Path | None, overrides: dict[str, Any], flags: dict[str, str], out: Path | None,
+              default_run: bool = False) -> list[PlannedRun]:
     """The runs of one ``finetune``: ``preset`` (None: the schema's defaults) with ``overrides``
     (dotted keys; ``flags`` names the flag of each, for errors) into ``out``.
 
@@ -43,14 +40,14 @@ def plan_jobs(preset: Path | None, overrides: dict[str, Any], flags: dict[str, s
     raw, source = base_preset(preset)
     config = build_config(raw, overrides, source, flags)
     resolve(config.data.dataset)  # a mistyped data set fails here, before torch loads
-    if not default_job or "method.name" in overrides:
-        return [Job(config, out)]
+    if not default_run or "method.name" in overrides:
+        return [PlannedRun(config, out)]
     adapter_fields = METHODS.get("adapter").config.model_fields
     shared = {key: value for key, value in overrides.items()
               if not key.startswith("method.") or key.split(".", 1)[1] in adapter_fields}
     width = {"method.name": "adapter", "method.reduction_rate": config.method.reduction_rate}
     adapter = build_config(raw, shared | width, source, flags)
-    return [Job(adapter, out and out / "adapter"), Job(config, out and out / config.method.name)]
+    return [PlannedRun(adapter, out and out / "adapter"), PlannedRun(config, out and out / config.method.name)]
 
 
 def resume_config(run_dir: Path, given: list[str]) -> RunConfig:
