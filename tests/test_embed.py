@@ -1,4 +1,4 @@
-"""``softmoa embed`` (issue 13, item 4): embeddings equal the model's pooled features (the head's
+"""``softmoa embed``: embeddings equal the model's pooled features (the head's
 input, averaged over the windows of the window rule), the same audio gives the same row, per
 window with their times, an intermediate block, folders, bad files, and AST checkpoints."""
 

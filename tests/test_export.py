@@ -1,4 +1,4 @@
-"""softmoa export (issue 14, items 1 and 2): the ONNX graph of every method gives the run's
+"""softmoa export: the ONNX graph of every method gives the run's
 logits under onnxruntime on real FSDD features, with a dynamic batch; the standalone folder
 predicts as the run does without the run or its backbone; the README's onnxruntime snippet
 gives predict's scores; bad runs, formats and folders are one error line and exit code 2; a

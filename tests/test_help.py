@@ -1,4 +1,4 @@
-"""Help that helps and commands that behave alike (issue 11, items 3, 4 and 6): help without
+"""Help that helps and commands that behave alike: help without
 Python types, with a description for every option and defaults shown whole and docstrings
 unbroken at any width; ``--version``; "did you mean"; analyze like evaluate; ``--resume`` on a
 finished or missing run; flag and preset errors before torch loads; predict's tracebacks on

@@ -1,4 +1,4 @@
-"""Unbalanced data (issue 12, item 5): balanced sampling draws each class about equally, class
+"""Unbalanced data: balanced sampling draws each class about equally, class
 weights are inverse label frequencies normalised to mean 1 and weigh the loss as a hand
 computation says, mixup mixes clips and label vectors by the drawn lambda; for both tasks.
 With all three on a multi-label run learns and resumes exactly after a kill; with all three
@@ -278,6 +278,7 @@ if metrics:
 """
 
 
+@pytest.mark.slow  # starts torchrun
 def test_two_gloo_processes_sample_weigh_and_mix_like_one(tmp_path):
     script = tmp_path / "train.py"
     script.write_text(DDP_SCRIPT.format(tests=str(Path(__file__).parent)))

@@ -1,4 +1,4 @@
-"""Training on clips longer than max_length (issue 13, item 2): a seeded random max_length crop
+"""Training on clips longer than max_length: a seeded random max_length crop
 of each long clip per training step, rebuilt from the cache's stored windows; the cache keeps
 each clip up to --max-seconds; short clips train exactly as before."""
 

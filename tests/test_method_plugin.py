@@ -14,7 +14,8 @@ from torch import nn
 
 from helpers import run, run_ok, tiny_ast_config
 from softmoa_cli.engine.petl.build import build_model
-from softmoa_cli.engine.petl.layers import PETLModule, bottleneck_width, init_projections_
+from softmoa_cli.engine.petl.layers import PETLModule, init_projections_
+from softmoa_cli.engine.petl.widths import bottleneck_width
 from softmoa_cli.engine.petl.methods import (METHODS, AdapterSites, Method, MethodConfig, SoftConfig, adapter_sites,
                                              petl_modules, register_method)
 from softmoa_cli.engine.petl.sites import ParallelSite, SequentialSite

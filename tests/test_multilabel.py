@@ -179,6 +179,7 @@ if metrics:
 """
 
 
+@pytest.mark.slow  # starts torchrun
 def test_two_gloo_processes_train_a_multilabel_run_like_one(tmp_path, mixtures):
     manifest, _ = mixtures
     script, config = tmp_path / "train.py", tmp_path / "config.yaml"

@@ -1,4 +1,4 @@
-"""Multi-label runs through the CLI (issue 12, items 2-4): finetune prints validation mAP per
+"""Multi-label runs through the CLI: finetune prints validation mAP per
 epoch and a results table of mAP, micro/macro-F1 and d′; evaluate prints per-class AP and F1
 and writes no confusion matrix; predict marks the labels at or above their thresholds
 (``--threshold`` moves them; a single-label run refuses it); ``ablate`` on multi-label data

@@ -33,7 +33,7 @@ def toy_runs(tmp_path_factory):
     results = {}
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("COLUMNS", "80")
-        patch.setattr(workers, "resolve", lambda name, seed=0: None)  # "toy" is no registered data set
+        patch.setattr(planning, "resolve", lambda name, seed=0: None)  # "toy" is no registered data set
         for name, folds, method in (("soft", 0, ["--method", "soft", "--experts", "8"]),
                                     ("kfold", 3, ["--method", "linear"])):
             patch.setattr(cache, "open_dataset", lambda data, message, folds=folds: toy_table(n=96, folds=folds))

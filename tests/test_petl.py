@@ -190,7 +190,7 @@ def test_lora_update_is_scaled_low_rank():
     assert torch.allclose(delta(x), 2.0 * x @ delta.a.t() @ delta.b.t(), atol=1e-6)
 
 
-def test_build_model_from_config_and_flops_grow_with_petl():
+def test_a_built_soft_moa_counts_the_flops_of_its_formula():
     model = build_model(tiny_ast_config(), "soft", num_classes=3, experts=4, slots=2, reduction_rate=16)
     c = cost(model)
     assert model(torch.randn(1, 100, 128)).shape == (1, 3)

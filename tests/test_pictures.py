@@ -1,9 +1,8 @@
-"""Pictures a person reads at a glance (issue 11, item 5): the ablation plot, the confusion
+"""Pictures a person reads at a glance: the ablation plot, the confusion
 matrix and the expert heatmap, checked on the matplotlib figures the tool saves."""
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pytest

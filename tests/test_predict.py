@@ -6,7 +6,6 @@ import json
 import os
 
 import numpy as np
-import pytest
 import soundfile as sf
 import torch
 from typer.testing import CliRunner

@@ -3,7 +3,6 @@ files equal to one file at a time, and timelines that find known events in a lon
 
 from __future__ import annotations
 
-import io
 import json
 
 import numpy as np

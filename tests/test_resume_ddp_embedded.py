@@ -71,6 +71,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # starts torchrun
 def test_two_gloo_processes_train_on_the_embedded_backbone(tmp_path):
     script = tmp_path / "train.py"
     script.write_text(DDP_SCRIPT.format(tests=str(Path(__file__).parent)))

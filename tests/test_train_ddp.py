@@ -40,6 +40,7 @@ def _run(tmp_path: Path, name: str, processes: int) -> dict:
     return json.loads(out.read_text())
 
 
+@pytest.mark.slow  # starts torchrun
 def test_two_gloo_processes_match_one_process(tmp_path):
     single = _run(tmp_path, "single", 1)
     double = _run(tmp_path, "ddp", 2)

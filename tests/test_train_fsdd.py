@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from softmoa_cli.engine.classifier import Classifier, model_features
+from softmoa_cli.engine.classifier import Classifier
 from softmoa_cli.engine.task import SINGLE
 from softmoa_cli.config import load_config
 from softmoa_cli.engine.data.audio import load_mono_16k

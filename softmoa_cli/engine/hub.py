@@ -69,7 +69,7 @@ def upload(folder: Path, repo_id: str, private: bool, message: str) -> str:
         return str(url)
     except Exception as error:
         raise SoftmoaError(f"{repo_id}: cannot push to the Hugging Face hub ({_reason(error)}); log in with "
-                           "`hf auth login` (or set HF_TOKEN) on a machine online, or write the files with --dry-run "
+                           "`hf auth login` (or set HF_TOKEN) on a machine online, or write the files with `dry_run` "
                            "DIR and upload them yourself") from None
 
 

@@ -43,7 +43,7 @@ class Exported:
 def check_format(format: str) -> None:
     """A SoftmoaError unless ``format`` is one of FORMATS."""
     if format not in FORMATS:
-        raise SoftmoaError(f"--format: {unknown_name('export format', format, FORMATS)}")
+        raise SoftmoaError(f"`export_format`: {unknown_name('export format', format, FORMATS)}")
 
 
 def export_run(run: str | Path, format: str, out: str | Path, fold: int | None = None) -> Exported:

@@ -31,7 +31,7 @@ def write_onnx(source: RunModel, model: AST, folder: Path) -> float:
     except Exception as error:
         reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
         raise SoftmoaError(f"{source.run}: torch.onnx cannot export this {source.method.name} model ({reason}); "
-                           "try --format standalone, or SOFTMOA_DEBUG=1 for the traceback") from error
+                           "try `export_format` standalone, or SOFTMOA_DEBUG=1 for the traceback") from error
     difference = largest_difference(source.model, graph_runner(folder / MODEL_FILE), inputs)
     require_close(difference, "ONNX graph under onnxruntime", str(source.run))
     atomic_write_json(folder / SIDECAR, describe(source, MODEL_FILE, INPUT, OUTPUT, difference, TOLERANCE,
@@ -67,6 +67,6 @@ def _onnxruntime():
         import onnxruntime
         import onnxscript  # noqa: F401
     except ImportError as error:
-        raise SoftmoaError(f"--format onnx needs onnx, onnxscript and onnxruntime ({error.name} is missing): "
+        raise SoftmoaError(f"`export_format` onnx needs onnx, onnxscript and onnxruntime ({error.name} is missing): "
                            "pip install 'softmoa[export]'") from None
     return onnxruntime

@@ -18,7 +18,7 @@ def staged(out: Path) -> Iterator[Path]:
     """A new, empty folder beside ``out`` to write into; renamed to ``out`` when the block
     finishes, removed when it raises. ``out`` must not exist, or be an empty folder."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise SoftmoaError(f"{out}: already exists and is not an empty folder; choose another --out or remove it")
+        raise SoftmoaError(f"{out}: already exists and is not an empty folder; choose another `out` or remove it")
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".staging", dir=out.parent))
     try:

@@ -17,7 +17,7 @@ from ..models.pretrained import Pretrained, load_pretrained, save_model
 from ..petl.methods import apply_method, method_config, petl_modules
 from ..registry import Registry
 from ..runs.public import public_name
-from .check import TOLERANCE, check_inputs, largest_difference, require_close
+from .check import check_inputs, largest_difference, require_close
 from .source import RunModel
 
 

@@ -148,7 +148,7 @@ def _download_hub(repo_id: str) -> Path:
         reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
         raise CheckpointError(
             f"{repo_id}: cannot get this checkpoint from the Hugging Face hub or its cache ({reason}); "
-            "pass a local directory or file with --checkpoint, or run `softmoa download ast-audioset` "
+            "pass a local directory or file with `checkpoint`, or run `softmoa download ast-audioset` "
             "on a machine online") from None
 
 

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .widths import Init, bottleneck_width  # noqa: F401 (bottleneck_width: plugins' API)
+from .widths import Init
 
 class PETLModule(nn.Module):
     """Base of every trainable PETL module."""

@@ -25,7 +25,7 @@ from ..config import RunConfig, dump_config
 from ..errors import SoftmoaError
 from ..fsutil import atomic_write_json, atomic_write_text
 from ..task import Task
-from .files import ADAPTER_WEIGHTS, CONFIG_FILE, RUN_FILE
+from .files import ADAPTER_WEIGHTS, CONFIG_FILE, METRICS_FILE, RUN_FILE
 from .results import  EpochRow, FoldRecord, FoldResult, RunMetrics, fold_key
 
 
@@ -74,7 +74,7 @@ def runs_dir(root: str | Path | None = None) -> Path:
 def runs_dir_said(root: str | Path | None = None) -> str:
     """Where the runs folder is and why, for a message: ``/abs/runs (runs/ of the current folder)``."""
     why = ("given" if root else f"${RUNS_ENV}" if os.environ.get(RUNS_ENV) else "runs/ of the current folder; "
-           f"--runs DIR or ${RUNS_ENV} names another")
+           f"`runs` DIR or ${RUNS_ENV} names another")
     return f"{runs_dir(root).absolute()} ({why})"
 
 
@@ -113,7 +113,7 @@ class RunFolder:
         saved = self.path / CONFIG_FILE
         if saved.is_file() and saved.read_text() != text:
             raise SoftmoaError(f"{self.path}: holds a run with another config; resume it with "
-                               f"`softmoa finetune --resume {self.path}` or choose a new --out")
+                               f"`softmoa finetune --resume {self.path}` or choose a new `out`")
         if (self.path / RUN_FILE).is_file():
             command = json.loads((self.path / RUN_FILE).read_text()).get("command", command)
         atomic_write_text(saved, text)

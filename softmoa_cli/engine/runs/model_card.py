@@ -9,7 +9,6 @@ adapters), so a card can be written again at any time: ``softmoa push`` does, fo
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import yaml
@@ -199,7 +198,7 @@ class _Card:
             lines += ["# what each expert contributes", f"softmoa analyze {ref}"]
         if self.info.method in BACKBONE_METHODS:
             lines += ["# as the backbone of another run", f"softmoa finetune --dataset DATA --checkpoint {ref}"]
-        where = (f"A hub id loads through the Hugging Face cache: downloaded once, then offline too "
+        where = ("A hub id loads through the Hugging Face cache: downloaded once, then offline too "
                  "(`HF_HUB_OFFLINE=1`).\n\n" if is_hub_id(ref) and not Path(ref).exists() else "")
         return (f"{where}With softmoa installed:\n\n```bash\n" + "\n".join(lines) + "\n```\n\nFrom Python:\n\n"
                 f"```python\nfrom softmoa_cli.engine.predict import Predictor\nfrom softmoa_cli.engine.runs.run "

@@ -55,18 +55,18 @@ def resume_config(run_dir: Path, given: list[str]) -> RunConfig:
     besides ``--resume``; a resumed run takes none (its config is the one it started with).
     Only an interrupted run continues: a finished one says how to train longer instead."""
     if given:
-        raise ConfigError(f"--resume takes the config saved in {run_dir}/{CONFIG_FILE}; drop {', '.join(given)}")
+        raise ConfigError(f"`resume` takes the config saved in {run_dir}/{CONFIG_FILE}; drop {', '.join(given)}")
     if not run_dir.is_dir():
-        raise ConfigError(f"--resume {run_dir}: no such run folder")
+        raise ConfigError(f"`resume` {run_dir}: no such run folder")
     path = run_dir / CONFIG_FILE
     if not path.is_file():
-        raise ConfigError(f"--resume {run_dir}: not a run folder (no {CONFIG_FILE})")
+        raise ConfigError(f"`resume` {run_dir}: not a run folder (no {CONFIG_FILE})")
     config = read_config(path)
     if _finished(run_dir):
         epochs = config.training.epochs
-        raise ConfigError(f"--resume {run_dir}: this run is finished ({epochs} epoch{'s' * (epochs != 1)}); to train "
-                          f"longer, start a new run with --epochs {2 * epochs}, e.g. softmoa finetune --preset {path} "
-                          f"--epochs {2 * epochs} (--resume continues interrupted runs only)")
+        raise ConfigError(f"`resume` {run_dir}: this run is finished ({epochs} epoch{'s' * (epochs != 1)}); to train "
+                          f"longer, start a new run with `epochs` {2 * epochs}, e.g. softmoa finetune --preset {path} "
+                          f"--epochs {2 * epochs} (`resume` continues interrupted runs only)")
     return config
 
 

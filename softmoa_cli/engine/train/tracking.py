@@ -100,7 +100,7 @@ def open_tracker(config: RunConfig, directory: Path, fold: int | None) -> Tracke
         try:
             __import__(EXTRAS[name])
         except ImportError:
-            raise SoftmoaError(f"--log {name}: the {EXTRAS[name]} package is not installed; "
+            raise SoftmoaError(f"`log` {name}: the {EXTRAS[name]} package is not installed; "
                                f"pip install 'softmoa[{name}]'") from None
     params = flat_params(config)
     run_name = directory.name if fold is None else f"{directory.parent.name}/{directory.name}"

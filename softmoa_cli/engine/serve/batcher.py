@@ -1,0 +1,153 @@
+"""Dynamic batching: the windows of many requests, of any tasks on one backbone, scored together.
+
+A request puts its task's windows ``[w, ...]`` in its group's queue (``Batcher.submit``) and gets
+a ``concurrent.futures.Future`` of their probabilities ``[w, classes]``. Each group has one worker
+thread: it waits for a first window, then at most ``max_wait_ms`` for more, takes up to
+``max_batch`` windows (a long file's windows may be split over several batches, beside other
+requests' windows) and runs them through the group's shared model at once. A queue holding
+``max_queue`` windows refuses more (``QueueFull``: the server answers 503). ``close`` stops
+taking requests and finishes the ones queued.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import torch
+
+from .tasks import Group, ServedTask
+
+
+class QueueFull(RuntimeError):
+    """The group's queue holds ``max_queue`` windows already."""
+
+
+@dataclass
+class _Request:
+    """One request's windows and what of them has been scored."""
+
+    task: ServedTask
+    windows: torch.Tensor  # [w, ...]
+    future: Future
+    scores: list = field(default_factory=list)  # (start, probabilities [k, classes]) as batches finish
+    taken: int = 0  # windows handed to a batch so far
+    done: int = 0  # windows scored so far
+
+    def finish(self, start: int, probabilities: torch.Tensor) -> None:
+        self.scores.append((start, probabilities))
+        self.done += len(probabilities)
+        if self.done == len(self.windows) and not self.future.done():
+            ordered = [p for _, p in sorted(self.scores, key=lambda item: item[0])]
+            self.future.set_result(torch.cat(ordered))
+
+
+class _Lane:
+    """One group's queue and its worker thread."""
+
+    def __init__(self, group: Group, batcher: Batcher):
+        self.group, self.batcher = group, batcher
+        self.queue: deque[_Request] = deque()
+        self.waiting = 0  # windows queued, not yet taken
+        self.ready = threading.Condition()
+        self.thread = threading.Thread(target=self._run, name="softmoa-batcher", daemon=True)
+        self.thread.start()
+
+    def put(self, request: _Request) -> None:
+        with self.ready:
+            if self.batcher.closed:
+                raise QueueFull("the server is shutting down")
+            if self.waiting + len(request.windows) > self.batcher.max_queue and self.waiting:
+                raise QueueFull(f"{self.waiting} windows are waiting already")
+            self.queue.append(request)
+            self.waiting += len(request.windows)
+            self.ready.notify()
+
+    def _take(self) -> list[tuple[_Request, int, int]] | None:
+        """Up to ``max_batch`` windows, ``(request, start, stop)`` slices, once the first waited
+        ``max_wait_ms`` or the batch is full; None when closed and empty."""
+        b = self.batcher
+        with self.ready:
+            while not self.queue:
+                if b.closed:
+                    return None
+                self.ready.wait()
+            deadline = time.monotonic() + b.max_wait_ms / 1000
+            while self.waiting < b.max_batch and not b.closed and (left := deadline - time.monotonic()) > 0:
+                self.ready.wait(left)
+            batch, room = [], b.max_batch
+            while self.queue and room:
+                request = self.queue[0]
+                stop = min(len(request.windows), request.taken + room)
+                batch.append((request, request.taken, stop))
+                room -= stop - request.taken
+                self.waiting -= stop - request.taken
+                request.taken = stop
+                if stop == len(request.windows):
+                    self.queue.popleft()
+                if not b.mix_requests:
+                    break
+            return batch
+
+    def _run(self) -> None:
+        while (batch := self._take()) is not None:
+            try:
+                self._score(batch)
+            except Exception as error:  # a failed forward fails its requests, never the worker
+                for request, _, _ in batch:
+                    if not request.future.done():
+                        request.future.set_exception(error)
+
+    def _score(self, batch: list[tuple[_Request, int, int]]) -> None:
+        windows = torch.cat([request.windows[start:stop] for request, start, stop in batch])
+        keys = [request.task.key for request, start, stop in batch for _ in range(stop - start)]
+        device = next(self.group.shared.parameters()).device
+        with self.group.lock, torch.inference_mode():
+            groups = self.group.shared(windows.to(device), keys)
+        probabilities: dict[int, torch.Tensor] = {}
+        for key, rows, logits in groups:
+            task = next(r.task for r, _, _ in batch if r.task.key == key)
+            scored = task.classifier.task.log_probabilities(logits.float()).exp().cpu()
+            probabilities.update(zip(rows.tolist(), scored))
+        row = 0
+        for request, start, stop in batch:
+            request.finish(start, torch.stack([probabilities[i] for i in range(row, row + stop - start)]))
+            row += stop - start
+
+
+class Batcher:
+    """Queues and workers for the groups of a ``TaskSet``."""
+
+    def __init__(self, max_batch: int = 32, max_wait_ms: float = 10, max_queue: int = 1024,
+                 mix_requests: bool = True):
+        self.max_batch, self.max_wait_ms, self.max_queue = max_batch, max_wait_ms, max_queue
+        self.mix_requests = mix_requests  # False: a batch holds one request's windows (batching off)
+        self.closed = False
+        self._lanes: dict[int, _Lane] = {}
+        self._lock = threading.Lock()
+
+    def submit(self, task: ServedTask, group: Group, windows: torch.Tensor) -> Future:
+        """Queue ``windows [w, ...]`` of ``task`` (on ``group``); the future's result is their
+        probabilities ``[w, classes]`` (float32, CPU). ``QueueFull`` when the queue is full."""
+        future: Future = Future()
+        if len(windows) == 0:
+            future.set_result(torch.empty(0, len(task.classifier.labels)))
+            return future
+        with self._lock:
+            lane = self._lanes.get(id(group))
+            if lane is None:
+                lane = self._lanes[id(group)] = _Lane(group, self)
+        lane.put(_Request(task, windows, future))
+        return future
+
+    def close(self) -> None:
+        """Take no more requests; the workers finish what is queued, then stop."""
+        self.closed = True
+        for lane in list(self._lanes.values()):
+            with lane.ready:
+                lane.ready.notify_all()
+        for lane in list(self._lanes.values()):
+            lane.thread.join()
