@@ -14,7 +14,10 @@ from softmoa_cli.engine.task import SINGLE
 from softmoa_cli.cli.app import build_app
 from softmoa_cli.engine.config import ModelConfig
 from softmoa_cli.engine.train.backbone import backbone_dim
-from softmoa_cli.engine.ablate import STUDIES, point_config, point_dir, run_study, study_config
+from softmoa_cli.engine.ablate import run_study, study_config
+from softmoa_cli.engine.ablate.configs import point_config
+from softmoa_cli.engine.ablate.points import point_dir
+from softmoa_cli.engine.ablate.studies import STUDIES
 from softmoa_cli.engine.accounting import count_parameters
 from softmoa_cli.engine.petl.build import build_model
 from softmoa_cli.engine.errors import SoftmoaError

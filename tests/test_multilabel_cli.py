@@ -154,7 +154,8 @@ def test_threshold_is_refused_for_a_single_label_run_and_out_of_range(home):
 
 
 def test_ablate_on_multilabel_data_scores_by_map(home):
-    from softmoa_cli.engine.ablate import plot_facts, point_dir
+    from softmoa_cli.engine.ablate.plot import plot_facts
+    from softmoa_cli.engine.ablate.points import point_dir
 
     study = home["base"] / "study"
     result = run_ok("ablate", "slots", "--values", "1,2", "--seeds", 1, "--epochs", 1, "--dataset", home["manifest"],
@@ -182,14 +183,16 @@ def test_ablate_on_multilabel_data_scores_by_map(home):
 
 
 def map_rows(seeds: int = 2):
-    from softmoa_cli.engine.ablate import PointResult, summarize
+    from softmoa_cli.engine.ablate.points import PointResult
+    from softmoa_cli.engine.ablate.summary import summarize
 
     return summarize([PointResult(value, seed, 0.6 + 0.02 * value + 0.01 * seed, 1000 * value, 10 ** 9, 2.0, 50.0,
                                   metric="mAP") for value in (1, 2, 4) for seed in range(seeds)])
 
 
 def test_a_multilabel_ablation_plot_shows_map_and_its_chance():
-    from softmoa_cli.engine.ablate import STUDIES, results_figure
+    from softmoa_cli.engine.ablate.plot import results_figure
+    from softmoa_cli.engine.ablate.studies import STUDIES
     from softmoa_cli.engine.task import MULTI
 
     rows = map_rows()

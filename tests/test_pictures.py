@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 from matplotlib.container import ErrorbarContainer
 
-from softmoa_cli.engine.ablate import STUDIES, PointResult, plot_facts, plot_results, results_figure, summarize
+from softmoa_cli.engine.ablate.plot import plot_facts, plot_results, results_figure
+from softmoa_cli.engine.ablate.points import PointResult
+from softmoa_cli.engine.ablate.studies import STUDIES
+from softmoa_cli.engine.ablate.summary import summarize
 from softmoa_cli.engine.contribution import Contributions, contributions_figure, plot_contributions
 from softmoa_cli.engine.evaluate import confusion_figure, save_confusion_png
 from softmoa_cli.engine.task import SINGLE

@@ -84,7 +84,7 @@ def _train_with_progress(config, run_dir: Path) -> dict:
 
 
 def show_results(study, base, rows: list[dict], folder: Path) -> None:
-    from ...engine.ablate import columns as headers, describe_base, format_row, row_metric
+    from ...engine.ablate.summary import columns as headers, describe_base, format_row, row_metric
     from ..console import Column, line, note, show_table
 
     # The values and their "mean ± std" (test accuracy, or test mAP on multi-label data) stay
