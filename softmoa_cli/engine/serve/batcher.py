@@ -1,7 +1,8 @@
 """Dynamic batching: the windows of many requests, of any tasks on one backbone, scored together.
 
 A request puts its task's windows ``[w, ...]`` in its group's queue (``Batcher.submit``) and gets
-a ``concurrent.futures.Future`` of their probabilities ``[w, classes]``. Each group has one worker
+a ``concurrent.futures.Future`` of their log-probabilities ``[w, classes]`` (float64, as
+``predict`` computes them). Each group has one worker
 thread: it waits for a first window, then at most ``max_wait_ms`` for more, takes up to
 ``max_batch`` windows (a long file's windows may be split over several batches, beside other
 requests' windows) and runs them through the group's shared model at once. A queue holding
@@ -33,13 +34,13 @@ class _Request:
     task: ServedTask
     windows: torch.Tensor  # [w, ...]
     future: Future
-    scores: list = field(default_factory=list)  # (start, probabilities [k, classes]) as batches finish
+    scores: list = field(default_factory=list)  # (start, log-probabilities [k, classes]) as batches finish
     taken: int = 0  # windows handed to a batch so far
     done: int = 0  # windows scored so far
 
-    def finish(self, start: int, probabilities: torch.Tensor) -> None:
-        self.scores.append((start, probabilities))
-        self.done += len(probabilities)
+    def finish(self, start: int, log_probs: torch.Tensor) -> None:
+        self.scores.append((start, log_probs))
+        self.done += len(log_probs)
         if self.done == len(self.windows) and not self.future.done():
             ordered = [p for _, p in sorted(self.scores, key=lambda item: item[0])]
             self.future.set_result(torch.cat(ordered))
@@ -102,19 +103,20 @@ class _Lane:
                         request.future.set_exception(error)
 
     def _score(self, batch: list[tuple[_Request, int, int]]) -> None:
-        windows = torch.cat([request.windows[start:stop] for request, start, stop in batch])
+        windows = torch.cat([request.windows[start:stop] for request, start, stop in batch]).float()
         keys = [request.task.key for request, start, stop in batch for _ in range(stop - start)]
         device = next(self.group.shared.parameters()).device
         with self.group.lock, torch.inference_mode():
             groups = self.group.shared(windows.to(device), keys)
-        probabilities: dict[int, torch.Tensor] = {}
+        scored = {}  # task key -> (its rows in the batch, ascending; their log-probabilities)
         for key, rows, logits in groups:
             task = next(r.task for r, _, _ in batch if r.task.key == key)
-            scored = task.classifier.task.log_probabilities(logits.float()).exp().cpu()
-            probabilities.update(zip(rows.tolist(), scored))
+            scored[key] = rows.cpu(), task.classifier.task.log_probabilities(logits.float().double()).cpu()
         row = 0
-        for request, start, stop in batch:
-            request.finish(start, torch.stack([probabilities[i] for i in range(row, row + stop - start)]))
+        for request, start, stop in batch:  # a request's windows are consecutive rows of its task
+            rows, log_probs = scored[request.task.key]
+            at = int(torch.searchsorted(rows, row))
+            request.finish(start, log_probs[at:at + stop - start])
             row += stop - start
 
 
@@ -131,10 +133,10 @@ class Batcher:
 
     def submit(self, task: ServedTask, group: Group, windows: torch.Tensor) -> Future:
         """Queue ``windows [w, ...]`` of ``task`` (on ``group``); the future's result is their
-        probabilities ``[w, classes]`` (float32, CPU). ``QueueFull`` when the queue is full."""
+        log-probabilities ``[w, classes]`` (float64, CPU). ``QueueFull`` when the queue is full."""
         future: Future = Future()
         if len(windows) == 0:
-            future.set_result(torch.empty(0, len(task.classifier.labels)))
+            future.set_result(torch.empty(0, len(task.classifier.labels), dtype=torch.float64))
             return future
         with self._lock:
             lane = self._lanes.get(id(group))

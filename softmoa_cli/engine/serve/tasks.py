@@ -2,8 +2,8 @@
 and window share one copy of its frozen layers (``shared.SharedBackbone``).
 
 ``TaskSet.add(name, run)`` loads a finetune run (a folder or a pushed run's hub id) and puts it
-on the group of its backbone: the backbone it recorded, at its window length, with the same
-front end. A task that cannot join one (a ``full`` run, which is its own backbone; a weighted
+on a group whose backbone holds the same frozen weights (compared tensor by tensor, so runs on
+copies of one backbone share it) at its window length, with the same front end. A task that cannot join one (a ``full`` run, which is its own backbone; a weighted
 layer sum) gets a group of its own. ``remove`` drops a task; an emptied group goes.
 """
 
@@ -18,7 +18,7 @@ from ..classifier import Classifier
 from ..data.features import FeatureConfig
 from ..errors import SoftmoaError
 from ..registry import unknown_name
-from ..runs.run import Run, backbone_path, load_backbone
+from ..runs.run import Run, load_backbone
 from .shared import NotShared, SharedBackbone
 
 NAME = re.compile(r"[A-Za-z0-9_-]+")
@@ -49,8 +49,8 @@ class ServedTask:
 @dataclass
 class Group:
     """Tasks sharing one backbone: its ``shared`` model, the ``signature`` a task must have to
-    join (backbone reference, window and front end), its tasks by key, and the lock a forward
-    or a change of its tasks holds."""
+    join (the shape of its windows), its tasks by key, and the lock a forward or a change of its
+    tasks holds."""
 
     shared: SharedBackbone
     signature: tuple
@@ -58,9 +58,9 @@ class Group:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def _signature(reference: str, features: FeatureConfig) -> tuple:
-    """What tasks on one backbone share: the backbone and the shape of a window."""
-    return (reference, features.kind, features.sample_rate, features.num_mel_bins, features.max_length)
+def _signature(features: FeatureConfig) -> tuple:
+    """What tasks on one backbone share besides its weights: the front end and window shape."""
+    return (features.kind, features.sample_rate, features.num_mel_bins, features.max_length)
 
 
 class TaskSet:
@@ -100,12 +100,10 @@ class TaskSet:
             model = run.model(fold).to(self.device)
             classifier = Classifier(model, info.labels, info.task, info.features, info.thresholds,
                                     f"run {run.reference}")
-            located = backbone_path(info.backbone, directory)
-            reference = str(located.resolve()) if located.exists() else info.backbone
             trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
             task = ServedTask(name, key, replace(classifier, model=None), info.method["name"], info.backbone,
                               trained, run.reference)
-            group = self._join(key, model, _signature(reference, info.features), info, directory)
+            group = self._join(key, model, _signature(info.features), info, directory)
             group.tasks[key] = task
             self._by_name[name] = (task, group)
             return task
