@@ -1,5 +1,5 @@
-"""``softmoa bench`` at tiny dims: every method is timed, counted like accounting.cost, and bad
-method specs fail with one line. No wall-clock assertions."""
+"""``softmoa bench`` at tiny dims: every method is timed, its parameters and FLOPs are the ones
+counted by hand here, and bad method specs fail with one line. No wall-clock assertions."""
 
 from __future__ import annotations
 
@@ -16,12 +16,39 @@ SPECS = ["linear", "adapter:reduction_rate=64", "dense:experts=3,reduction_rate=
          "lora:rank=4,targets=q+v", "full"]
 
 
-def test_bench_reports_every_method(tmp_path):
-    from softmoa_cli.engine.accounting import cost
-    from softmoa_cli.engine.petl.build import build_model
-    from softmoa_cli.engine.bench import parse_method
-    from softmoa_cli.engine.models.ast import ASTConfig
+def expected_costs() -> dict[str, tuple[int, int, int]]:
+    """Spec -> (trainable parameters, total parameters, forward FLOPs per example) of SPECS at TINY's
+    dims, counted by hand: 2 FLOPs per multiply-add of the matmuls and the patch convolution."""
+    d, depth, mlp, classes = 64, 2, 128, 10
+    patches = 12 * 9  # 16x16 patches at stride 10: (128 mel bins - 16) / 10 + 1 by (100 frames - 16) / 10 + 1
+    m = patches + 2  # tokens: the patches, [CLS] and [DIST]
+    norm, head = 2 * d, d * classes + classes  # a LayerNorm; the new head, Linear on the mean token
+    block = 2 * norm + 4 * (d * d + d) + (d * mlp + mlp) + (mlp * d + d)  # norms, q k v proj, the MLP
+    backbone = (16 * 16 * d + d) + 2 * d + m * d + depth * block + norm + head  # patch conv, [CLS] [DIST], positions
+    flops = 2 * (patches * 16 * 16 * d + depth * (4 * m * d * d + 2 * m * m * d + 2 * m * d * mlp) + d * classes)
 
+    def experts(n: int, r: int) -> int:
+        """Parameters of n bottleneck experts d -> r -> d, with biases."""
+        return n * (d * r + r + r * d + d)
+
+    # Per block: (parameters, FLOPs) of the module added beside the attention (Pfeiffer), or of LoRA's pairs.
+    adapter = experts(1, 1), 2 * m * 2 * d * 1  # r = 64 / 64
+    dense = d * 3 + 3 + experts(3, 4), 2 * m * (d * 3 + 2 * 3 * d * 4)  # router d -> 3; r = 64 / 16
+    # phi [d, 3, 2]; r = 8, the least a narrow backbone keeps; routing: logits, slots, combine
+    soft = d * 3 * 2 + experts(3, 8), 2 * (3 * m * d * 3 * 2 + 3 * 2 * 2 * d * 8)
+    lora = 2 * 4 * (d + d), 2 * 2 * m * 4 * (d + d)  # q and v, rank 4
+
+    def added(module: tuple[int, int], feeding_norm: bool) -> tuple[int, int, int]:
+        params, module_flops = module
+        trainable = depth * (params + norm * feeding_norm) + norm + head  # + the final LayerNorm and the head
+        return trainable, backbone + depth * params, flops + depth * module_flops
+
+    return {"linear": (head, backbone, flops), "adapter:reduction_rate=64": added(adapter, True),
+            "dense:experts=3,reduction_rate=16": added(dense, True), "soft:experts=3,slots=2": added(soft, True),
+            "lora:rank=4,targets=q+v": added(lora, False), "full": (backbone, backbone, flops)}
+
+
+def test_bench_reports_every_method(tmp_path):
     out = tmp_path / "bench.json"
     result = CliRunner().invoke(build_app(), ["bench", "--methods", ",".join(SPECS), *TINY,
                                               "--compare-transformers", "--out", str(out)])
@@ -31,14 +58,12 @@ def test_bench_reports_every_method(tmp_path):
     assert list(rows) == [*SPECS, "transformers"]
     assert report["reference"] == "adapter:reduction_rate=64"
     assert report["engine_over_transformers_forward"] > 0
-    config = ASTConfig(dim=64, depth=2, heads=4, mlp_dim=128, max_length=100, num_classes=10)
+    expected = expected_costs()
     for spec in SPECS:
         row = rows[spec]
         assert len(row["step_samples_ms"]) == len(row["forward_samples_ms"]) == 2
         assert row["step_ms"] > 0 and row["forward_ms"] > 0 and row["peak_bytes"] > 0
-        expected = cost(build_model(config, parse_method(spec), 10))
-        assert (row["trainable_params"], row["total_params"], row["flops"]) == (
-            expected.trainable_params, expected.total_params, expected.flops)
+        assert (row["trainable_params"], row["total_params"], row["flops"]) == expected[spec], spec
     assert rows["lora:rank=4,targets=q+v"]["method"]["targets"] == ["q", "v"]
     assert rows["adapter:reduction_rate=64"]["step_ratio"] == 1.0
     assert rows["full"]["peak_bytes"] > rows["linear"]["peak_bytes"]  # gradients and AdamW state of every weight
@@ -88,9 +113,10 @@ def test_bench_with_activation_checkpointing_compares_each_method_to_itself():
 def test_cpu_step_memory_is_the_peak_of_the_recorded_allocations():
     import torch
 
-    from softmoa_cli.engine.bench import _cpu_step_bytes, _peak_of, _training_subject
+    from softmoa_cli.engine.bench.memory import cpu_step_bytes, peak_of
+    from softmoa_cli.engine.bench.subjects import training_subject
 
-    assert _peak_of([(3, -5), (1, 10), (2, 4), (4, 8)]) == 17  # sorted by time: 10, 14, 9, 17
+    assert peak_of([(3, -5), (1, 10), (2, 4), (4, 8)]) == 17  # sorted by time: 10, 14, 9, 17
 
     class Known(torch.nn.Module):
         """A step allocating 4 MB, then 8 MB more, then freeing both: a peak of 12 MB."""
@@ -104,5 +130,5 @@ def test_cpu_step_memory_is_the_peak_of_the_recorded_allocations():
             second = torch.ones(2_000_000)
             return (self.weight * (first.sum() + second.sum())).expand(x.shape[0], 2)
 
-    subject = _training_subject("known", Known(), torch.zeros(2, 1), torch.zeros(2, dtype=torch.long))
-    assert 12_000_000 <= _cpu_step_bytes(subject) < 12_000_000 + 2**16  # + the loss's scalars and the gradient
+    subject = training_subject("known", Known(), torch.zeros(2, 1), torch.zeros(2, dtype=torch.long))
+    assert 12_000_000 <= cpu_step_bytes(subject) < 12_000_000 + 2**16  # + the loss's scalars and the gradient

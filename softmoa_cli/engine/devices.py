@@ -1,5 +1,5 @@
-"""Where tensors run: the device a name means (``auto``: CUDA when present) and the autocast
-context of a precision. Training, scoring, predict and serving all go through these two, so a
+"""Where tensors run: the device a name means (``auto``: CUDA when present), waiting for the
+work queued on it, and the autocast context of a precision. Training, scoring, predict and serving all go through these two, so a
 device or dtype crossing has one home."""
 
 from __future__ import annotations
@@ -20,6 +20,12 @@ def resolve_device(name: str) -> torch.device:
 
         raise SoftmoaError(f"`device` {name}: CUDA is not available on this machine; use cpu")
     return device
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the work queued on ``device`` (CUDA runs asynchronously; the CPU needs no wait)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 class Precision:
