@@ -26,7 +26,7 @@ import numpy as np
 import soundfile as sf
 
 from softmoa_cli.engine.config import build_config, read_preset
-from softmoa_cli.engine.data.cache import prepare_cache
+from softmoa_cli.engine.data.cache_build import prepare_cache
 from softmoa_cli.engine.train import Callback, finetune
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -24,7 +24,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from softmoa_cli.engine.data.cache import prepare_cache
+from softmoa_cli.engine.data.cache_build import prepare_cache
 from softmoa_cli.engine.data.features import FeatureConfig
 from softmoa_cli.engine.data.table import FeatureTable
 

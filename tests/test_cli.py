@@ -47,7 +47,8 @@ def test_plugin_commands_are_mounted_and_builtins_win(monkeypatch):
 
 
 def test_engine_never_imports_the_cli_or_transformers():
-    modules = ["petl.build", "config", "bench", "ablate", "contribution", "evaluate", "predict", "train", "data.cache", "data.download"]
+    modules = ["petl.build", "config", "bench", "ablate", "contribution", "evaluate", "predict", "train", "data.cache",
+               "data.cache_build", "data.cache_open", "data.lengths", "data.fetch", "data.archives", "data.install"]
     code = ("import sys; " + "; ".join(f"import softmoa_cli.engine.{m}" for m in modules) +
             "; print(sorted(m for m in sys.modules if m.split('.')[0] in ('transformers', 'typer', 'rich') "
             "or m.startswith('softmoa_cli.cli')))")

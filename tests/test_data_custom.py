@@ -8,7 +8,8 @@ import soundfile as sf
 import torch
 from helpers import run, write_csv, write_wav
 
-from softmoa_cli.engine.data.cache import open_cache, prepare_cache
+from softmoa_cli.engine.data.cache_build import prepare_cache
+from softmoa_cli.engine.data.cache_open import open_cache
 from softmoa_cli.engine.data.custom import scan_folder, scan_manifest
 from softmoa_cli.engine.data.augment import spec_augment
 from softmoa_cli.engine.data.registry import resolve
@@ -82,7 +83,7 @@ def test_bad_clips_are_reported_and_skipped(tmp_path):
     assert len(cache) == 31 and "wind/silent.wav" in cache.paths and cache.features.shape == (31, 30, 128)
     assert np.bincount(cache.labels).tolist() == [10, 10, 11]
     # rows stay aligned with their clips after the bad ones are dropped
-    from softmoa_cli.engine.data.cache import clip_features
+    from softmoa_cli.engine.data.cache_build import clip_features
 
     i = cache.paths.index("wind/wind_3.wav")
     assert np.array_equal(cache.features[i], clip_features(root / "wind/wind_3.wav", cache.feature_config)[0])
@@ -112,9 +113,9 @@ def test_accepted_bad_share_is_remembered_for_finetune_and_evaluate(tmp_path, mo
 def test_long_clips_keep_every_window_and_short_ones_one(tmp_path):
     """A 0.9 s clip at 30 frames has windows at 0, 30, 60 and 58 (end-aligned); the cache keeps
     the first in features and the others in extra, and the table hands all four to evaluation."""
-    from softmoa_cli.engine.data.cache import clip_features
+    from softmoa_cli.engine.data.cache_build import clip_features
     from softmoa_cli.engine.data.features import window_starts
-    from softmoa_cli.engine.data.cache import open_dataset
+    from softmoa_cli.engine.data.cache_open import open_dataset
     from softmoa_cli.engine.config import build_config
 
     root = tmp_path / "mine"

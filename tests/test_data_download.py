@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from helpers import make_archive, make_esc50, random_hf_model, run, write_wav
 
-from softmoa_cli.engine.data.download import extract
+from softmoa_cli.engine.data.archives import extract
 from softmoa_cli.engine.data.registry import datasets
 from softmoa_cli.engine.data.spec import Source
 from softmoa_cli.engine.errors import SoftmoaError

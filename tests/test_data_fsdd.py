@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from softmoa_cli.cli.app import build_app
 from softmoa_cli.engine.data.audio import load_mono_16k
-from softmoa_cli.engine.data.cache import open_cache
+from softmoa_cli.engine.data.cache_open import open_cache
 from softmoa_cli.engine.data.features import FeatureConfig, features
 
 
@@ -63,7 +63,7 @@ def test_training_glue_sees_the_official_split(fsdd_home, monkeypatch):
     """The training side's contract: open_dataset over this cache, then its plan of splits."""
     from softmoa_cli.config import load_config
     from softmoa_cli.engine.data.splits import plan_splits
-    from softmoa_cli.engine.data.cache import open_dataset
+    from softmoa_cli.engine.data.cache_open import open_dataset
 
     monkeypatch.setenv("SOFTMOA_HOME", str(fsdd_home))
     table = open_dataset(load_config("fsdd-cpu").data, message=print)

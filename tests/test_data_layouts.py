@@ -10,7 +10,8 @@ import pytest
 from helpers import make_archive, make_esc50, make_fsc, make_speechcommands, make_us8k, run
 
 from softmoa_cli.engine.data.audio import load_mono_16k
-from softmoa_cli.engine.data.cache import load_cache, open_cache
+from softmoa_cli.engine.data.cache import load_cache
+from softmoa_cli.engine.data.cache_open import open_cache
 from softmoa_cli.engine.data.features import FeatureConfig, features
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from helpers import run, write_wav
 
-from softmoa_cli.engine.data.cache import prepare_cache
+from softmoa_cli.engine.data.cache_build import prepare_cache
 from softmoa_cli.engine.data.features import choose_max_length, frames_of, length_warning
 
 

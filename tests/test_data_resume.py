@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from helpers import write_wav
 
-from softmoa_cli.engine.data.cache import prepare_cache
+from softmoa_cli.engine.data.cache_build import prepare_cache
 
 CLIPS = 96
 CHUNK = 8
@@ -19,7 +19,7 @@ CHUNK = 8
 KILLER = """
 import os, signal, sys
 from pathlib import Path
-from softmoa_cli.engine.data.cache import prepare_cache
+from softmoa_cli.engine.data.cache_build import prepare_cache
 
 def progress(done, total):
     if done >= {after}:
@@ -85,7 +85,7 @@ def test_interrupted_publish_resumes(tmp_path, monkeypatch):
     """Killed between dropping the bad rows and the final rename: the next run finishes the job."""
     import os
 
-    from softmoa_cli.engine.data import cache as module
+    from softmoa_cli.engine.data import cache_build as module
 
     root = tmp_path / "clips"
     for k in range(12):

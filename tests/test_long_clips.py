@@ -11,7 +11,7 @@ import yaml
 from helpers import Kill, KillAt, _comparable, run, toy_config, write_wav
 
 from softmoa_cli.engine.data.audio import load_mono_16k
-from softmoa_cli.engine.data.cache import prepare_cache
+from softmoa_cli.engine.data.cache_build import prepare_cache
 from softmoa_cli.engine.data.features import log_mel, normalize
 from softmoa_cli.engine.train import finetune
 from softmoa_cli.engine.train.loop import step_seed

@@ -19,7 +19,7 @@ from softmoa_cli.engine.task import MULTI
 from helpers import MIXTURE_SOURCES, Kill, KillAt, _comparable, toy_config, toy_table, write_mixtures
 
 from softmoa_cli.engine.config import build_config, dump_config
-from softmoa_cli.engine.data.cache import open_dataset
+from softmoa_cli.engine.data.cache_open import open_dataset
 from softmoa_cli.engine.errors import SoftmoaError
 from softmoa_cli.engine.evaluate import evaluate_run
 from softmoa_cli.engine.runs.files import ADAPTER_WEIGHTS

@@ -8,7 +8,8 @@ from softmoa_cli.engine.task import MULTI
 from helpers import write_csv, write_wav
 
 from softmoa_cli.engine.config import build_config
-from softmoa_cli.engine.data.cache import open_dataset, prepare_cache
+from softmoa_cli.engine.data.cache_build import prepare_cache
+from softmoa_cli.engine.data.cache_open import open_dataset
 from softmoa_cli.engine.data.custom import scan_manifest
 
 

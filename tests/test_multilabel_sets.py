@@ -9,7 +9,7 @@ from softmoa_cli.engine.task import MULTI
 from helpers import FSD50K_ROWS, FSD50K_VOCABULARY, make_fsd50k, run, write_csv
 
 from softmoa_cli.engine.data import synth, synth_sets
-from softmoa_cli.engine.data.cache import prepare_cache
+from softmoa_cli.engine.data.cache_build import prepare_cache
 from softmoa_cli.engine.data.custom import scan_manifest
 from softmoa_cli.engine.data.fsd50k import scan
 from softmoa_cli.engine.errors import SoftmoaError

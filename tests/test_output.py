@@ -22,7 +22,7 @@ def toy_runs(tmp_path_factory):
     """Two finished runs on the toy features (the data set opener patched for the module): a
     Soft-MoA run of 8 experts on one split, a 3-fold linear run; each in a folder whose path is
     longer than the terminal; with the result of each finetune command."""
-    from softmoa_cli.engine.data import cache
+    from softmoa_cli.engine.data import cache_open
     from softmoa_cli.engine.train import planning
 
     base = tmp_path_factory.mktemp("output")
@@ -36,7 +36,7 @@ def toy_runs(tmp_path_factory):
         patch.setattr(planning, "resolve", lambda name, seed=0: None)  # "toy" is no registered data set
         for name, folds, method in (("soft", 0, ["--method", "soft", "--experts", "8"]),
                                     ("kfold", 3, ["--method", "linear"])):
-            patch.setattr(cache, "open_dataset", lambda data, message, folds=folds: toy_table(n=96, folds=folds))
+            patch.setattr(cache_open, "open_dataset", lambda data, message, folds=folds: toy_table(n=96, folds=folds))
             results[name] = run("finetune", "--dataset", "toy", "--preset", preset, *method,
                                 "--out", deep / f"toy-{name}-20261128-120000")
             assert results[name].exit_code == 0, results[name].output
@@ -100,10 +100,10 @@ def test_finetune_prints_the_run_path_whole_and_one_line_per_epoch(toy_runs):
 
 
 def test_evaluate_prints_its_picture_path_whole(toy_runs, monkeypatch):
-    from softmoa_cli.engine.data import cache
+    from softmoa_cli.engine.data import cache_open
 
     deep, _ = toy_runs
-    monkeypatch.setattr(cache, "open_dataset", lambda data, message: toy_table(n=96, folds=3))
+    monkeypatch.setattr(cache_open, "open_dataset", lambda data, message: toy_table(n=96, folds=3))
     folder = deep / "toy-kfold-20261128-120000"
     result = run_ok("evaluate", folder)
     assert f"confusion matrix: {folder / 'confusion-test.png'}" in result.stdout.splitlines(), result.stdout
@@ -112,10 +112,10 @@ def test_evaluate_prints_its_picture_path_whole(toy_runs, monkeypatch):
 
 
 def test_analyze_keeps_its_columns_whole_at_8_experts(toy_runs, monkeypatch):
-    from softmoa_cli.engine.data import cache
+    from softmoa_cli.engine.data import cache_open
 
     deep, _ = toy_runs
-    monkeypatch.setattr(cache, "open_dataset", lambda data, message: toy_table(n=80))
+    monkeypatch.setattr(cache_open, "open_dataset", lambda data, message: toy_table(n=80))
     result = run_ok("analyze", deep / "toy-soft-20261128-120000", "--out", deep / "analysis")
     assert "…" not in result.output
     header = next(line for line in result.stdout.splitlines() if "┃" in line)
@@ -126,9 +126,9 @@ def test_analyze_keeps_its_columns_whole_at_8_experts(toy_runs, monkeypatch):
 
 
 def test_ablate_keeps_mean_and_std_on_one_line(tmp_path, monkeypatch):
-    from softmoa_cli.engine.data import cache
+    from softmoa_cli.engine.data import cache_open
 
-    monkeypatch.setattr(cache, "open_dataset", lambda data, message: toy_table(n=80))
+    monkeypatch.setattr(cache_open, "open_dataset", lambda data, message: toy_table(n=80))
     result = run_ok("ablate", "slots", "--dataset", "toy", "--values", "1,2", "--seeds", 2, "--epochs", 1,
                     "--batch-size", 16, "--checkpoint", "random", "--threads", 1,
                     "--set", "model.random={dim: 32, depth: 1, heads: 2, mlp_dim: 64}", "--out", tmp_path / "study")

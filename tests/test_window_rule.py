@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 
 from softmoa_cli.engine.config import build_config
-from softmoa_cli.engine.data.cache import open_cache
+from softmoa_cli.engine.data.cache_open import open_cache
 from softmoa_cli.engine.evaluate import evaluate_run
 from softmoa_cli.engine.predict import predictor_for
 from softmoa_cli.engine.train import finetune

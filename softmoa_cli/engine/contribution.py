@@ -128,7 +128,7 @@ def analyze_run(run_dir: str | Path, split: str = "test", fold: int | None = Non
     (``fold``: which fold of a k-fold run; None: the first). ``table``: the run's features
     (a FeatureTable) when they are not a registered data set's cache; ``dataset``: a copy of
     the run's data set elsewhere (``Run.data``)."""
-    from .data.cache import open_dataset
+    from .data.cache_open import open_dataset
     from .data.splits import plan_splits
     from .runs.run import Run
 

@@ -39,7 +39,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", table: FeatureTable |
     run = Run.open(run_dir)
     data = run.data(dataset)
     if table is None:
-        from .data.cache import open_dataset
+        from .data.cache_open import open_dataset
 
         table = open_dataset(data, message or (lambda text: None))
     task = run.metrics.task

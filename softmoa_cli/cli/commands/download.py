@@ -39,7 +39,7 @@ def download(
       softmoa download fsc --from /data/fluent_speech_commands_dataset
       softmoa download ast-audioset
     """
-    from ...engine.data.download import CHECKPOINTS, install, install_checkpoint
+    from ...engine.data.install import CHECKPOINTS, install, install_checkpoint
     from ...engine.data.registry import datasets
     from ..console import line
     from ..progress import ByteProgress
@@ -86,7 +86,7 @@ def show_datasets(home: Path | None) -> None:
 
 def show_checkpoints(home: Path | None) -> None:
     """The backbone checkpoints: what each is, its source and whether (and where) it is here."""
-    from ...engine.data.download import checkpoint_states
+    from ...engine.data.install import checkpoint_states
     from ..console import Column, show_table
 
     show_table([Column("name", "left", whole=True), Column("checkpoint", "left"),

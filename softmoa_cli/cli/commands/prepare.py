@@ -48,7 +48,8 @@ def prepare(
     share = parse_share(max_bad)  # wrong values fail before the work (and before torch loads)
     resolve(name, seed)
 
-    from ...engine.data.cache import accept_bad, prepare_cache
+    from ...engine.data.cache import accept_bad
+    from ...engine.data.cache_build import prepare_cache
     from ..console import line, note
     from ..progress import ClipProgress
 

@@ -83,7 +83,7 @@ def scan_manifest(manifest: Path, seed: int = 0) -> Clips:
 def custom_spec(path: Path, seed: int = 0) -> DatasetSpec:
     """The spec of a user's folder or manifest; its name joins the folder or file name and a
     hash of the absolute path, so two data sets never share a cache. Its ``max_length`` is
-    derived from the clip durations (``cache.feature_config``)."""
+    derived from the clip durations (``lengths.feature_config``)."""
     path = path.absolute()
     digest = hashlib.sha256(str(path).encode()).hexdigest()[:8]
     name = f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', path.stem)}-{digest}"

@@ -16,7 +16,7 @@ from .spec import Clips, DatasetSpec, make_clips, read_table
 FILES = {"train": "data/train_data.csv", "valid": "data/valid_data.csv", "test": "data/test_data.csv"}
 OBTAIN = ("Fluent Speech Commands cannot be downloaded anonymously: request it from its publisher "
           "(Fluent.ai, 'Fluent Speech Commands' data set page) and accept the license, then install the "
-          "archive or extracted folder with: softmoa download fsc --from PATH")
+          "archive or extracted folder with: softmoa download fsc `source` PATH")
 
 
 def scan(root: Path) -> Clips:

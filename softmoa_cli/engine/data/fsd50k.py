@@ -31,7 +31,7 @@ OBTAIN = ("FSD50K cannot be downloaded by softmoa (about 30 GB on Zenodo): downl
           "https://zenodo.org/record/4060432 (FSD50K.dev_audio.zip with its parts .z01-.z05, "
           "FSD50K.eval_audio.zip with .z01, FSD50K.ground_truth.zip), join each split archive "
           "(zip -s 0 FSD50K.dev_audio.zip --out dev.zip) and unzip everything into one FOLDER, then run: "
-          "softmoa download fsd50k --from FOLDER")
+          "softmoa download fsd50k `source` FOLDER")
 
 
 def vocabulary(path: Path) -> list[str]:

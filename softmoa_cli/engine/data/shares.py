@@ -14,7 +14,7 @@ def parse_share(text: str | float) -> float:
     except ValueError:
         share = -1.0
     if not 0 <= share <= 1:
-        raise SoftmoaError(f"--max-bad {text}: give a share of the clips, such as 0.05 or 5%")
+        raise SoftmoaError(f"`max_bad` {text}: give a share of the clips, such as 0.05 or 5%")
     return share
 
 

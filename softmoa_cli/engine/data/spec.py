@@ -135,5 +135,5 @@ class DatasetSpec:
         missing = [path for path in clips.paths if not (root / path).is_file()]
         if missing:
             raise SoftmoaError(f"{self.name}: {len(missing)} of {len(clips.paths)} listed clips are missing in "
-                               f"{root} (first: {missing[0]}); the copy is incomplete, download it again with --force")
+                               f"{root} (first: {missing[0]}); the copy is incomplete, download it again with `force`")
         return clips

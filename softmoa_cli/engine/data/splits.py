@@ -34,7 +34,7 @@ def plan_splits(table: FeatureTable, data: DataConfig) -> list[Split]:
     if folds:
         chosen = folds if data.fold is None else [data.fold]
         if data.fold is not None and data.fold not in folds:
-            raise SoftmoaError(f"--fold {data.fold}: {table.name} has folds {folds[0]}..{folds[-1]}")
+            raise SoftmoaError(f"`fold` {data.fold}: {table.name} has folds {folds[0]}..{folds[-1]}")
         plans = []
         for k in chosen:
             v = folds[(folds.index(k) + 1) % len(folds)]
@@ -42,7 +42,7 @@ def plan_splits(table: FeatureTable, data: DataConfig) -> list[Split]:
                                np.flatnonzero(table.fold == v), np.flatnonzero(table.fold == k)))
         return plans
     if data.fold is not None:
-        raise SoftmoaError(f"--fold {data.fold}: {table.name} has a fixed train/valid/test split, not folds")
+        raise SoftmoaError(f"`fold` {data.fold}: {table.name} has a fixed train/valid/test split, not folds")
     train, valid, test = (np.flatnonzero(table.split == name) for name in ("train", "valid", "test"))
     if not len(train) or not len(test):
         raise SoftmoaError(f"{table.name}: needs training and test clips (found {len(train)} and {len(test)})")

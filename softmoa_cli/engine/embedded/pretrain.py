@@ -19,7 +19,7 @@ import torch
 
 from ..task import SINGLE
 from ..config import DataConfig
-from ..data.cache import open_dataset
+from ..data.cache_open import open_dataset
 from ..fsutil import atomic_write_json
 from ..models.ast import AST, ASTConfig
 from ..models.pretrained import OWN_CONFIG, OWN_WEIGHTS, Pretrained, own_backbone, save_model

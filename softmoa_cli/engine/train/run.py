@@ -43,7 +43,7 @@ def finetune(config: RunConfig, run_dir: str | Path | None = None, callback: Cal
     world = World(device=resolve_device(training.device)) if alone else setup(training.device)
     given = None if run_dir is None else Path(run_dir)
     if table is None:
-        from ..data.cache import open_dataset
+        from ..data.cache_open import open_dataset
 
         table = _main_first(world, lambda: open_dataset(config.data, callback.message))
     table = table.as_task(config.data.task_of(table.labels))
