@@ -14,7 +14,7 @@ def plot_facts(run_dir: Path) -> dict:
     """What a finished run says about its test split, for the plot: its ``task``, ``classes`` (its
     labels), ``clips`` (test clips of its smallest fold) and ``chance`` (the task's chance score
     and its words; None when the task needs the run's data and it cannot be opened)."""
-    from ..data.cache import open_dataset
+    from ..data.cache_open import open_dataset
     from ..data.splits import plan_splits
     from ..runs.run import Run
 
