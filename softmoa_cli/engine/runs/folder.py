@@ -25,7 +25,7 @@ from ..config import RunConfig, dump_config
 from ..errors import SoftmoaError
 from ..fsutil import atomic_write_json, atomic_write_text
 from ..task import Task
-from .files import ADAPTER_WEIGHTS, CONFIG_FILE, RUN_FILE
+from .files import ADAPTER_WEIGHTS, CONFIG_FILE, METRICS_FILE, RUN_FILE
 from .results import  EpochRow, FoldRecord, FoldResult, RunMetrics, fold_key
 
 
