@@ -75,9 +75,9 @@ class Embedder:
                  layer: int | None = None):
         depth = len(model.blocks)
         if layer is not None and not 1 <= layer <= depth:
-            raise SoftmoaError(f"--layer {layer}: this model has blocks 1..{depth}")
+            raise SoftmoaError(f"`layer` {layer}: this model has blocks 1..{depth}")
         if batch_size < 1:
-            raise SoftmoaError(f"--batch-size {batch_size}: give 1 or more")
+            raise SoftmoaError(f"`batch_size` {batch_size}: give 1 or more")
         self.model, self.features, self.device = model.eval().to(device), features, device
         self.batch_size, self.layer = batch_size, layer
         self.dim = model.config.dim

@@ -1,5 +1,6 @@
 """Fine-tuning: what a command trains (``jobs``), a whole run (``run``), one fold's loop
-(``loop``), its optimiser and schedule, sampling, the resume state, trackers and progress.
+(``loop``) and where it stands (``fold_state``), its optimiser and schedule, sampling, the
+resume state, trackers and progress.
 
 Public API::
 

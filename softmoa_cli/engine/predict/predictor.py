@@ -1,18 +1,10 @@
-"""Scoring audio files with a classifier: features per window, probabilities averaged.
-Single-label models give softmax scores; multi-label ones (a multi-label run, an AudioSet
-checkpoint) independent sigmoid scores, and the labels at or above their decision thresholds.
-
-Inputs are files, ``-`` (one WAV/FLAC/OGG file on standard input) or folders (every audio file
-under them, recursively, sorted). ``Predictor.predict_files`` decodes and featurises files in
-background threads, a few files ahead, and runs the model on batches of ``batch_size`` windows
-packed across files; results come back in input order, a bad file's error in its place. With
-a ``Timeline`` it also scores regular windows (``window`` and ``hop`` seconds) and merges
-consecutive windows that agree on a label above threshold into segments."""
+"""The ``Predictor``: a classifier's scores for audio files, one file at a time or pipelined
+(files decoded ahead in threads, their windows batched across files); ``predictor_for`` opens
+one over a checkpoint or a run."""
 
 from __future__ import annotations
 
 import os
-import sys
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -21,112 +13,14 @@ from pathlib import Path
 
 import torch
 
-from .data.audio import load_mono_16k, read_audio_bytes, to_mono_16k
-from .classifier import Classifier
-from .data.features import clip_frames, normalize, pad_or_cut, windows
-from .errors import AudioError, SoftmoaError
-from .runs.run import open_classifier
-from .task import Task
-from .devices import resolve_device
-from .scoring.evaluation import clip_log_probabilities, window_log_probabilities
-
-STDIN = "-"  # the argument that reads one file from standard input
-STDIN_NAME = "<stdin>"  # its name in the output
-FRAMES_PER_SECOND = 100  # the fbank's 10 ms shift
-
-
-def expand_inputs(inputs: Iterable[str | Path]) -> list[str]:
-    """The files to score, in order: ``-`` kept (standard input), a folder replaced by every
-    audio file under it (recursively, sorted by path), anything else kept as given (a missing
-    file is reported when it is read)."""
-    from .data.custom import AUDIO
-
-    files = []
-    for item in inputs:
-        path = Path(item)
-        if str(item) == STDIN:
-            files.append(STDIN)
-        elif path.is_dir():
-            found = sorted(f for f in path.rglob("*") if f.suffix.lower() in AUDIO and f.is_file())
-            files.extend(str(f) for f in found) if found else files.append(str(item))
-        else:
-            files.append(str(item))
-    return files
-
-
-def display_name(source: str) -> str:
-    return STDIN_NAME if source == STDIN else source
-
-
-def read_source(source: str, sample_rate: int = 16_000) -> torch.Tensor:
-    """One input's mono waveform at ``sample_rate``: a file, or standard input for ``-``."""
-    if source == STDIN:
-        wave, rate = read_audio_bytes(sys.stdin.buffer.read(), STDIN_NAME)
-        return to_mono_16k(wave, rate, sample_rate)
-    if Path(source).is_dir():
-        from .data.custom import AUDIO
-
-        raise AudioError(source, f"a folder with no audio files under it ({', '.join(AUDIO)})")
-    return load_mono_16k(source, sample_rate)
-
-
-@dataclass(frozen=True)
-class Timeline:
-    """Per-window scores along a file: windows of ``window`` seconds (at most the model's
-    ``max_length``; a shorter one is zero-padded to it, as prepare pads short clips) every
-    ``hop`` seconds. None: ``max_length`` and half the window."""
-
-    window: float | None = None
-    hop: float | None = None
-
-    def frames(self, max_length: int) -> tuple[int, int]:
-        """``(window, hop)`` in frames, checked against the model's ``max_length``."""
-        longest = max_length / FRAMES_PER_SECOND
-        window = longest if self.window is None else self.window
-        if not 0 < window <= longest + 1e-9:
-            raise SoftmoaError(f"--window {window:g}: give a window of more than 0 and at most the model's input, "
-                               f"{longest:g} s (max_length {max_length} frames)")
-        width = max(1, round(window * FRAMES_PER_SECOND))
-        hop = window / 2 if self.hop is None else self.hop
-        if hop <= 0:
-            raise SoftmoaError(f"--hop {hop:g}: give a hop of more than 0 seconds")
-        return width, max(1, round(hop * FRAMES_PER_SECOND))
-
-
-def timeline_starts(frames: int, width: int, hop: int) -> list[int]:
-    """Window starts every ``hop`` frames until a window reaches the clip's end (its last
-    window may hold padding)."""
-    starts = [0]
-    while starts[-1] + width < frames:
-        starts.append(starts[-1] + hop)
-    return starts
-
-
-@dataclass
-class WindowPrediction:
-    """One timeline window: ``start`` and ``end`` in seconds and its top-k ``(label, score)``."""
-
-    start: float
-    end: float
-    predictions: list[tuple[str, float]]
-
-    def to_dict(self) -> dict:
-        return {"start": self.start, "end": self.end,
-                "predictions": [{"label": l, "score": s} for l, s in self.predictions]}
-
-
-@dataclass
-class Segment:
-    """Consecutive timeline windows that agree on ``label`` above threshold, merged: from the
-    first window's start to the last one's end, with the mean of their scores."""
-
-    start: float
-    end: float
-    label: str
-    score: float
-
-    def to_dict(self) -> dict:
-        return {"start": self.start, "end": self.end, "label": self.label, "score": self.score}
+from ..classifier import Classifier
+from ..data.features import windows
+from ..devices import resolve_device
+from ..errors import SoftmoaError
+from ..runs.run import open_classifier
+from ..scoring.evaluation import clip_log_probabilities, window_log_probabilities
+from .inputs import Decoded, decode, display_name, expand_inputs, read_source
+from .timeline import Segment, Timeline, WindowPrediction, timeline_predictions
 
 
 @dataclass
@@ -161,20 +55,6 @@ class FilePrediction:
             result["timeline"] = [w.to_dict() for w in self.timeline]
             result["segments"] = [s.to_dict() for s in self.segments or []]
         return result
-
-
-@dataclass
-class _Decoded:
-    """One input after decoding: its windows (by the window rule, then any timeline windows)."""
-
-    name: str
-    windows: torch.Tensor | None = None
-    clip_windows: int = 0
-    starts: list[int] | None = None
-    frames: int = 0
-    error: AudioError | None = None
-    parts: list = field(default_factory=list)  # [(first window, log-probabilities)] as batches come back
-    done: int = 0
 
 
 class Predictor:
@@ -244,10 +124,11 @@ class Predictor:
         def submit() -> None:
             source = next(queue, None)
             if source is not None:
-                submitted.append(pool.submit(self._decode, source, span) if pool else self._decode(source, span))
+                submitted.append(pool.submit(decode, source, self.features, span) if pool
+                                 else decode(source, self.features, span))
 
-        pending: deque[_Decoded] = deque()  # decoded, not yet yielded (in input order)
-        buffer: deque[tuple[_Decoded, int]] = deque()  # (entry, first window not yet batched)
+        pending: deque[Decoded] = deque()  # decoded, not yet yielded (in input order)
+        buffer: deque[tuple[Decoded, int]] = deque()  # (entry, first window not yet batched)
         buffered = 0
         try:
             for _ in range(ahead):
@@ -262,7 +143,7 @@ class Predictor:
                     buffered += len(entry.windows)
                 while buffered >= self.batch_size:
                     buffered -= self._run_batch(buffer)
-                while pending and _complete(pending[0]):
+                while pending and pending[0].complete:
                     yield self._finish(pending.popleft(), top_k, span)
             while buffered:
                 buffered -= self._run_batch(buffer)
@@ -273,24 +154,6 @@ class Predictor:
                 for future in submitted:
                     future.cancel()
                 pool.shutdown(wait=True)
-
-    def _decode(self, source: str, span: tuple[int, int] | None) -> _Decoded:
-        """Read and featurise one input (in a worker thread): its windows, float16."""
-        name = display_name(source)
-        try:
-            wave = read_source(source, self.features.sample_rate)
-        except AudioError as error:
-            return _Decoded(name, error=error)
-        clip = windows(wave, self.features)
-        if span is None:
-            return _Decoded(name, clip, len(clip))
-        width, hop = span
-        frames = clip_frames(wave, self.features)
-        starts = timeline_starts(frames.shape[0], width, hop)
-        length = self.features.max_length
-        chunks = torch.stack([pad_or_cut(frames[s:s + width], length) for s in starts])
-        extra = normalize(chunks, self.features).half()
-        return _Decoded(name, torch.cat([clip, extra]), len(clip), starts, frames.shape[0])
 
     def _run_batch(self, buffer: deque) -> int:
         """Up to ``batch_size`` windows from the front of ``buffer`` through the model; each
@@ -323,67 +186,17 @@ class Predictor:
             logits = self.model(x).float().double()
         return self.task.log_probabilities(logits).cpu()
 
-    def _finish(self, entry: _Decoded, top_k: int, span: tuple[int, int] | None) -> FilePrediction:
+    def _finish(self, entry: Decoded, top_k: int, span: tuple[int, int] | None) -> FilePrediction:
         if entry.error is not None:
             return FilePrediction(entry.name, error=entry.error.reason, exception=entry.error)
         log_probs = torch.cat([part for _, part in sorted(entry.parts, key=lambda p: p[0])])
         prediction = self._prediction(entry.name, self._clip_scores(log_probs[:entry.clip_windows]), top_k)
         if span is not None:
-            prediction.timeline, prediction.segments = self._timeline(log_probs[entry.clip_windows:].exp(),
-                                                                      entry.starts, entry.frames, span, top_k)
+            prediction.timeline, prediction.segments = timeline_predictions(
+                log_probs[entry.clip_windows:].exp(), entry.starts, entry.frames, span[0], self.labels,
+                self.thresholds.double(), self.task, top_k)
         entry.windows = entry.parts = None  # free the memory of a yielded file
         return prediction
-
-    def _timeline(self, probs: torch.Tensor, starts: list[int], frames: int, span: tuple[int, int],
-                  top_k: int) -> tuple[list[WindowPrediction], list[Segment]]:
-        """Per-window top-k, and the segments (``timeline_segments``) in seconds."""
-        width = span[0]
-        bounds = [(s, min(s + width, frames)) for s in starts]
-        seconds = lambda frame: round(frame / FRAMES_PER_SECOND, 3)
-        k = min(top_k, probs.shape[1])
-        values, indices = probs.topk(k, dim=1)
-        timeline = [WindowPrediction(seconds(start), seconds(end), [(self.labels[i], round(float(v), 6))
-                                                                   for v, i in zip(values[w], indices[w].tolist())])
-                    for w, (start, end) in enumerate(bounds)]
-        segments = [Segment(seconds(start), seconds(end), self.labels[label], round(score, 6))
-                    for start, end, label, score in timeline_segments(probs, bounds, self.thresholds.double(),
-                                                                      self.task)]
-        return timeline, segments
-
-
-def timeline_segments(probs: torch.Tensor, bounds: list[tuple[int, int]], thresholds: torch.Tensor,
-                      task: Task) -> list[tuple[int, int, int, float]]:
-    """Segments ``(start, end, label, score)`` of a timeline: windows' probabilities ``[w,
-    classes]`` over their ``bounds`` (frames), told per stretch of time. The window edges cut
-    the clip into stretches; each stretch takes the mean of the windows covering it, and the task
-    says which labels hold there (``Task.active``). Single-label: a stretch has one label, its top
-    one if that scores at least its threshold, so segments never overlap; multi-label: every label
-    at or above its threshold (labels may overlap one another, a label never overlaps itself). Consecutive stretches of a label merge into one segment,
-    scored by the duration-weighted mean; sorted by start, then label."""
-    edges = sorted({edge for bound in bounds for edge in bound})
-    stretches = torch.tensor(list(zip(edges, edges[1:])), dtype=torch.float64).reshape(-1, 2)  # [s, 2]
-    windows = torch.tensor(bounds, dtype=torch.float64)  # [w, 2]
-    covers = (windows[None, :, 0] <= stretches[:, None, 0]) & (windows[None, :, 1] >= stretches[:, None, 1])
-    counts = covers.sum(1, keepdim=True)  # [s, 1]: 0 where a hop longer than the window leaves a gap
-    means = covers.double() @ probs.double() / counts.clamp(min=1)  # [s, classes]
-    active = task.active(means, thresholds) & (counts > 0)
-    lengths = stretches[:, 1] - stretches[:, 0]
-    found = []
-    for label in range(probs.shape[1]):
-        run = None  # [first stretch, last stretch] of the current segment
-        for k in [*torch.nonzero(active[:, label]).flatten().tolist(), None]:
-            if run is not None and (k is None or k != run[1] + 1 or stretches[k, 0] != stretches[run[1], 1]):
-                piece = slice(run[0], run[1] + 1)
-                score = float((means[piece, label] * lengths[piece]).sum() / lengths[piece].sum())
-                found.append((int(stretches[run[0], 0]), int(stretches[run[1], 1]), label, score))
-                run = None
-            if k is not None:
-                run = [k, k] if run is None else [run[0], k]
-    return sorted(found, key=lambda s: (s[0], s[1], s[2]))
-
-
-def _complete(entry: _Decoded) -> bool:
-    return entry.error is not None or entry.done == len(entry.windows)
 
 
 def predictor_for(checkpoint: str | None = None, run: str | Path | None = None, runs_root: str | Path | None = None,
