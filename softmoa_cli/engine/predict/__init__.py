@@ -10,7 +10,9 @@ a ``Timeline`` it also scores regular windows (``window`` and ``hop`` seconds) a
 consecutive windows that agree on a label above threshold into segments.
 
 ``inputs.py`` reads the inputs, ``timeline.py`` cuts and merges the windows along a file,
-``predictor.py`` scores (``Predictor``, ``predictor_for``)."""
+``results.py`` turns a file's window scores into its prediction (``Marking``, ``FilePrediction``),
+``predictor.py`` scores (``Predictor``, ``predictor_for``). The server (``engine/serve``) reads
+and marks its requests with the same functions."""
 
 from .predictor import Predictor, predictor_for
 from .timeline import Timeline, timeline_segments

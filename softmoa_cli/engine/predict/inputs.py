@@ -77,14 +77,19 @@ class Decoded:
 
 
 def decode(source: str, features: FeatureConfig, span: tuple[int, int] | None) -> Decoded:
-    """Read and featurise one input (in a worker thread): its windows, and with ``span``
-    (timeline ``(window, hop)`` in frames) its timeline windows after them; an input that
-    cannot be read, its error."""
+    """Read and featurise one input (in a worker thread): ``decode_wave`` of its waveform; an
+    input that cannot be read, its error."""
     name = display_name(source)
     try:
         wave = read_source(source, features.sample_rate)
     except AudioError as error:
         return Decoded(name, error=error)
+    return decode_wave(name, wave, features, span)
+
+
+def decode_wave(name: str, wave: torch.Tensor, features: FeatureConfig, span: tuple[int, int] | None) -> Decoded:
+    """A waveform ``[samples]`` at ``features.sample_rate`` cut into its windows by the window
+    rule, and with ``span`` (timeline ``(window, hop)`` in frames) its timeline windows after them."""
     clip = windows(wave, features)
     if span is None:
         return Decoded(name, clip, len(clip))

@@ -8,7 +8,6 @@ import os
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -18,43 +17,10 @@ from ..data.features import windows
 from ..devices import resolve_device
 from ..errors import SoftmoaError
 from ..runs.run import open_classifier
-from ..scoring.evaluation import clip_log_probabilities, window_log_probabilities
+from ..scoring.evaluation import window_log_probabilities
 from .inputs import Decoded, decode, display_name, expand_inputs, read_source
-from .timeline import Segment, Timeline, WindowPrediction, timeline_predictions
-
-
-@dataclass
-class FilePrediction:
-    """Top-k ``(label, score)`` pairs for one file, or the reason it could not be scored; for a
-    multi-label model also ``positive``, every ``(label, score)`` at or above its threshold
-    (highest score first; None for a single-label model), and ``thresholds``, each label's
-    threshold (label -> threshold; None for a single-label model); with a timeline,
-    ``timeline`` and ``segments``."""
-
-    file: str
-    predictions: list[tuple[str, float]] | None = None
-    error: str | None = None
-    exception: BaseException | None = field(default=None, repr=False)  # for a traceback on request
-    positive: list[tuple[str, float]] | None = None
-    timeline: list[WindowPrediction] | None = None
-    segments: list[Segment] | None = None
-    scores: torch.Tensor | None = field(default=None, repr=False)  # every label's score, unrounded
-    thresholds: dict[str, float] | None = None
-
-    def to_dict(self) -> dict:
-        """``{"file", "predictions": [{label, score}]}`` and, multi-label, ``"positive"`` alike,
-        each entry with its label's ``threshold``; with a timeline ``"timeline": [{start, end,
-        predictions}]`` and ``"segments"``."""
-        marks = self.thresholds or {}
-        pairs = lambda items: [{"label": l, "score": s, **({"threshold": marks[l]} if l in marks else {})}
-                               for l, s in items or []]
-        result = {"file": self.file, "predictions": pairs(self.predictions)}
-        if self.positive is not None:
-            result["positive"] = pairs(self.positive)
-        if self.timeline is not None:
-            result["timeline"] = [w.to_dict() for w in self.timeline]
-            result["segments"] = [s.to_dict() for s in self.segments or []]
-        return result
+from .results import FilePrediction, Marking, clip_scores
+from .timeline import Timeline
 
 
 class Predictor:
@@ -72,19 +38,15 @@ class Predictor:
         self.labels, self.task, self.features = classifier.labels, classifier.task, classifier.features
         self.batch_size = batch_size
         self.workers = workers if workers is not None else max(1, min(4, os.cpu_count() or 1))
-        thresholds = 0.5 if classifier.thresholds is None else classifier.thresholds
-        self.thresholds = torch.broadcast_to(torch.as_tensor(thresholds, dtype=torch.float32), (len(self.labels),))
+        self.marking = Marking.of(classifier)
+        self.thresholds = self.marking.thresholds
 
     def scores(self, wave: torch.Tensor) -> torch.Tensor:
         """``wave [samples]`` at 16 kHz -> class scores ``[classes]`` (float32, CPU): the mean
         of the window probabilities by the window rule (``data/features.py``)."""
         log_probs = window_log_probabilities(self.model, windows(wave, self.features), self.batch_size, self.device,
                                              self.task)  # [windows, classes]
-        return self._clip_scores(log_probs)
-
-    @staticmethod
-    def _clip_scores(log_probs: torch.Tensor) -> torch.Tensor:
-        return clip_log_probabilities(log_probs, torch.zeros(len(log_probs), dtype=torch.long), 1)[0].exp().float()
+        return clip_scores(log_probs)
 
     def predict_file(self, path: str | Path, top_k: int = 5) -> list[tuple[str, float]]:
         """Top-k labels of one file; raises AudioError for a file that cannot be used."""
@@ -93,19 +55,8 @@ class Predictor:
     def predict(self, path: str | Path, top_k: int = 5) -> FilePrediction:
         """One file's top-k labels (and, multi-label, its positive labels), one window batch at
         a time; raises AudioError for a file that cannot be used."""
-        return self._prediction(display_name(str(path)), self.scores(read_source(str(path), self.features.sample_rate)),
-                                top_k)
-
-    def _prediction(self, name: str, scores: torch.Tensor, top_k: int) -> FilePrediction:
-        values, indices = scores.topk(min(top_k, scores.numel()))
-        prediction = FilePrediction(name, [(self.labels[i], round(float(v), 6))
-                                           for v, i in zip(values, indices.tolist())], scores=scores)
-        marked = self.task.marked(scores, self.thresholds)  # None: the task marks no labels
-        if marked is not None:
-            order = scores.argsort(descending=True, stable=True).tolist()
-            prediction.positive = [(self.labels[i], round(float(scores[i]), 6)) for i in order if marked[i]]
-            prediction.thresholds = {label: round(float(t), 6) for label, t in zip(self.labels, self.thresholds)}
-        return prediction
+        return self.marking.file_prediction(display_name(str(path)),
+                                            self.scores(read_source(str(path), self.features.sample_rate)), top_k)
 
     # --- many files: decoded ahead in threads, windows batched across files ---------------------
 
@@ -190,11 +141,7 @@ class Predictor:
         if entry.error is not None:
             return FilePrediction(entry.name, error=entry.error.reason, exception=entry.error)
         log_probs = torch.cat([part for _, part in sorted(entry.parts, key=lambda p: p[0])])
-        prediction = self._prediction(entry.name, self._clip_scores(log_probs[:entry.clip_windows]), top_k)
-        if span is not None:
-            prediction.timeline, prediction.segments = timeline_predictions(
-                log_probs[entry.clip_windows:].exp(), entry.starts, entry.frames, span[0], self.labels,
-                self.thresholds.double(), self.task, top_k)
+        prediction = self.marking.prediction(entry, log_probs, top_k, span)
         entry.windows = entry.parts = None  # free the memory of a yielded file
         return prediction
 

@@ -1,0 +1,104 @@
+"""What the server does for a request, without HTTP: score an uploaded file with a task
+(``Service.predict``, the JSON of one entry of ``softmoa predict --json``), describe the tasks,
+add and remove them. Bad input raises a ``RequestError`` carrying the HTTP status it means.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..data.audio import read_audio_bytes, to_mono_16k
+from ..errors import AudioError, SoftmoaError
+from ..predict.inputs import decode_wave
+from ..predict.results import Marking
+from ..predict.timeline import Timeline
+from .batcher import Batcher, QueueFull
+from .tasks import TaskSet
+
+
+class RequestError(SoftmoaError):
+    """A request the server refuses: ``status`` (400 bad input, 404 no such task, 413 too large,
+    503 busy) and the one-line reason."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Query:
+    """What a predict request asks besides the audio: ``top_k`` labels, a ``threshold`` for every
+    label (multi-label, or a single-label timeline), and a ``timeline`` of ``window``-second
+    windows every ``hop`` seconds (defaults as ``softmoa predict``)."""
+
+    top_k: int = 5
+    threshold: float | None = None
+    timeline: bool = False
+    window: float | None = None
+    hop: float | None = None
+
+    def check(self) -> None:
+        if self.top_k < 1:
+            raise RequestError(400, f"top_k {self.top_k}: give 1 or more")
+        if self.threshold is not None and not 0 <= self.threshold <= 1:
+            raise RequestError(400, f"threshold {self.threshold:g}: give a score from 0 to 1")
+        if not self.timeline and (self.window is not None or self.hop is not None):
+            raise RequestError(400, "window and hop shape a timeline: add timeline=true")
+
+
+class Service:
+    """The tasks being served and the batcher scoring them; ``max_bytes``: the largest upload."""
+
+    def __init__(self, tasks: TaskSet, batcher: Batcher, max_bytes: int = 50 << 20):
+        self.tasks, self.batcher, self.max_bytes = tasks, batcher, max_bytes
+
+    def describe(self) -> list[dict]:
+        """Every task: name, labels, task type, method, backbone, window seconds, trained parameters."""
+        return [self.tasks.get(name)[0].describe() for name in self.tasks.names]
+
+    def predict(self, name: str, data: bytes, filename: str, query: Query = Query()) -> dict:
+        """Score the audio file ``data`` (any format and rate ``predict`` reads) with the task
+        ``name``: ``{"file", "predictions", ...}`` as ``softmoa predict --json`` gives one file.
+        Blocks until its windows are scored (call it from a worker thread)."""
+        query.check()
+        try:
+            task, group = self.tasks.get(name)
+        except SoftmoaError as error:
+            raise RequestError(404, str(error)) from None
+        if len(data) > self.max_bytes:
+            raise RequestError(413, f"{filename}: {len(data) / 2**20:.1f} MB is over the limit of "
+                                    f"{self.max_bytes / 2**20:g} MB")
+        classifier = task.classifier
+        if query.threshold is not None and not classifier.task.marks and not query.timeline:
+            raise RequestError(400, f"threshold: task {name!r} is {classifier.task.title} (one label per file); "
+                                    "thresholds apply to multi-label tasks or a timeline")
+        features = classifier.features
+        try:
+            span = Timeline(query.window, query.hop).frames(features.max_length) if query.timeline else None
+            wave, rate = read_audio_bytes(data, filename)
+            decoded = decode_wave(filename, to_mono_16k(wave, rate, features.sample_rate), features, span)
+        except AudioError as error:
+            raise RequestError(400, f"{filename}: {error.reason}") from None
+        except SoftmoaError as error:
+            raise RequestError(400, str(error).replace("`", "")) from None
+        try:
+            log_probs = self.batcher.submit(task, group, decoded.windows).result()
+        except QueueFull as error:
+            raise RequestError(503, f"busy ({error}); retry in a moment") from None
+        except KeyError:
+            raise RequestError(404, f"task {name!r} was removed while the request waited") from None
+        marking = Marking.of(classifier.with_thresholds(query.threshold))
+        return marking.prediction(decoded, log_probs, query.top_k, span).to_dict()
+
+    def add(self, name: str | None, reference: str) -> dict:
+        """Serve the run ``reference`` (a folder or hub id) as task ``name``; its description."""
+        try:
+            return self.tasks.add(name, reference).describe()
+        except SoftmoaError as error:
+            raise RequestError(400, str(error).replace("`", "")) from None
+
+    def remove(self, name: str) -> None:
+        try:
+            self.tasks.remove(name)
+        except SoftmoaError as error:
+            raise RequestError(404, str(error)) from None
