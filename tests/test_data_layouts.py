@@ -1,4 +1,5 @@
-"""Every data set layout, as an archive and as a folder, through `download --from` and `prepare`."""
+"""Every data set layout, as an archive and as a folder, through `download --from` and `prepare`;
+FSD50K's release layout (multi-label) and its ground truth checked."""
 
 from __future__ import annotations
 
@@ -7,12 +8,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import make_archive, make_esc50, make_fsc, make_speechcommands, make_us8k, run
+from helpers import (FSD50K_ROWS, FSD50K_VOCABULARY, make_archive, make_esc50, make_fsc, make_fsd50k,
+                     make_speechcommands, make_us8k, run, write_csv)
 
 from softmoa_cli.engine.data.audio import load_mono_16k
 from softmoa_cli.engine.data.cache import load_cache
+from softmoa_cli.engine.data.cache_build import prepare_cache
 from softmoa_cli.engine.data.cache_open import open_cache
 from softmoa_cli.engine.data.features import FeatureConfig, features
+from softmoa_cli.engine.data.fsd50k import scan
+from softmoa_cli.engine.errors import SoftmoaError
+from softmoa_cli.engine.task import MULTI
 
 
 @pytest.fixture(autouse=True)
@@ -124,3 +130,51 @@ def test_changed_settings_make_a_new_cache(tmp_path):
     os.utime(path, ns=(1, 1))  # same bytes, another modification time
     changed = run("prepare", "speechcommands", "--home", home, "-j", "1")
     assert changed.exit_code == 0 and "already prepared" not in changed.stdout
+
+
+def test_fsd50k_from_the_extracted_release(tmp_path):
+    source = make_fsd50k(tmp_path / "release").parent
+    (source / "FSD50K" / "FSD50K.eval_audio" / "37200.wav").write_bytes(b"RIFF\x00\x00not audio at all" * 8)
+    home = tmp_path / "home"
+    installed = run("download", "fsd50k", "--from", source, "--home", home)
+    assert installed.exit_code == 0 and "installed 8 clips" in installed.stdout, installed.output
+    strict = run("prepare", "fsd50k", "--home", home, "-j", "1")
+    assert strict.exit_code == 2 and "1 of 8 clips are bad" in strict.output  # 12.5 %, above the default 1 %
+    assert "7 clips cached, 1 bad skipped" in strict.stdout
+    cache, built = prepare_cache("fsd50k", home=home)
+    assert not built and (cache.task is MULTI) and cache.label_names == FSD50K_VOCABULARY
+    assert cache.bad == [("FSD50K.eval_audio/37200.wav", cache.bad[0][1])] and "not a readable" in cache.bad[0][1]
+    assert cache.listed == 8 and cache.features.shape == (7, 1024, 128) and cache.labels.shape == (7, 5)
+    expected = {}
+    for file, (labels, split) in FSD50K_ROWS.items():
+        part, fname = file.split("/")
+        row = [int(name in labels.split(",")) for name in FSD50K_VOCABULARY]
+        expected[f"FSD50K.{part}_audio/{fname}.wav"] = (row, {"train": "train", "val": "valid", None: "test"}[split])
+    del expected["FSD50K.eval_audio/37200.wav"]
+    assert {p: (cache.labels[i].tolist(), str(cache.split[i])) for i, p in enumerate(cache.paths)} == expected
+    assert cache.labels[cache.paths.index("FSD50K.dev_audio/1004.wav")].tolist() == [1, 0, 1, 1, 0]
+    assert [int((cache.split == s).sum()) for s in ("train", "valid", "test")] == [3, 2, 2]
+    assert cache.windows[cache.paths.index("FSD50K.dev_audio/1002.wav")] == 2  # 12 s: two windows of 1024 frames
+    assert set(cache.fold.tolist()) == {0}
+
+
+def test_fsd50k_without_from_says_where_to_get_it(tmp_path):
+    result = run("download", "fsd50k", "--home", tmp_path)
+    assert result.exit_code == 2 and "zenodo.org/record/4060432" in result.output
+    assert "softmoa download fsd50k --from FOLDER" in " ".join(result.output.split())
+
+
+def test_fsd50k_ground_truth_that_does_not_fit_is_one_clear_error(tmp_path):
+    root = make_fsd50k(tmp_path)
+    truth = root / "FSD50K.ground_truth"
+    dev = (truth / "dev.csv").read_text()
+    (truth / "dev.csv").write_text(dev.replace("/m/01x,train", "/m/01x,holdout", 1))
+    with pytest.raises(SoftmoaError, match="split 'holdout'; expected train or val"):
+        scan(root)
+    (truth / "dev.csv").write_text(dev.replace("Rain,Bark", "Rain,Meow", 1))
+    with pytest.raises(SoftmoaError, match="label 'Meow', which is not in FSD50K.ground_truth/vocabulary.csv"):
+        scan(root)
+    (truth / "dev.csv").write_text(dev)
+    write_csv(truth / "vocabulary.csv", ["index", "label", "mid"], [[0, "Rain", "/m/0"]])  # a header: not the release
+    with pytest.raises(SoftmoaError, match="line 1 .* not index,label,mid"):
+        scan(root)

@@ -1,4 +1,5 @@
-"""The embedded ``synth`` data set: deterministic, balanced, valid WAV, learnable but not trivial."""
+"""The embedded synth data sets: ``synth`` deterministic, balanced, valid WAV, learnable but not
+trivial; ``synth-multi`` mixtures of 1-3 synth events, generated and prepared on first use."""
 
 from __future__ import annotations
 
@@ -10,9 +11,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from helpers import run
 
-from softmoa_cli.engine.data import synth
+from softmoa_cli.engine.data import synth, synth_sets
+from softmoa_cli.engine.data.cache_build import prepare_cache
+from softmoa_cli.engine.data.custom import scan_manifest
 from softmoa_cli.engine.errors import SoftmoaError
+from softmoa_cli.engine.task import MULTI
+
 
 PER_CLASS = 40
 
@@ -135,3 +141,38 @@ def test_mean_log_mel_separates_classes_only_partly(downstream, one_thread):
     guess = np.array(names)[((x[~train][:, None] - centroids) ** 2).sum(-1).argmin(1)]
     accuracy = float((guess == labels[~train]).mean())
     assert 0.13 < accuracy < 0.35
+
+
+def test_synth_mixtures_are_deterministic_balanced_and_hold_1_to_3_distinct_events(tmp_path):
+    a = synth.generate_mixtures(tmp_path / "a", clips=36, seed=0)
+    b = synth.generate_mixtures(tmp_path / "b", clips=24, seed=0)  # fewer clips: the same first files
+    c = synth.generate_mixtures(tmp_path / "c", clips=24, seed=1)
+    files = [f"audio/mix_{i}.wav" for i in range(24)]
+    assert all((a.parent / f).read_bytes() == (b.parent / f).read_bytes() for f in files)
+    assert sum((a.parent / f).read_bytes() != (c.parent / f).read_bytes() for f in files) == 24
+    clips = scan_manifest(a)
+    assert (clips.task is MULTI) and clips.label_names == sorted(synth.TASKS["downstream"])
+    listed = [len(line.split(",")[1].split(";")) for line in a.read_text().splitlines()[1:]]
+    sizes = clips.labels.sum(axis=1)
+    assert sizes.tolist() == listed and set(sizes.tolist()) == {1, 2, 3}  # distinct events in every clip
+    assert np.bincount(sizes)[1:].tolist() == [12, 12, 12]
+    counts = clips.labels.sum(axis=0)
+    assert counts.max() <= 1.5 * counts.min()  # balanced (equal here: every class once per 6 clips)
+    assert [int((clips.split == s).sum()) for s in ("train", "valid", "test")] == [24, 6, 6]
+    for s in ("train", "valid", "test"):  # every class in every split
+        assert clips.labels[clips.split == s].sum(axis=0).min() > 0
+
+
+def test_synth_multi_prepares_a_multi_label_cache_on_first_use(tmp_path, monkeypatch):
+    monkeypatch.setattr(synth_sets, "MIXTURES", 18)
+    home = tmp_path / "home"
+    result = run("prepare", "synth-multi", "--home", home, "-j", "1")
+    assert result.exit_code == 0 and "18 clips cached, 0 bad" in result.stdout, result.output
+    cache, built = prepare_cache("synth-multi", home=home)
+    assert not built and (cache.task is MULTI) and cache.labels.shape == (18, 12) and cache.features.shape[1:] == (100, 128)
+    assert set(cache.labels.sum(axis=1).tolist()) == {1, 2, 3} and not cache.bad
+    assert [int((cache.split == s).sum()) for s in ("train", "valid", "test")] == [6, 6, 6]
+    _, y = cache.batch(np.arange(3))
+    assert y.shape == (3, 12) and y.dtype.is_floating_point
+    listing = run("download", "--home", home)
+    assert "synth-multi" in listing.stdout and "fsd50k" in listing.stdout

@@ -1,8 +1,9 @@
-"""Multi-label training end to end on clips the test writes: mixtures of one to three of five
-known sounds (four tones and a band of noise) listed with their label sets. Training uses
-BCE and picks the best epoch by validation mAP; the thresholds tuned on the validation clips
-are saved with the adapter; evaluate and predict agree with the run; resume and DDP keep
-working. A single-label table trained with ``task: multilabel`` takes the same path."""
+"""The tasks (engine/task.py) through the engine, the multi-label one end to end on clips the test
+writes: mixtures of one to three of five known sounds (four tones and a band of noise) listed
+with their label sets. Training uses BCE and picks the best epoch by validation mAP; the
+thresholds tuned on the validation clips are saved with the adapter; evaluate and predict agree
+with the run; resume and DDP keep working. A single-label table trained with ``task:
+multilabel`` takes the same path."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
-"""Multi-label metrics against independent, loop-based implementations written here from the
-definitions (and hand-computed values): AP as scikit-learn defines it (ties share one
-precision), ROC AUC over every positive/negative pair, AST's d-prime through the standard
-library's normal distribution, F1 at thresholds, and threshold tuning on a constructed case."""
+"""The scores (engine/scoring/metrics.py), the multi-label ones against independent, loop-based
+implementations written here from the definitions (and hand-computed values): AP as scikit-learn
+defines it (ties share one precision), ROC AUC over every positive/negative pair, AST's d-prime
+through the standard library's normal distribution, F1 at thresholds, and threshold tuning on a
+constructed case."""
 
 from __future__ import annotations
 
