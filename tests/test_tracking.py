@@ -73,6 +73,6 @@ def test_a_missing_tracker_package_is_one_line_naming_the_extra(tmp_path, monkey
         return real(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", without_mlflow)
-    with pytest.raises(SoftmoaError, match=r"--log mlflow: the mlflow package is not installed; "
+    with pytest.raises(SoftmoaError, match=r"`log` mlflow: the mlflow package is not installed; "
                                            r"pip install 'softmoa\[mlflow\]'"):
         finetune(toy_config("linear", epochs=1, log=["mlflow"]), tmp_path / "run", table=toy_table())
