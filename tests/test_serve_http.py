@@ -123,6 +123,25 @@ def test_tasks_are_added_and_removed_from_the_host_only(client, two_runs, fsdd_c
     assert client.get("/v1/tasks").json()[0]["name"] == "soft"
 
 
+def test_kserve_v2_infer_answers_the_top_labels(client, two_runs, fsdd_clips):
+    import base64
+
+    clip = fsdd_clips[3]
+    body = {"id": "r1", "inputs": [{"name": "audio", "datatype": "BYTES", "shape": [1],
+                                    "data": [base64.b64encode(clip.read_bytes()).decode()],
+                                    "parameters": {"top_k": 3}}]}
+    answer = client.post("/v2/models/soft/infer", json=body)
+    expected = predicted(clip, two_runs["soft"], "--top-k", "3")["predictions"]
+    assert answer.status_code == 200 and answer.json()["id"] == "r1"
+    labels, scores = answer.json()["outputs"]
+    assert labels["data"] == [p["label"] for p in expected] and scores["data"] == [p["score"] for p in expected]
+    assert client.get("/v2/health/ready").json() == {"ready": True}
+    assert client.get("/v2/models/lora").json()["parameters"]["labels"] == [f"class{i}" for i in range(4)]
+    assert client.get("/v2/models/nope").status_code == 404
+    refused = client.post("/v2/models/soft/infer", json={"inputs": [{"datatype": "FP32", "data": [1.0]}]})
+    assert refused.status_code == 400 and "base64" in refused.json()["error"]
+
+
 def test_without_admin_there_are_no_admin_routes(two_runs):
     tasks = TaskSet()
     tasks.add("soft", two_runs["soft"])

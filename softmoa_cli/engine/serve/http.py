@@ -10,6 +10,8 @@
     POST   /v1/tasks                   {"run": RUN, "name": NAME}: serve another run   (admin)
     DELETE /v1/tasks/{name}            stop serving a task                             (admin)
     GET    /                           a page to try the tasks in a browser
+    GET    /v2/health/ready, /v2/models/{name}, POST /v2/models/{name}/infer
+                                       KServe's open inference protocol (v2), ``_add_v2_routes``
 
 Every refusal is ``{"error": "..."}`` on one line with a 4xx status (503 with Retry-After when
 the queue is full); the admin routes exist only with ``admin`` and answer only the host itself.
@@ -25,6 +27,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException
 
+from ..errors import SoftmoaError
 from .service import Query, RequestError, Service
 
 LOCAL = {"127.0.0.1", "::1", "localhost", "testclient"}  # the host itself (testclient: FastAPI's test client)
@@ -118,6 +121,8 @@ def build_app(service: Service, admin: bool = False) -> FastAPI:
             raise RequestError(404, f"no page file {name!r}")
         return Response(found.read_text(), media_type=kinds[suffix])
 
+    _add_v2_routes(app, service)
+
     if admin:
         def host_only(request: Request) -> None:
             if request.client is None or request.client.host not in LOCAL:
@@ -141,6 +146,52 @@ def build_app(service: Service, admin: bool = False) -> FastAPI:
             return Response(status_code=204)
 
     return app
+
+
+def _add_v2_routes(app: FastAPI, service: Service) -> None:
+    """KServe's open inference protocol (v2, REST): a task is a model; ``infer`` takes one input
+    ``audio`` of datatype BYTES holding the file base64-encoded (its ``parameters`` may carry
+    ``top_k``, ``threshold``) and answers two outputs, ``labels`` (BYTES) and ``scores`` (FP32),
+    the top-k of ``predict``."""
+    import base64
+    import binascii
+
+    @app.get("/v2/health/ready")
+    async def ready() -> dict:
+        return {"ready": True}
+
+    @app.get("/v2/models/{name}")
+    async def metadata(name: str) -> dict:
+        try:
+            task = service.tasks.get(name)[0]
+        except SoftmoaError as error:
+            raise RequestError(404, str(error)) from None
+        return {"name": name, "platform": "softmoa", "versions": ["1"],
+                "inputs": [{"name": "audio", "datatype": "BYTES", "shape": [1]}],
+                "outputs": [{"name": "labels", "datatype": "BYTES", "shape": [-1]},
+                            {"name": "scores", "datatype": "FP32", "shape": [-1]}],
+                "parameters": {"labels": task.classifier.labels, "task": task.classifier.task.name}}
+
+    @app.post("/v2/models/{name}/infer")
+    async def infer(name: str, request: Request) -> dict:
+        try:
+            body = await request.json()
+            first = body["inputs"][0]
+            if first.get("datatype") != "BYTES":
+                raise ValueError
+            data = base64.b64decode(first["data"][0], validate=True)
+        except (ValueError, KeyError, IndexError, TypeError, binascii.Error):
+            raise RequestError(400, 'send {"inputs": [{"name": "audio", "datatype": "BYTES", "shape": [1], '
+                                    '"data": ["<the audio file, base64>"]}]}') from None
+        options = first.get("parameters") or {}
+        query = Query(top_k=int(options.get("top_k", 5)), threshold=options.get("threshold"))
+        answer = await asyncio.to_thread(service.predict, name, data, first.get("name", "audio"), query)
+        pairs = answer["predictions"]
+        return {"model_name": name, "id": body.get("id"),
+                "outputs": [{"name": "labels", "datatype": "BYTES", "shape": [len(pairs)],
+                             "data": [p["label"] for p in pairs]},
+                            {"name": "scores", "datatype": "FP32", "shape": [len(pairs)],
+                             "data": [p["score"] for p in pairs]}]}
 
 
 def run_server(service: Service, host: str = "127.0.0.1", port: int = 8000, admin: bool = False,
