@@ -33,6 +33,17 @@ def positive(value: float | None) -> float | None:
 
 
 Device = Annotated[str, typer.Option(metavar="DEVICE", callback=_device, help="cpu, cuda, cuda:1, ...")]
+def _quantize(value: str | None) -> str | None:
+    """``--quantize``: int8 is the one choice."""
+    if value is not None and value != "int8":
+        raise typer.BadParameter(f"{value}: the one choice is int8")
+    return value
+
+
+Quantize = Annotated[str | None, typer.Option(
+    metavar="int8", show_default=False, callback=_quantize,
+    help="Score with the backbone's frozen Linears in int8 (CPU only; faster on wide backbones, scores move "
+         "slightly with the batch; see the README's int8 section).")]
 Json = Annotated[bool, typer.Option("--json", metavar="", help="Print one JSON document on stdout instead of tables.")]
 Threads = Annotated[int | None, typer.Option(min=1, metavar="N", help="CPU threads for torch (default: torch's "
                                                                       "choice).", show_default=False)]

@@ -46,6 +46,13 @@ class Classifier:
         return cls(pretrained.model.eval(), list(pretrained.labels), pretrained.task, features,
                    extra.get("thresholds"), pretrained.source)
 
+    def quantized(self) -> Classifier:
+        """This classifier with its frozen Linears in int8 (``quantize.quantize_frozen``), to score
+        on the CPU. The model is changed in place: score with the one returned from then on."""
+        from .quantize import quantize_frozen
+
+        return replace(self, model=quantize_frozen(self.model), source=f"{self.source} (int8)")
+
     def with_thresholds(self, threshold: float | None) -> Classifier:
         """The same classifier marking every label at ``threshold`` (None: as it is)."""
         return self if threshold is None else replace(self, thresholds=[threshold] * len(self.labels))

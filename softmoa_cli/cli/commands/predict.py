@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from ..options import AudioFiles, Classifier, Device, Json, Runs, positive
+from ..options import AudioFiles, Classifier, Device, Json, Quantize, Runs, positive
 
 
 Run = Annotated[Path | None, typer.Option(metavar="RUN", help="A finetune run folder or a pushed run's hub id "
@@ -53,6 +53,7 @@ def predict(
     as_json: Json = False,
     as_csv: Csv = False,
     device: Device = "cpu",
+    quantize: Quantize = None,
 ) -> None:
     """Score audio files with a finetune run or an AST classifier (long files: windows averaged).
     Without --checkpoint or --run, the most recent finished run is used. Multi-label models
@@ -72,6 +73,7 @@ def predict(
       softmoa predict recordings/ --csv > scores.csv
       cat clip.flac | softmoa predict -
       softmoa predict long.wav --timeline --hop 0.5 --json
+      softmoa predict recordings/ --quantize int8
     """
     from ...engine.errors import SoftmoaError
 
@@ -86,7 +88,7 @@ def predict(
     from ...engine.predict import Timeline, predictor_for
 
     predictor = predictor_for(checkpoint=checkpoint, run=run, runs_root=runs, device=device, threshold=threshold,
-                              timeline=timeline, batch_size=batch_size, workers=workers)
+                              timeline=timeline, batch_size=batch_size, workers=workers, quantize=quantize)
     spec = Timeline(window, hop) if timeline else None
     if spec is not None:
         spec.frames(predictor.features.max_length)  # a bad --window or --hop fails before any file is read

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from ..options import Device, Runs
+from ..options import Device, Quantize, Runs
 
 Served = Annotated[list[str], typer.Argument(metavar="[NAME=]RUN", hidden=True, show_default=False)]
 Host = Annotated[str, typer.Option(metavar="HOST", help="Address to listen on; 0.0.0.0 opens the server to the "
@@ -34,6 +34,7 @@ def serve(
     max_mb: MaxMb = 50.0,
     admin: Admin = False,
     device: Device = "cpu",
+    quantize: Quantize = None,
     runs: Runs = None,
 ) -> None:
     """Serve finetune runs as tasks over HTTP: each distinct backbone is loaded once and every
@@ -64,7 +65,7 @@ def serve(
     if not runs_served:
         raise SoftmoaError("give at least one RUN to serve (a run folder or a pushed run's hub id), e.g. "
                            "softmoa serve runs/fsdd-soft-20261201-120000")
-    tasks = TaskSet(device)
+    tasks = TaskSet(device, quantize)
     for item in runs_served:
         name, _, reference = item.rpartition("=")
         task = tasks.add(name or None, reference)

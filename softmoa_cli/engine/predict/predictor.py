@@ -148,16 +148,22 @@ class Predictor:
 
 def predictor_for(checkpoint: str | None = None, run: str | Path | None = None, runs_root: str | Path | None = None,
                   device: str = "cpu", threshold: float | None = None, timeline: bool = False,
-                  batch_size: int = 32, workers: int | None = None) -> Predictor:
+                  batch_size: int = 32, workers: int | None = None, quantize: str | None = None) -> Predictor:
     """A Predictor over ``runs.run.open_classifier``'s classifier (a ``checkpoint``, a finetune
-    ``run``, or the most recent finished run under ``runs_root``).
+    ``run``, or the most recent finished run under ``runs_root``); ``quantize`` ``"int8"``: its
+    frozen layers in int8 (``Classifier.quantized``; the CPU only).
 
     A multi-label classifier marks the labels at or above its thresholds (a run's tuned ones, of
     its first fold; 0.5 for an AudioSet checkpoint); ``threshold`` replaces them with one for
     every label. A single-label one marks none, so a ``threshold`` is refused, unless
     ``timeline``: there it is the top label's score a segment needs (default 0.5)."""
+    if quantize is not None and resolve_device(device).type != "cpu":
+        raise SoftmoaError(f"`quantize` {quantize} scores on the CPU (its kernels are CPU only); drop `device` {device} "
+                           "or score in float there")
     classifier = open_classifier(checkpoint, run, runs_root)
     if threshold is not None and not classifier.task.marks and not timeline:
         raise SoftmoaError(f"`threshold`: {classifier.source} is {classifier.task.title} (one label per file); "
                            "thresholds apply to multi-label models only")
+    if quantize is not None:
+        classifier = classifier.quantized()
     return Predictor(classifier.with_thresholds(threshold), device, batch_size, workers)

@@ -12,7 +12,9 @@ walks the pristine backbone and the task's model side by side:
 - the head is each task's own.
 
 Anything else a task changed (the weights of a full fine-tune, a weighted layer sum, another
-window length) means it does not run on this backbone: ``NotShared``.
+window length) means it does not run on this backbone: ``NotShared``. A shared model whose
+frozen Linears are int8 (``quantize.quantize_frozen``) takes a task whose float Linear
+quantizes to the same int8 weights.
 
 A forward takes windows ``[b, ...]`` and each row's task. The frozen layers see the whole batch
 at once; each routed module calls each task's part once on that task's rows (``Routing``
@@ -27,6 +29,7 @@ from torch import nn
 from ..models.backbone import Backbone
 from ..petl.lora import LoRALinear
 from ..petl.sites import ParallelSite, SequentialSite
+from ..quantize import is_int8, same_int8
 
 # How a task's part joins a routed module's output ``s = base(y)`` on the task's rows:
 INPUT = "input"  # s + part(y): a parallel adapter, a LoRA pair
@@ -176,7 +179,11 @@ class SharedBackbone(nn.Module):
         """Walk ``ours`` (the shared model, its routed modules seen as their frozen module) and
         ``theirs`` (a task's) together, noting in ``plan`` what the task adds: ``(parent, child
         name, the task's module, "site" or "norm")``; ``NotShared`` at the first difference that
-        is not a PETL part."""
+        is not a PETL part. An int8 Linear of ours matches a float one that quantizes to it."""
+        if is_int8(ours):
+            if not same_int8(ours, theirs):
+                raise NotShared(f"{path} differs from the backbone's")
+            return
         if not _same(ours, theirs):
             raise NotShared(f"{path or 'the backbone'} differs from the backbone's")
         for name, child in ours.named_children():

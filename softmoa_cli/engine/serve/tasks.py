@@ -64,10 +64,17 @@ def _signature(features: FeatureConfig) -> tuple:
 
 
 class TaskSet:
-    """The tasks being served, by name, and the groups that hold their models on ``device``."""
+    """The tasks being served, by name, and the groups that hold their models on ``device``;
+    ``quantize`` ``"int8"``: every group's frozen Linears in int8 (``quantize.quantize_frozen``;
+    the CPU only), the tasks' parts and heads float."""
 
-    def __init__(self, device: str = "cpu"):
-        self.device = device
+    def __init__(self, device: str = "cpu", quantize: str | None = None):
+        from ..devices import resolve_device
+
+        if quantize is not None and resolve_device(device).type != "cpu":
+            raise SoftmoaError(f"`quantize` {quantize} serves on the CPU (its kernels are CPU only); drop `device` "
+                               f"{device} or serve in float there")
+        self.device, self.quantize = device, quantize
         self.groups: list[Group] = []
         self._by_name: dict[str, tuple[ServedTask, Group]] = {}
         self._lock = threading.Lock()  # adding and removing tasks, one at a time
@@ -104,6 +111,11 @@ class TaskSet:
             task = ServedTask(name, key, replace(classifier, model=None), info.method["name"], info.backbone,
                               trained, run.reference)
             group = self._join(key, model, _signature(info.features), info, directory)
+            if self.quantize is not None:
+                from ..quantize import quantize_frozen
+
+                with group.lock:
+                    quantize_frozen(group.shared)  # the frozen Linears not in int8 yet; the task's parts stay float
             group.tasks[key] = task
             self._by_name[name] = (task, group)
             return task
