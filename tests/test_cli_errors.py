@@ -31,6 +31,8 @@ FUZZ = textwrap.dedent(r'''
     CONFLICTS = [
         ["predict", "clip.wav", "--json", "--csv"], ["predict", "clip.wav", "-c", "m", "--run", "r"],
         ["predict", "clip.wav", "--window", "1"], ["predict", "clip.wav", "--hop", "0.5"],
+        ["predict", "clip.wav", "--stream"], ["predict", "-", "--stream", "--csv"],
+        ["predict", "-", "--stream", "--timeline"],
         ["embed", "clip.wav", "-o", "out.npz", "-c", "m", "--run", "r"],
         ["finetune", "--balanced-sampling", "--class-weights"], ["finetune", "--resume", "run-x", "--epochs", "3"],
         ["ablate", "slots", "--set", "method.slots=2"], ["ablate", "methods", "--set", "method.name=adapter"],

@@ -9,12 +9,17 @@ packed across files; results come back in input order, a bad file's error in its
 a ``Timeline`` it also scores regular windows (``window`` and ``hop`` seconds) and merges
 consecutive windows that agree on a label above threshold into segments.
 
+Live audio (raw 16 kHz mono s16le PCM in chunks) goes through a ``LiveTimeline``: the same
+windows and numbers as a file's timeline, each as soon as its audio is in.
+
 ``inputs.py`` reads the inputs, ``timeline.py`` cuts and merges the windows along a file,
 ``results.py`` turns a file's window scores into its prediction (``Marking``, ``FilePrediction``),
-``predictor.py`` scores (``Predictor``, ``predictor_for``). The server (``engine/serve``) reads
-and marks its requests with the same functions."""
+``live_frames.py`` and ``stream.py`` make a live timeline's frames and windows, ``predictor.py``
+scores (``Predictor``, ``predictor_for``). The server (``engine/serve``) reads and marks its
+requests with the same functions."""
 
 from .predictor import Predictor, predictor_for
+from .stream import LiveTimeline
 from .timeline import Timeline, timeline_segments
 
-__all__ = ["Predictor", "Timeline", "predictor_for", "timeline_segments"]
+__all__ = ["LiveTimeline", "Predictor", "Timeline", "predictor_for", "timeline_segments"]

@@ -20,6 +20,7 @@ from ..runs.run import open_classifier
 from ..scoring.evaluation import window_log_probabilities
 from .inputs import Decoded, decode, display_name, expand_inputs, read_source
 from .results import FilePrediction, Marking, clip_scores
+from .stream import LiveTimeline
 from .timeline import Timeline
 
 
@@ -119,7 +120,7 @@ class Predictor:
             room -= take
             if first + take < len(entry.windows):
                 buffer.appendleft((entry, first + take))
-        log_probs = self._forward(torch.cat(pieces) if len(pieces) > 1 else pieces[0])
+        log_probs = self.log_probabilities(torch.cat(pieces) if len(pieces) > 1 else pieces[0])
         offset = 0
         for entry, first, take in owners:
             entry.parts.append((first, log_probs[offset:offset + take]))
@@ -127,7 +128,7 @@ class Predictor:
             offset += take
         return offset
 
-    def _forward(self, batch: torch.Tensor) -> torch.Tensor:
+    def log_probabilities(self, batch: torch.Tensor) -> torch.Tensor:
         """Float16 windows ``[b, frames, bins]`` -> log-probabilities ``[b, classes]`` (float64,
         CPU); on CUDA through pinned memory with a non-blocking copy."""
         if self.device.type == "cuda":
@@ -136,6 +137,12 @@ class Predictor:
         with torch.inference_mode():
             logits = self.model(x).float().double()
         return self.task.log_probabilities(logits).cpu()
+
+    def stream(self, timeline: Timeline, top_k: int = 5) -> LiveTimeline:
+        """A live timeline of raw 16 kHz mono s16le audio (``stream.LiveTimeline``): windows and
+        hop of ``timeline``, scored by this model ``batch_size`` windows at a time."""
+        span = timeline.frames(self.features.max_length)
+        return LiveTimeline(self.features, span, self.log_probabilities, self.marking, top_k, self.batch_size)
 
     def _finish(self, entry: Decoded, top_k: int, span: tuple[int, int] | None) -> FilePrediction:
         if entry.error is not None:

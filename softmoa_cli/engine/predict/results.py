@@ -74,12 +74,19 @@ class Marking:
         values, indices = scores.topk(min(top_k, scores.numel()))
         prediction = FilePrediction(name, [(self.labels[i], round(float(v), 6))
                                            for v, i in zip(values, indices.tolist())], scores=scores)
-        marked = self.task.marked(scores, self.thresholds)  # None: the task marks no labels
-        if marked is not None:
-            order = scores.argsort(descending=True, stable=True).tolist()
-            prediction.positive = [(self.labels[i], round(float(scores[i]), 6)) for i in order if marked[i]]
+        prediction.positive = self.positive(scores)
+        if prediction.positive is not None:
             prediction.thresholds = {label: round(float(t), 6) for label, t in zip(self.labels, self.thresholds)}
         return prediction
+
+    def positive(self, scores: torch.Tensor) -> list[tuple[str, float]] | None:
+        """The ``(label, score)`` pairs of ``scores [classes]`` at or above their thresholds,
+        highest first; None when the task marks no labels (single-label)."""
+        marked = self.task.marked(scores, self.thresholds.to(scores.dtype))
+        if marked is None:
+            return None
+        order = scores.argsort(descending=True, stable=True).tolist()
+        return [(self.labels[i], round(float(scores[i]), 6)) for i in order if marked[i]]
 
     def prediction(self, entry: Decoded, log_probs: torch.Tensor, top_k: int,
                    span: tuple[int, int] | None) -> FilePrediction:

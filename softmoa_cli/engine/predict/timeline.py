@@ -53,21 +53,32 @@ def timeline_windows(frames: torch.Tensor, features: FeatureConfig,
     (frames), ``span``: ``(window, hop)`` in frames."""
     width, hop = span
     starts = timeline_starts(frames.shape[0], width, hop)
+    return cut_windows(frames, starts, width, features), starts
+
+
+def cut_windows(frames: torch.Tensor, starts: list[int], width: int, features: FeatureConfig) -> torch.Tensor:
+    """Log-mel ``frames [f, bins]`` -> the windows of ``width`` frames at ``starts`` (indices into
+    ``frames``), ``[len(starts), max_length, bins]``: each zero-padded to ``max_length`` (a window
+    past the frames' end holds padding there too), normalised, float16."""
     chunks = torch.stack([pad_or_cut(frames[s:s + width], features.max_length) for s in starts])
-    return normalize(chunks, features).half(), starts
+    return normalize(chunks, features).half()
 
 
 @dataclass
 class WindowPrediction:
-    """One timeline window: ``start`` and ``end`` in seconds and its top-k ``(label, score)``."""
+    """One timeline window: ``start`` and ``end`` in seconds and its top-k ``(label, score)``;
+    ``positive``, where a live stream gives it for a multi-label model: the ``(label, score)``
+    pairs at or above their thresholds, highest first (None: not given)."""
 
     start: float
     end: float
     predictions: list[tuple[str, float]]
+    positive: list[tuple[str, float]] | None = None
 
     def to_dict(self) -> dict:
-        return {"start": self.start, "end": self.end,
-                "predictions": [{"label": l, "score": s} for l, s in self.predictions]}
+        pairs = lambda items: [{"label": l, "score": s} for l, s in items]
+        found = {"start": self.start, "end": self.end, "predictions": pairs(self.predictions)}
+        return found if self.positive is None else found | {"positive": pairs(self.positive)}
 
 
 @dataclass
@@ -91,14 +102,24 @@ def timeline_predictions(probs: torch.Tensor, starts: list[int], frames: int, wi
     in a clip of ``frames`` frames) -> each window's top-k, and the segments
     (``timeline_segments``, at ``thresholds [classes]``), in seconds."""
     bounds = [(s, min(s + width, frames)) for s in starts]
-    seconds = lambda frame: round(frame / FRAMES_PER_SECOND, 3)
-    values, indices = probs.topk(min(top_k, probs.shape[1]), dim=1)
-    timeline = [WindowPrediction(seconds(start), seconds(end), [(labels[i], round(float(v), 6))
-                                                               for v, i in zip(values[w], indices[w].tolist())])
-                for w, (start, end) in enumerate(bounds)]
     segments = [Segment(seconds(start), seconds(end), labels[label], round(score, 6))
                 for start, end, label, score in timeline_segments(probs, bounds, thresholds, task)]
-    return timeline, segments
+    return window_predictions(probs, bounds, labels, top_k), segments
+
+
+def seconds(frame: int) -> float:
+    """A frame index as seconds, rounded to the millisecond."""
+    return round(frame / FRAMES_PER_SECOND, 3)
+
+
+def window_predictions(probs: torch.Tensor, bounds: list[tuple[int, int]], labels: list[str],
+                       top_k: int) -> list[WindowPrediction]:
+    """The windows' probabilities ``[w, classes]`` over their ``bounds`` (frames) -> each window's
+    start, end (seconds) and top-k labels."""
+    values, indices = probs.topk(min(top_k, probs.shape[1]), dim=1)
+    return [WindowPrediction(seconds(start), seconds(end), [(labels[i], round(float(v), 6))
+                                                           for v, i in zip(values[w], indices[w].tolist())])
+            for w, (start, end) in enumerate(bounds)]
 
 
 def timeline_segments(probs: torch.Tensor, bounds: list[tuple[int, int]], thresholds: torch.Tensor,

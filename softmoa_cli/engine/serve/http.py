@@ -7,6 +7,10 @@
                                        threshold, timeline, window, hop
     POST   /v1/tasks/{name}            the same file -> [{"label", "score"}] (Hugging Face's
                                        audio-classification shape)
+    WS     /v1/tasks/{name}/stream     live audio: binary frames of 16 kHz mono s16le PCM in, a
+                                       text frame per window out, ``softmoa predict --stream``'s
+                                       JSON; query top_k, threshold, window, hop; the text "end"
+                                       gives the last (padded) window and closes
     POST   /v1/tasks                   {"run": RUN, "name": NAME}: serve another run   (admin)
     DELETE /v1/tasks/{name}            stop serving a task                             (admin)
     GET    /                           a page to try the tasks in a browser
@@ -14,15 +18,17 @@
                                        KServe's open inference protocol (v2), ``_add_v2_routes``
 
 Every refusal is ``{"error": "..."}`` on one line with a 4xx status (503 with Retry-After when
-the queue is full); the admin routes exist only with ``admin`` and answer only the host itself.
+the queue is full; on the stream, that frame and then a close with code 4000 + the status); the
+admin routes exist only with ``admin`` and answer only the host itself.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from importlib import resources
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException
@@ -52,22 +58,55 @@ async def _body(request: Request, service: Service) -> tuple[bytes, str]:
     return await request.body(), request.query_params.get("filename", "upload")
 
 
-def _query(request: Request) -> Query:
-    """The predict query (``top_k``, ``threshold``, ``timeline``, ``window``, ``hop``); a bad value
-    is a RequestError naming it."""
-    params, values = request.query_params, {}
-    parsers = {"top_k": int, "threshold": float, "window": float, "hop": float,
-               "timeline": lambda text: {"true": True, "1": True, "false": False, "0": False}[text.lower()]}
+PARSERS = {"top_k": int, "threshold": float, "window": float, "hop": float,
+           "timeline": lambda text: {"true": True, "1": True, "false": False, "0": False}[text.lower()]}
+PREDICT = ("top_k", "threshold", "window", "hop", "timeline", "filename")  # filename: read by _body
+STREAM = ("top_k", "threshold", "window", "hop")
+
+
+def _query(params, allowed: tuple[str, ...]) -> Query:
+    """The query of a route taking the parameters ``allowed`` (of ``PARSERS``, or read elsewhere);
+    an unknown name or a bad value is a RequestError naming it."""
+    values = {}
     for name in params:
-        if name not in parsers and name != "filename":
-            raise RequestError(400, f"unknown query parameter {name!r}; allowed: {', '.join(parsers)}, filename")
-    for name, parse in parsers.items():
-        if name in params:
+        if name not in allowed:
+            raise RequestError(400, f"unknown query parameter {name!r}; allowed: {', '.join(allowed)}")
+    for name in allowed:
+        if name in params and name in PARSERS:
             try:
-                values[name] = parse(params[name])
+                values[name] = PARSERS[name](params[name])
             except (ValueError, KeyError):
                 raise RequestError(400, f"{name}={params[name]!r} is not a valid value") from None
     return Query(**values)
+
+
+async def _stream(websocket: WebSocket, service: Service, name: str) -> None:
+    """A live timeline over a WebSocket: binary frames of PCM in, a text frame of JSON per window
+    out, until the client closes (or sends the text ``end``: the last, padded window, then a
+    normal close). A refusal: an ``{"error"}`` frame, then a close with code 4000 + its HTTP status."""
+    await websocket.accept()
+    try:
+        live = service.stream(name, _query(websocket.query_params, STREAM))
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            if message.get("bytes") is not None:
+                windows = await asyncio.to_thread(live.feed, message["bytes"])
+            elif message.get("text") == "end":
+                windows = await asyncio.to_thread(live.end)
+            else:
+                raise RequestError(400, 'send binary frames of 16 kHz mono s16le PCM, then the text "end" or close')
+            for window in windows:
+                await websocket.send_text(json.dumps(window.to_dict()))
+            if message.get("text") == "end":
+                await websocket.close()
+                return
+    except RequestError as error:
+        await websocket.send_text(json.dumps({"error": " ".join(str(error).split())}))
+        await websocket.close(code=4000 + error.status)
+    except WebSocketDisconnect:
+        return
 
 
 def build_app(service: Service, admin: bool = False) -> FastAPI:
@@ -89,7 +128,7 @@ def build_app(service: Service, admin: bool = False) -> FastAPI:
 
     async def scored(request: Request, name: str) -> dict:
         data, filename = await _body(request, service)
-        query = _query(request)
+        query = _query(request.query_params, PREDICT)
         return await asyncio.to_thread(service.predict, name, data, filename, query)
 
     @app.get("/health")
@@ -107,6 +146,10 @@ def build_app(service: Service, admin: bool = False) -> FastAPI:
     @app.post("/v1/tasks/{name}")
     async def classify(name: str, request: Request) -> list[dict]:
         return [{"label": p["label"], "score": p["score"]} for p in (await scored(request, name))["predictions"]]
+
+    @app.websocket("/v1/tasks/{name}/stream")
+    async def stream(websocket: WebSocket, name: str) -> None:
+        await _stream(websocket, service, name)
 
     @app.get("/", response_class=HTMLResponse)
     async def page() -> str:

@@ -1,19 +1,23 @@
 """What the server does for a request, without HTTP: score an uploaded file with a task
-(``Service.predict``, the JSON of one entry of ``softmoa predict --json``), describe the tasks,
-add and remove them. Bad input raises a ``RequestError`` carrying the HTTP status it means.
+(``Service.predict``, the JSON of one entry of ``softmoa predict --json``), open a live timeline
+of streamed audio (``Service.stream``, the records of ``softmoa predict --stream``), describe the
+tasks, add and remove them. Bad input raises a ``RequestError`` carrying the HTTP status it means.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+import torch
 
 from ..data.audio import read_audio_bytes, to_mono_16k
 from ..errors import AudioError, SoftmoaError
 from ..predict.inputs import decode_wave
 from ..predict.results import Marking
+from ..predict.stream import LiveTimeline
 from ..predict.timeline import Timeline
 from .batcher import Batcher, QueueFull
-from .tasks import TaskSet
+from .tasks import Group, ServedTask, TaskSet
 
 
 class RequestError(SoftmoaError):
@@ -61,10 +65,7 @@ class Service:
         ``name``: ``{"file", "predictions", ...}`` as ``softmoa predict --json`` gives one file.
         Blocks until its windows are scored (call it from a worker thread)."""
         query.check()
-        try:
-            task, group = self.tasks.get(name)
-        except SoftmoaError as error:
-            raise RequestError(404, str(error)) from None
+        task, group = self._task(name)
         if len(data) > self.max_bytes:
             raise RequestError(413, f"{filename}: {len(data) / 2**20:.1f} MB is over the limit of "
                                     f"{self.max_bytes / 2**20:g} MB")
@@ -81,14 +82,43 @@ class Service:
             raise RequestError(400, f"{filename}: {error.reason}") from None
         except SoftmoaError as error:
             raise RequestError(400, str(error).replace("`", "")) from None
+        log_probs = self._scored(task, group, decoded.windows)
+        marking = Marking.of(classifier.with_thresholds(query.threshold))
+        return marking.prediction(decoded, log_probs, query.top_k, span).to_dict()
+
+    def stream(self, name: str, query: Query) -> LiveTimeline:
+        """A live timeline of the task ``name`` (``query``: ``top_k``, ``threshold``, ``window``,
+        ``hop``), its windows scored by the batcher beside the other requests: feed it raw 16 kHz
+        mono s16le bytes, it gives each window as its audio completes (``predict --stream``'s
+        records). Its ``feed`` and ``end`` block while the windows are scored."""
+        replace(query, timeline=True).check()
+        task, group = self._task(name)
+        classifier = task.classifier
+        if query.threshold is not None and not classifier.task.marks:
+            raise RequestError(400, f"threshold: task {name!r} is {classifier.task.title} (one label per window); "
+                                    "thresholds apply to multi-label tasks")
         try:
-            log_probs = self.batcher.submit(task, group, decoded.windows).result()
+            span = Timeline(query.window, query.hop).frames(classifier.features.max_length)
+        except SoftmoaError as error:
+            raise RequestError(400, str(error).replace("`", "")) from None
+        return LiveTimeline(classifier.features, span, lambda windows: self._scored(task, group, windows),
+                            Marking.of(classifier.with_thresholds(query.threshold)), query.top_k,
+                            self.batcher.max_batch)
+
+    def _task(self, name: str) -> tuple[ServedTask, Group]:
+        try:
+            return self.tasks.get(name)
+        except SoftmoaError as error:
+            raise RequestError(404, str(error)) from None
+
+    def _scored(self, task: ServedTask, group: Group, windows: torch.Tensor) -> torch.Tensor:
+        """``windows [w, ...]`` of ``task`` through the batcher -> log-probabilities ``[w, classes]``."""
+        try:
+            return self.batcher.submit(task, group, windows).result()
         except QueueFull as error:
             raise RequestError(503, f"busy ({error}); retry in a moment") from None
         except KeyError:
-            raise RequestError(404, f"task {name!r} was removed while the request waited") from None
-        marking = Marking.of(classifier.with_thresholds(query.threshold))
-        return marking.prediction(decoded, log_probs, query.top_k, span).to_dict()
+            raise RequestError(404, f"task {task.name!r} was removed while the request waited") from None
 
     def add(self, name: str | None, reference: str) -> dict:
         """Serve the run ``reference`` (a folder or hub id) as task ``name``; its description."""
