@@ -37,7 +37,8 @@ def _error(status: int, message: str, headers: dict | None = None) -> JSONRespon
 
 async def _body(request: Request, service: Service) -> tuple[bytes, str]:
     """The uploaded file and its name: a multipart form's first file, else the raw body."""
-    declared = int(request.headers.get("content-length") or 0)
+    declared = request.headers.get("content-length") or "0"
+    declared = int(declared) if declared.isdigit() else 0  # a malformed length: the body read decides
     if declared > service.max_bytes + (1 << 16):
         raise RequestError(413, f"{declared / 2**20:.1f} MB is over the limit of {service.max_bytes / 2**20:g} MB")
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
@@ -87,7 +88,11 @@ def build_app(service: Service, admin: bool = False) -> FastAPI:
     async def scored(request: Request, name: str) -> dict:
         data, filename = await _body(request, service)
         query = _query(request)
-        return await asyncio.to_thread(service.predict, name, data, filename, query)
+        # Decoding takes a thread; waiting for the batch does not (the default pool has only a
+        # few threads: a request holding one while it waits would keep others out of the batch).
+        pending = await asyncio.to_thread(service.submit, name, data, filename, query)
+        await asyncio.wait([asyncio.wrap_future(pending.future)])
+        return await asyncio.to_thread(pending.answer) if query.timeline else pending.answer()
 
     @app.get("/health")
     async def health() -> dict:

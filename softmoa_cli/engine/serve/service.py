@@ -5,11 +5,14 @@ add and remove them. Bad input raises a ``RequestError`` carrying the HTTP statu
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from dataclasses import dataclass
+
+import torch
 
 from ..data.audio import read_audio_bytes, to_mono_16k
 from ..errors import AudioError, SoftmoaError
-from ..predict.inputs import decode_wave
+from ..predict.inputs import Decoded, decode_wave
 from ..predict.results import Marking
 from ..predict.timeline import Timeline
 from .batcher import Batcher, QueueFull
@@ -46,6 +49,27 @@ class Query:
             raise RequestError(400, "window and hop shape a timeline: add timeline=true")
 
 
+@dataclass(frozen=True)
+class Pending:
+    """A request whose windows are queued: ``future`` gives their log-probabilities, ``answer``
+    the response from them."""
+
+    name: str
+    future: Future
+    decoded: Decoded
+    marking: Marking
+    query: Query
+    span: tuple[int, int] | None
+
+    def answer(self) -> dict:
+        """The response (waits for ``future`` if it is not done)."""
+        try:
+            log_probs = self.future.result()
+        except KeyError:
+            raise RequestError(404, f"task {self.name!r} was removed while the request waited") from None
+        return self.marking.prediction(self.decoded, log_probs, self.query.top_k, self.span).to_dict()
+
+
 class Service:
     """The tasks being served and the batcher scoring them; ``max_bytes``: the largest upload."""
 
@@ -60,6 +84,12 @@ class Service:
         """Score the audio file ``data`` (any format and rate ``predict`` reads) with the task
         ``name``: ``{"file", "predictions", ...}`` as ``softmoa predict --json`` gives one file.
         Blocks until its windows are scored (call it from a worker thread)."""
+        return self.submit(name, data, filename, query).answer()
+
+    def submit(self, name: str, data: bytes, filename: str, query: Query = Query()) -> Pending:
+        """``predict`` in two steps: check, decode and queue the file's windows (this call: it
+        blocks while decoding), then ``answer()`` once ``future`` is done. The HTTP API waits
+        for the future without holding a thread, so every request in flight can be in a batch."""
         query.check()
         try:
             task, group = self.tasks.get(name)
@@ -81,14 +111,16 @@ class Service:
             raise RequestError(400, f"{filename}: {error.reason}") from None
         except SoftmoaError as error:
             raise RequestError(400, str(error).replace("`", "")) from None
+        if not torch.isfinite(decoded.windows).all():  # samples so large that their power overflows
+            raise RequestError(400, f"{filename}: its samples are too large to score (their spectrum overflows); "
+                                    "scale the audio to the range -1 to 1")
         try:
-            log_probs = self.batcher.submit(task, group, decoded.windows).result()
+            future = self.batcher.submit(task, group, decoded.windows)
         except QueueFull as error:
             raise RequestError(503, f"busy ({error}); retry in a moment") from None
         except KeyError:
             raise RequestError(404, f"task {name!r} was removed while the request waited") from None
-        marking = Marking.of(classifier.with_thresholds(query.threshold))
-        return marking.prediction(decoded, log_probs, query.top_k, span).to_dict()
+        return Pending(name, future, decoded, Marking.of(classifier.with_thresholds(query.threshold)), query, span)
 
     def add(self, name: str | None, reference: str) -> dict:
         """Serve the run ``reference`` (a folder or hub id) as task ``name``; its description."""
