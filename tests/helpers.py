@@ -1,7 +1,8 @@
 """Plain helpers shared by the tests, imported as ``from helpers import ...`` (fixtures live in
 conftest.py; see its docstring for the rule): the CLI in-process, tiny AST configs and random
-transformers models, toy feature tables and runs with a kill callback, and tiny copies of every
-data set layout with archives of them, and multi-label mixtures of known sounds."""
+transformers models, toy feature tables and runs with a kill callback, runs with random trained
+tensors (``random_run``), tiny copies of every data set layout with archives of them, and
+multi-label mixtures of known sounds."""
 
 from __future__ import annotations
 
@@ -135,6 +136,44 @@ def toy_config(method: str = "soft", data: dict | None = None, **training):
     return build_config({"data": {"dataset": "toy", **(data or {})}, "model": {"checkpoint": "random", "random": TINY},
                          "method": {"name": method, **options},
                          "training": {"epochs": 2, "batch_size": 16, "resume_every": 4, "seed": 3} | training})
+
+
+DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+
+
+def random_run(folder: Path, method: dict, seed: int, backbone: str = "embedded", max_length: int = 100) -> Path:
+    """A finished run of ``method`` (its config as a dict) on ``backbone`` (``embedded`` or a
+    model folder) over the ten FSDD digits, written as ``softmoa finetune`` writes one but with
+    random trained tensors: adapters and LoRA pairs N(0, 0.05), the norms they train N(1, 0.1),
+    the head N(0, 0.5) (every task routes its own norms and answers differently). No training:
+    serving costs the same whatever the values."""
+    import torch
+
+    from softmoa_cli.engine.petl.adapter_files import AdapterInfo, save_adapter, trainable_tensors
+    from softmoa_cli.engine.petl.build import build_model
+    from softmoa_cli.engine.petl.methods import with_backbone_defaults
+    from softmoa_cli.engine.runs.folder import RunFolder
+    from softmoa_cli.engine.runs.run import load_backbone
+    from softmoa_cli.engine.task import SINGLE
+
+    pretrained = load_backbone(backbone)
+    config = build_config({"data": {"dataset": "fsdd", "max_length": max_length}, "model": {"checkpoint": backbone},
+                           "method": method})
+    method_config, _ = with_backbone_defaults(config.method, pretrained.model.config.dim)
+    model = build_model(pretrained, method_config, len(DIGITS), max_length)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if param.requires_grad:
+                noise = torch.randn(param.shape, generator=generator)
+                param.copy_(1 + 0.1 * noise if "norm" in name and name.endswith("weight")
+                            else (0.5 if name.startswith("head") else 0.05) * noise)
+    run = RunFolder(folder)
+    run.start(config.model_copy(update={"method": method_config}), [None], backbone, SINGLE)
+    save_adapter(folder, trainable_tensors(model), AdapterInfo(
+        backbone, method_config.model_dump(mode="json"), DIGITS, FeatureConfig(max_length=max_length), SINGLE))
+    run.finish()
+    return folder
 
 
 class Kill(Exception):

@@ -92,6 +92,8 @@ def test_the_hugging_face_shape_and_the_task_list(client, two_runs, fsdd_clips):
     ("/v1/tasks/soft/predict?threshold=0.3", b"RIFF", 400, "one label per file"),
     ("/v1/tasks/soft/predict?window=1", b"RIFF", 400, "add timeline=true"),
     ("/v1/tasks/soft/predict?colour=red", b"RIFF", 400, "unknown query parameter 'colour'"),
+    ("/v1/tasks/soft/predict?timeline=true&hop=nan", b"RIFF", 400, "hop nan: give a hop of more than 0"),
+    ("/v1/tasks/soft/predict?timeline=true&hop=inf", b"RIFF", 400, "hop inf: give a hop of more than 0"),
     ("/v1/nothing", b"", 404, "not found: POST /v1/nothing"),
 ])
 def test_every_refusal_is_one_line_of_json(client, path, body, status, words):
@@ -99,6 +101,51 @@ def test_every_refusal_is_one_line_of_json(client, path, body, status, words):
     assert answer.status_code == status
     error = answer.json()["error"]
     assert words in error and "\n" not in error, error
+
+
+def test_audio_too_loud_to_featurise_and_a_malformed_length_are_refused(client):
+    """Float samples so large that their spectrum overflows: a 400, not scores of null; a
+    Content-Length that is no number: the body read decides (a 400 for this one), not a 500."""
+    import io
+
+    import numpy as np
+    import soundfile as sf
+
+    loud = io.BytesIO()
+    sf.write(loud, np.full(8000, 1e38, dtype=np.float32), 8000, subtype="FLOAT", format="WAV")
+    answer = client.post("/v1/tasks/soft/predict", content=loud.getvalue())
+    assert answer.status_code == 400 and "too large to score" in answer.json()["error"]
+    answer = client.post("/v1/tasks/soft/predict", content=b"not audio", headers={"content-length": "nine"})
+    assert answer.status_code == 400 and "not a readable audio file" in answer.json()["error"]
+
+
+def test_requests_waiting_for_their_batch_hold_no_thread(two_runs, fsdd_clips):
+    """More requests at once than the default thread pool has threads (at most 32) all land in
+    one batch: a request waits for its batch in the event loop, not in a thread (it used to hold
+    a thread, so on 2 cores at most 6 requests could share a batch)."""
+    import asyncio
+
+    import httpx
+
+    tasks = TaskSet()
+    tasks.add("soft", two_runs["soft"])
+    shared = tasks.get("soft")[1].shared
+    sizes, forward = [], shared.forward
+    shared.forward = lambda x, keys: (sizes.append(len(keys)), forward(x, keys))[1]
+    service = Service(tasks, Batcher(max_batch=40, max_wait_ms=10_000))
+    body = fsdd_clips[0].read_bytes()
+
+    async def forty() -> list[int]:
+        transport = httpx.ASGITransport(app=build_app(service))
+        async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=120) as http:
+            answers = await asyncio.gather(*(http.post("/v1/tasks/soft/predict", content=body) for _ in range(40)))
+        return [answer.status_code for answer in answers]
+
+    try:
+        assert asyncio.run(forty()) == [200] * 40
+    finally:
+        service.batcher.close()
+    assert sizes == [40]
 
 
 def test_a_long_timeline_window_is_refused_with_the_query_names(client, fsdd_clips):

@@ -73,6 +73,21 @@ def test_a_mixed_batch_scores_each_row_as_its_own_model(tasks):
             torch.testing.assert_close(logits, expected, atol=1e-5, rtol=0)
 
 
+def test_a_batch_of_one_task_is_computed_as_its_own_model(tasks):
+    """One task's rows alone run through its parts on the whole batch: no rows picked out, and
+    the very numbers of its own model."""
+    backbone, models = tasks
+    shared = SharedBackbone(copy.deepcopy(backbone))
+    for name, model in models.items():
+        shared.add(name, copy.deepcopy(model))
+    x = torch.randn(5, 100, 128)
+    with torch.inference_mode():
+        for name, model in models.items():
+            [(key, rows, logits)] = shared(x, [name] * 5)
+            assert key == name and rows.tolist() == list(range(5))
+            assert torch.equal(logits, model(x)), name
+
+
 def test_the_frozen_layers_are_held_once(tasks):
     backbone, models = tasks
     shared = SharedBackbone(copy.deepcopy(backbone))

@@ -3,6 +3,7 @@ top-k labels, and segments where consecutive windows agree on a label above thre
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -32,8 +33,8 @@ class Timeline:
                                f"{longest:g} s (max_length {max_length} frames)")
         width = max(1, round(window * FRAMES_PER_SECOND))
         hop = window / 2 if self.hop is None else self.hop
-        if hop <= 0:
-            raise SoftmoaError(f"`hop` {hop:g}: give a hop of more than 0 seconds")
+        if not 0 < hop < math.inf:  # also refuses NaN
+            raise SoftmoaError(f"`hop` {hop:g}: give a hop of more than 0 seconds (a finite number)")
         return width, max(1, round(hop * FRAMES_PER_SECOND))
 
 

@@ -2,10 +2,10 @@
 
 A request puts its task's windows ``[w, ...]`` in its group's queue (``Batcher.submit``) and gets
 a ``concurrent.futures.Future`` of their log-probabilities ``[w, classes]`` (float64, as
-``predict`` computes them). Each group has one worker
-thread: it waits for a first window, then at most ``max_wait_ms`` for more, takes up to
-``max_batch`` windows (a long file's windows may be split over several batches, beside other
-requests' windows) and runs them through the group's shared model at once. A queue holding
+``predict`` computes them). Each group has one worker thread: it waits for a first window,
+then until the oldest window queued has waited ``max_wait_ms`` (since it was queued) for more,
+takes up to ``max_batch`` windows (a long file's windows may be split over several batches,
+beside other requests' windows) and runs them through the group's shared model at once. A queue holding
 ``max_queue`` windows refuses more (``QueueFull``: the server answers 503). ``close`` stops
 taking requests and finishes the ones queued.
 """
@@ -37,6 +37,7 @@ class _Request:
     scores: list = field(default_factory=list)  # (start, log-probabilities [k, classes]) as batches finish
     taken: int = 0  # windows handed to a batch so far
     done: int = 0  # windows scored so far
+    arrived: float = field(default_factory=time.monotonic)
 
     def finish(self, start: int, log_probs: torch.Tensor) -> None:
         self.scores.append((start, log_probs))
@@ -46,13 +47,18 @@ class _Request:
             self.future.set_result(torch.cat(ordered))
 
 
+IDLE_CHECK_S = 1.0  # how often an idle worker looks whether its group is still served
+
+
 class _Lane:
-    """One group's queue and its worker thread."""
+    """One group's queue and its worker thread; the worker stops once the batcher is closed, or
+    its group is no longer served, and its queue is empty (a stopped lane takes no request)."""
 
     def __init__(self, group: Group, batcher: Batcher):
         self.group, self.batcher = group, batcher
         self.queue: deque[_Request] = deque()
         self.waiting = 0  # windows queued, not yet taken
+        self.stopped = False
         self.ready = threading.Condition()
         self.thread = threading.Thread(target=self._run, name="softmoa-batcher", daemon=True)
         self.thread.start()
@@ -61,6 +67,8 @@ class _Lane:
         with self.ready:
             if self.batcher.closed:
                 raise QueueFull("the server is shutting down")
+            if self.stopped:  # its group's last task was removed as the request came in
+                raise KeyError(request.task.key)
             if self.waiting + len(request.windows) > self.batcher.max_queue and self.waiting:
                 raise QueueFull(f"{self.waiting} windows are waiting already")
             self.queue.append(request)
@@ -68,15 +76,18 @@ class _Lane:
             self.ready.notify()
 
     def _take(self) -> list[tuple[_Request, int, int]] | None:
-        """Up to ``max_batch`` windows, ``(request, start, stop)`` slices, once the first waited
-        ``max_wait_ms`` or the batch is full; None when closed and empty."""
+        """Up to ``max_batch`` windows, ``(request, start, stop)`` slices, once the oldest has
+        waited ``max_wait_ms`` since it was queued or the batch is full; None when closed and
+        empty. (Counted from the queueing, not from when this worker is free: a window that
+        waited through the previous forward pass does not wait again.)"""
         b = self.batcher
         with self.ready:
             while not self.queue:
-                if b.closed:
+                if b.closed or not self.group.served:
+                    self.stopped = True
                     return None
-                self.ready.wait()
-            deadline = time.monotonic() + b.max_wait_ms / 1000
+                self.ready.wait(IDLE_CHECK_S)
+            deadline = self.queue[0].arrived + b.max_wait_ms / 1000
             while self.waiting < b.max_batch and not b.closed and (left := deadline - time.monotonic()) > 0:
                 self.ready.wait(left)
             batch, room = [], b.max_batch
@@ -101,12 +112,21 @@ class _Lane:
                 for request, _, _ in batch:
                     if not request.future.done():
                         request.future.set_exception(error)
+        self.batcher._forget(self)  # a group no longer served: its backbone can go
 
     def _score(self, batch: list[tuple[_Request, int, int]]) -> None:
-        windows = torch.cat([request.windows[start:stop] for request, start, stop in batch]).float()
-        keys = [request.task.key for request, start, stop in batch for _ in range(stop - start)]
-        device = next(self.group.shared.parameters()).device
         with self.group.lock, torch.inference_mode():
+            # A task removed while its request waited fails that request alone, not the batch.
+            gone = [item for item in batch if item[0].task.key not in self.group.shared.heads]
+            for request, _, _ in gone:
+                if not request.future.done():
+                    request.future.set_exception(KeyError(request.task.key))
+            batch = [item for item in batch if item[0].task.key in self.group.shared.heads]
+            if not batch:
+                return
+            windows = torch.cat([request.windows[start:stop] for request, start, stop in batch]).float()
+            keys = [request.task.key for request, start, stop in batch for _ in range(stop - start)]
+            device = next(self.group.shared.parameters()).device
             groups = self.group.shared(windows.to(device), keys)
         scored = {}  # task key -> (its rows in the batch, ascending; their log-probabilities)
         for key, rows, logits in groups:
@@ -133,7 +153,8 @@ class Batcher:
 
     def submit(self, task: ServedTask, group: Group, windows: torch.Tensor) -> Future:
         """Queue ``windows [w, ...]`` of ``task`` (on ``group``); the future's result is their
-        log-probabilities ``[w, classes]`` (float64, CPU). ``QueueFull`` when the queue is full."""
+        log-probabilities ``[w, classes]`` (float64, CPU). ``QueueFull`` when the queue is full;
+        ``KeyError`` (here or from the future) when the task was removed meanwhile."""
         future: Future = Future()
         if len(windows) == 0:
             future.set_result(torch.empty(0, len(task.classifier.labels), dtype=torch.float64))
@@ -145,11 +166,18 @@ class Batcher:
         lane.put(_Request(task, windows, future))
         return future
 
+    def _forget(self, lane: _Lane) -> None:
+        with self._lock:
+            if self._lanes.get(id(lane.group)) is lane:
+                del self._lanes[id(lane.group)]
+
     def close(self) -> None:
         """Take no more requests; the workers finish what is queued, then stop."""
         self.closed = True
-        for lane in list(self._lanes.values()):
+        with self._lock:
+            lanes = list(self._lanes.values())
+        for lane in lanes:
             with lane.ready:
                 lane.ready.notify_all()
-        for lane in list(self._lanes.values()):
+        for lane in lanes:
             lane.thread.join()

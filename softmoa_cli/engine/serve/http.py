@@ -46,7 +46,8 @@ def _error(status: int, message: str, headers: dict | None = None) -> JSONRespon
 
 async def _body(request: Request, service: Service) -> tuple[bytes, str]:
     """The uploaded file and its name: a multipart form's first file, else the raw body."""
-    declared = int(request.headers.get("content-length") or 0)
+    declared = request.headers.get("content-length") or "0"
+    declared = int(declared) if declared.isdigit() else 0  # a malformed length: the body read decides
     if declared > service.max_bytes + (1 << 16):
         raise RequestError(413, f"{declared / 2**20:.1f} MB is over the limit of {service.max_bytes / 2**20:g} MB")
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
@@ -109,6 +110,15 @@ async def _stream(websocket: WebSocket, service: Service, name: str) -> None:
         return
 
 
+async def _answered(service: Service, name: str, data: bytes, filename: str, query: Query) -> dict:
+    """``service.predict`` without holding a thread while the windows wait for their batch:
+    decoding takes a worker thread, the wait does not (the default pool has only a few threads:
+    a request holding one while it waits would keep others out of the batch)."""
+    pending = await asyncio.to_thread(service.submit, name, data, filename, query)
+    await asyncio.wait([asyncio.wrap_future(pending.future)])
+    return await asyncio.to_thread(pending.answer) if query.timeline else pending.answer()
+
+
 def build_app(service: Service, admin: bool = False) -> FastAPI:
     """The FastAPI app serving ``service``; ``admin``: the routes that add and remove tasks."""
     app = FastAPI(title="softmoa", docs_url=None, redoc_url=None, openapi_url=None)
@@ -129,7 +139,7 @@ def build_app(service: Service, admin: bool = False) -> FastAPI:
     async def scored(request: Request, name: str) -> dict:
         data, filename = await _body(request, service)
         query = _query(request.query_params, PREDICT)
-        return await asyncio.to_thread(service.predict, name, data, filename, query)
+        return await _answered(service, name, data, filename, query)
 
     @app.get("/health")
     async def health() -> dict:
@@ -228,7 +238,7 @@ def _add_v2_routes(app: FastAPI, service: Service) -> None:
                                     '"data": ["<the audio file, base64>"]}]}') from None
         options = first.get("parameters") or {}
         query = Query(top_k=int(options.get("top_k", 5)), threshold=options.get("threshold"))
-        answer = await asyncio.to_thread(service.predict, name, data, first.get("name", "audio"), query)
+        answer = await _answered(service, name, data, first.get("name", "audio"), query)
         pairs = answer["predictions"]
         return {"model_name": name, "id": body.get("id"),
                 "outputs": [{"name": "labels", "datatype": "BYTES", "shape": [len(pairs)],

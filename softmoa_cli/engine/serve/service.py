@@ -6,13 +6,15 @@ tasks, add and remove them. Bad input raises a ``RequestError`` carrying the HTT
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
+
 
 import torch
 
 from ..data.audio import read_audio_bytes, to_mono_16k
 from ..errors import AudioError, SoftmoaError
-from ..predict.inputs import decode_wave
+from ..predict.inputs import Decoded, decode_wave
 from ..predict.results import Marking
 from ..predict.stream import LiveTimeline
 from ..predict.timeline import Timeline
@@ -50,6 +52,27 @@ class Query:
             raise RequestError(400, "window and hop shape a timeline: add timeline=true")
 
 
+@dataclass(frozen=True)
+class Pending:
+    """A request whose windows are queued: ``future`` gives their log-probabilities, ``answer``
+    the response from them."""
+
+    name: str
+    future: Future
+    decoded: Decoded
+    marking: Marking
+    query: Query
+    span: tuple[int, int] | None
+
+    def answer(self) -> dict:
+        """The response (waits for ``future`` if it is not done)."""
+        try:
+            log_probs = self.future.result()
+        except KeyError:
+            raise RequestError(404, f"task {self.name!r} was removed while the request waited") from None
+        return self.marking.prediction(self.decoded, log_probs, self.query.top_k, self.span).to_dict()
+
+
 class Service:
     """The tasks being served and the batcher scoring them; ``max_bytes``: the largest upload."""
 
@@ -64,6 +87,12 @@ class Service:
         """Score the audio file ``data`` (any format and rate ``predict`` reads) with the task
         ``name``: ``{"file", "predictions", ...}`` as ``softmoa predict --json`` gives one file.
         Blocks until its windows are scored (call it from a worker thread)."""
+        return self.submit(name, data, filename, query).answer()
+
+    def submit(self, name: str, data: bytes, filename: str, query: Query = Query()) -> Pending:
+        """``predict`` in two steps: check, decode and queue the file's windows (this call: it
+        blocks while decoding), then ``answer()`` once ``future`` is done. The HTTP API waits
+        for the future without holding a thread, so every request in flight can be in a batch."""
         query.check()
         task, group = self._task(name)
         if len(data) > self.max_bytes:
@@ -82,9 +111,11 @@ class Service:
             raise RequestError(400, f"{filename}: {error.reason}") from None
         except SoftmoaError as error:
             raise RequestError(400, str(error).replace("`", "")) from None
-        log_probs = self._scored(task, group, decoded.windows)
-        marking = Marking.of(classifier.with_thresholds(query.threshold))
-        return marking.prediction(decoded, log_probs, query.top_k, span).to_dict()
+        if not torch.isfinite(decoded.windows).all():  # samples so large that their power overflows
+            raise RequestError(400, f"{filename}: its samples are too large to score (their spectrum overflows); "
+                                    "scale the audio to the range -1 to 1")
+        future = self._queued(task, group, decoded.windows)
+        return Pending(name, future, decoded, Marking.of(classifier.with_thresholds(query.threshold)), query, span)
 
     def stream(self, name: str, query: Query) -> LiveTimeline:
         """A live timeline of the task ``name`` (``query``: ``top_k``, ``threshold``, ``window``,
@@ -111,12 +142,20 @@ class Service:
         except SoftmoaError as error:
             raise RequestError(404, str(error)) from None
 
+    def _queued(self, task: ServedTask, group: Group, windows: torch.Tensor) -> Future:
+        """``windows [w, ...]`` of ``task`` queued in the batcher: the future of their
+        log-probabilities ``[w, classes]``."""
+        try:
+            return self.batcher.submit(task, group, windows)
+        except QueueFull as error:
+            raise RequestError(503, f"busy ({error}); retry in a moment") from None
+        except KeyError:
+            raise RequestError(404, f"task {task.name!r} was removed while the request waited") from None
+
     def _scored(self, task: ServedTask, group: Group, windows: torch.Tensor) -> torch.Tensor:
         """``windows [w, ...]`` of ``task`` through the batcher -> log-probabilities ``[w, classes]``."""
         try:
-            return self.batcher.submit(task, group, windows).result()
-        except QueueFull as error:
-            raise RequestError(503, f"busy ({error}); retry in a moment") from None
+            return self._queued(task, group, windows).result()
         except KeyError:
             raise RequestError(404, f"task {task.name!r} was removed while the request waited") from None
 

@@ -18,7 +18,8 @@ quantizes to the same int8 weights.
 
 A forward takes windows ``[b, ...]`` and each row's task. The frozen layers see the whole batch
 at once; each routed module calls each task's part once on that task's rows (``Routing``
-groups them), never once per row.
+groups them), never once per row, and writes them into one copy of its output in place. A batch
+of one task's rows runs its parts on the whole batch: the very arithmetic of the task's own model.
 """
 
 from __future__ import annotations
@@ -49,6 +50,12 @@ class Routing:
     def __init__(self):
         self.groups: list[tuple[str, torch.Tensor]] = []
 
+    @property
+    def alone(self) -> bool:
+        """Whether one task holds every row of the batch (its modules then run on the whole
+        batch, as in the task's own model: no rows picked out, none copied back)."""
+        return len(self.groups) == 1
+
     def set(self, keys: list[str], device: torch.device) -> None:
         rows: dict[str, list[int]] = {}
         for row, key in enumerate(keys):
@@ -78,16 +85,22 @@ class TaskSite(nn.Module):
 
     def forward(self, y: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         s = self.base(y, *args, **kwargs)
-        out = s
-        for key, rows in self.routing.groups:
-            part = self.parts[key] if key in self.parts else None
-            if part is None:
-                continue
-            mode = self.modes[key]
-            mine = s.index_select(0, rows)
-            joined = (mine + part(y.index_select(0, rows)) if mode == INPUT
-                      else mine + part(mine) if mode == OUTPUT else part(mine))
-            out = out.index_copy(0, rows, joined.to(out.dtype))
+        present = [(key, rows) for key, rows in self.routing.groups if key in self.parts]
+        if not present:
+            return s
+        if self.routing.alone:  # one task, every row: its own model's arithmetic
+            key = present[0][0]
+            part, mode = self.parts[key], self.modes[key]
+            return s + part(y) if mode == INPUT else s + part(s) if mode == OUTPUT else part(s).to(s.dtype)
+        out = s.clone()  # each task's rows written in place: one copy per module, not one per task
+        for key, rows in present:
+            part, mode = self.parts[key], self.modes[key]
+            if mode == INPUT:
+                out.index_add_(0, rows, part(y.index_select(0, rows)).to(out.dtype))
+            elif mode == OUTPUT:
+                out.index_add_(0, rows, part(s.index_select(0, rows)).to(out.dtype))
+            else:
+                out.index_copy_(0, rows, part(s.index_select(0, rows)).to(out.dtype))
         return out
 
 
@@ -102,10 +115,12 @@ class TaskNorm(nn.Module):
         self.routing = routing
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.routing.alone and self.routing.groups[0][0] in self.copies:
+            return self.copies[self.routing.groups[0][0]](x)
         out = self.shared(x)
         for key, rows in self.routing.groups:
             if key in self.copies:
-                out = out.index_copy(0, rows, self.copies[key](x.index_select(0, rows)))
+                out.index_copy_(0, rows, self.copies[key](x.index_select(0, rows)))
         return out
 
 

@@ -5,10 +5,16 @@ and window share one copy of its frozen layers (``shared.SharedBackbone``).
 on a group whose backbone holds the same frozen weights (compared tensor by tensor, so runs on
 copies of one backbone share it) at its window length, with the same front end. A task that cannot join one (a ``full`` run, which is its own backbone; a weighted
 layer sum) gets a group of its own. ``remove`` drops a task; an emptied group goes.
+
+Memory: a task on a shared backbone costs its parts and head (kilobytes to a few megabytes);
+loading it builds the run's whole model for a moment, and ``add`` hands that copy's memory back
+to the system once the parts have joined (``release_freed_memory``).
 """
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import re
 import threading
 from dataclasses import dataclass, field, replace
@@ -49,13 +55,29 @@ class ServedTask:
 @dataclass
 class Group:
     """Tasks sharing one backbone: its ``shared`` model, the ``signature`` a task must have to
-    join (the shape of its windows), its tasks by key, and the lock a forward or a change of its
-    tasks holds."""
+    join (the shape of its windows), its tasks by key, the lock a forward or a change of its
+    tasks holds, and whether it is ``served`` still (False once its last task is removed: its
+    batcher worker then stops and lets the backbone go)."""
 
     shared: SharedBackbone
     signature: tuple
     tasks: dict[str, ServedTask] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    served: bool = True
+
+
+def release_freed_memory() -> None:
+    """Hand freed heap memory back to the system. Loading a task builds the run's whole model (a
+    full copy of its backbone, to compare with the group's) and keeps only its PETL parts and
+    head; glibc keeps freed blocks below its mmap threshold for reuse, and without this the
+    tasks loaded left them behind (an AST-base server held 1.30x the memory with 8 tasks as with
+    1, 0.3 GB more; benchmarks/RESULTS.md). A no-op where the C library has no ``malloc_trim``
+    (not glibc)."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _signature(features: FeatureConfig) -> tuple:
@@ -94,6 +116,12 @@ class TaskSet:
     def add(self, name: str | None, reference: str | Path, fold: int | None = None) -> ServedTask:
         """Load the run ``reference`` (its first fold, or ``fold``) as the task ``name`` (None:
         the run's folder name, or its hub id's last part)."""
+        try:
+            return self._add(name, reference, fold)
+        finally:
+            release_freed_memory()  # the run's own copy of the backbone, dropped once its parts joined
+
+    def _add(self, name: str | None, reference: str | Path, fold: int | None) -> ServedTask:
         run = Run.open(reference)
         name = name or run.name
         if not NAME.fullmatch(name):
@@ -128,6 +156,8 @@ class TaskSet:
             del self._by_name[name]
             if not group.tasks:
                 self.groups.remove(group)
+                group.served = False
+        release_freed_memory()
 
     def _join(self, key: str, model, signature: tuple, info, directory: Path) -> Group:
         """The group the task's ``model`` joins: an existing one of its ``signature``, a new one on
