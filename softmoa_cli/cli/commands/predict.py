@@ -106,6 +106,9 @@ def predict(
     from ..console import err, note
     from ...engine.predict import Timeline, predictor_for
 
+    if stream and threads is None:
+        threads = 1  # one window per hop: a second thread gains little and, on a busy CPU, costs seconds of lag
+        note("--stream: 1 torch thread (one window per hop keeps up best so; --threads N for more)")
     if threads:
         import torch
 
