@@ -67,7 +67,8 @@ def resolve_backbone(model: ModelConfig, features: FeatureConfig, seed: int, cal
         path = Path(checkpoint).expanduser()
         reference = (cached_hub_id(path) or str(path.resolve())) if path.exists() else checkpoint
         pretrained = load_backbone(reference)
-        return Backbone(pretrained, reference, f"backbone: {reference} ({_dims(pretrained.model)})")
+        return Backbone(pretrained, reference, f"backbone: {reference} ({pretrained.model.family}, "
+                                               f"{_dims(pretrained.model)})")
     cached = cached_audioset() if checkpoint is None else None
     if cached is not None:
         pretrained = load_pretrained(cached)
@@ -139,7 +140,7 @@ def save_random_backbone(backbone: Backbone, run_dir: Path) -> None:
         save_model(backbone.pretrained, run_dir / RANDOM_DIR)
 
 
-def _dims(model: AST) -> str:
+def _dims(model: torch.nn.Module) -> str:
     c = model.config
     return f"dim {c.dim}, depth {c.depth}, heads {c.heads}"
 
