@@ -136,7 +136,7 @@ def analyze_run(run_dir: str | Path, split: str = "test", fold: int | None = Non
         raise SoftmoaError(f"`split` {split}: choose test, valid or train")
     run = Run.open(run_dir)
     data = run.data(dataset)
-    table = table or open_dataset(data, message or (lambda text: None), run.adapter().features)
+    table = table or open_dataset(data, message or (lambda text: None), front_end=run.adapter().features)
     plans = plan_splits(table, data)
     plan = plans[0] if fold is None else next((p for p in plans if p.fold == fold), None)
     if plan is None:

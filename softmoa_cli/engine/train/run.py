@@ -46,7 +46,7 @@ def finetune(config: RunConfig, run_dir: str | Path | None = None, callback: Cal
     if table is None:
         from ..data.cache_open import open_dataset
 
-        table = _main_first(world, lambda: open_dataset(config.data, callback.message, features))
+        table = _main_first(world, lambda: open_dataset(config.data, callback.message, front_end=features))
     table = table.as_task(config.data.task_of(table.labels))
     say = callback.message if world.main else lambda text: None
     splits = plan_splits(table, config.data)
