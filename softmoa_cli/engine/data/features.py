@@ -141,7 +141,10 @@ def window_starts(frames: int, max_length: int) -> list[int]:
 
 class Fbank:
     """AST's front end: the source is the clip's Kaldi log-mels ``[frames, bins]`` (not yet
-    normalised); a window is zero-padded, then normalised (the AST recipe)."""
+    normalised); a window is zero-padded, then normalised (the AST recipe).
+
+    Each front end gives a clip's ``source`` (what its windows are cut from), its ``frames`` of
+    10 ms from its length alone, windows ``cut`` from the source, and a ``describe`` line."""
 
     def describe(self, config: FeatureConfig) -> str:
         return f"Kaldi fbank log-mels, {config.num_mel_bins} bins, normalised by mean {config.mean:g}, std {config.std:g}"
@@ -160,8 +163,9 @@ class Fbank:
         whole = 1 + (max(samples, MIN_SAMPLES) - MIN_SAMPLES) // (config.sample_rate // 100)
         return min(whole, kept_frames(config))
 
-    def window(self, source: torch.Tensor, start: int, width: int, config: FeatureConfig) -> torch.Tensor:
-        return normalize(pad_or_cut(source[start:start + width], config.max_length), config)
+    def cut(self, source: torch.Tensor, starts: list[int], width: int, config: FeatureConfig) -> torch.Tensor:
+        chunks = [pad_or_cut(source[start:start + width], config.max_length) for start in starts]
+        return normalize(torch.stack(chunks), config)
 
 
 class WhisperMels:
@@ -180,8 +184,9 @@ class WhisperMels:
     def frames(self, samples: int, config: FeatureConfig) -> int:
         return max(1, min(samples // SAMPLES_PER_FRAME, kept_frames(config)))
 
-    def window(self, source: torch.Tensor, start: int, width: int, config: FeatureConfig) -> torch.Tensor:
-        return pad_or_cut(source[start:start + width], config.max_length, float(whisper_floor(source)))
+    def cut(self, source: torch.Tensor, starts: list[int], width: int, config: FeatureConfig) -> torch.Tensor:
+        silence = float(whisper_floor(source))
+        return torch.stack([pad_or_cut(source[start:start + width], config.max_length, silence) for start in starts])
 
 
 class Waveform:
@@ -200,10 +205,11 @@ class Waveform:
     def frames(self, samples: int, config: FeatureConfig) -> int:
         return max(1, min(-(-samples // SAMPLES_PER_FRAME), kept_frames(config)))
 
-    def window(self, source: torch.Tensor, start: int, width: int, config: FeatureConfig) -> torch.Tensor:
-        samples = source[start * SAMPLES_PER_FRAME:(start + width) * SAMPLES_PER_FRAME]
-        return torch.nn.functional.pad(waveform_window(samples, width, config.normalize),
-                                       (0, (config.max_length - width) * SAMPLES_PER_FRAME))
+    def cut(self, source: torch.Tensor, starts: list[int], width: int, config: FeatureConfig) -> torch.Tensor:
+        padding = (0, (config.max_length - width) * SAMPLES_PER_FRAME)
+        return torch.stack([torch.nn.functional.pad(waveform_window(source[start * SAMPLES_PER_FRAME:], width,
+                                                                    config.normalize), padding)
+                            for start in starts])
 
 
 FRONT_ENDS = {"fbank": Fbank(), "whisper": WhisperMels(), "waveform": Waveform()}
@@ -234,11 +240,12 @@ def frame_count(samples: int, config: FeatureConfig = FeatureConfig()) -> int:
     return front_end(config).frames(samples, config)
 
 
-def window(source: torch.Tensor, start: int, width: int, config: FeatureConfig = FeatureConfig()) -> torch.Tensor:
-    """The window of ``width`` frames (at most ``max_length``) at frame ``start`` of a clip's
-    ``clip_frames``, as the model takes it: ``config.window_shape``, float32, padded to
-    ``max_length`` frames and normalised as the front end does."""
-    return front_end(config).window(source, start, width, config)
+def cut_windows(source: torch.Tensor, starts: list[int], width: int,
+                config: FeatureConfig = FeatureConfig()) -> torch.Tensor:
+    """The windows of ``width`` frames (at most ``max_length``) at frames ``starts`` of a clip's
+    ``clip_frames``, as the model takes them: ``[len(starts), *config.window_shape]``, float32,
+    each padded to ``max_length`` frames and normalised as the front end does."""
+    return front_end(config).cut(source, starts, width, config)
 
 
 def windows(wave: torch.Tensor, config: FeatureConfig = FeatureConfig()) -> torch.Tensor:
@@ -249,6 +256,5 @@ def windows(wave: torch.Tensor, config: FeatureConfig = FeatureConfig()) -> torc
     Float16, the precision the feature cache stores, so a file scored by ``predict`` and the
     same clip read from a cache give the model identical numbers.
     """
-    source = clip_frames(wave, config)
     starts = window_starts(frame_count(wave.numel(), config), config.max_length)
-    return torch.stack([window(source, start, config.max_length, config) for start in starts]).half()
+    return cut_windows(clip_frames(wave, config), starts, config.max_length, config).half()

@@ -7,8 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..data.features import FeatureConfig
-from ..data.features import window as feature_window
+from ..data.features import FeatureConfig, cut_windows
 from ..errors import SoftmoaError
 from ..task import Task
 
@@ -51,11 +50,11 @@ def timeline_windows(source: torch.Tensor, frames: int, features: FeatureConfig,
                      span: tuple[int, int]) -> tuple[torch.Tensor, list[int]]:
     """A clip's ``clip_frames`` (``source``: log-mels or samples) of ``frames`` frames -> its
     timeline windows ``[w, *window]`` (float16; each of ``span[0]`` frames, padded to
-    ``max_length`` and normalised as its front end does, ``features.window``) and their starts
-    (frames), ``span``: ``(window, hop)`` in frames."""
+    ``max_length`` and normalised as its front end does, ``features.cut_windows``) and their
+    starts (frames), ``span``: ``(window, hop)`` in frames."""
     width, hop = span
     starts = timeline_starts(frames, width, hop)
-    return torch.stack([feature_window(source, s, width, features) for s in starts]).half(), starts
+    return cut_windows(source, starts, width, features).half(), starts
 
 
 @dataclass
