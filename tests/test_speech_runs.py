@@ -1,8 +1,9 @@
 """The speech backbones through every command: ``finetune --checkpoint`` on a tiny random Whisper
 encoder folder and on a tiny random wav2vec2 folder trains Soft-MoA on FSDD clips from that
-backbone's own features (a cache of its own, beside the AST's), and ``predict`` (with
-``--timeline``), ``evaluate``, ``embed``, ``analyze`` and ``export --format onnx`` (checked with
-onnxruntime on real speech) work on the run."""
+backbone's own features (a cache of its own, beside the AST's; a hub id from the local hub
+cache gives the same), and ``predict`` (with ``--timeline``), ``evaluate``, ``embed``,
+``analyze`` and ``export --format onnx`` (checked with onnxruntime on real speech) work on the
+run."""
 
 from __future__ import annotations
 
@@ -92,6 +93,22 @@ def test_each_backbone_has_its_own_cache_beside_the_asts(speech):
     assert sorted(kinds) == ["fbank", "waveform", "whisper"] and len(set(kinds.values())) == 3
     prepared = run_ok("prepare", "fsdd", "--checkpoint", speech["whisper"][0], "--home", speech["home"])
     assert "already prepared" in prepared.output and kinds["whisper"] in prepared.output.replace("\n", "")
+
+
+def test_a_hub_id_in_the_local_cache_gives_its_front_end(speech, tmp_path, monkeypatch):
+    import huggingface_hub.constants as hub
+
+    revision = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--someone--whisper-tiny-test"
+    shutil.copytree(speech["whisper"][0], repo / "snapshots" / revision)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    monkeypatch.setattr(hub, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(hub, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    prepared = " ".join(run_ok("prepare", "fsdd", "--checkpoint", "someone/whisper-tiny-test", "--home",
+                               speech["home"]).output.split())  # as one line, however the console wrapped it
+    assert "features: Whisper log-mels, 16 bins (from someone/whisper-tiny-test's preprocessor_config.json)" in prepared
+    assert "already prepared" in prepared  # the run's own cache: the same features
 
 
 @pytest.mark.parametrize("family", FAMILIES)
