@@ -117,7 +117,7 @@ def test_bad_input_is_one_line_and_exit_code_2(arguments, message, tmp_path):
 def test_cli_runs_a_study_and_shows_the_table(tmp_path, monkeypatch):
     from softmoa_cli.engine.data import cache_open
 
-    monkeypatch.setattr(cache_open, "open_dataset", lambda data, message: toy_table(n=80))
+    monkeypatch.setattr(cache_open, "open_dataset", lambda data, message, front_end=None: toy_table(n=80))
     arguments = ["ablate", "init", "--dataset", "toy", "--values", "zero_up", "--epochs", "1", "--batch-size", "16",
                  "--checkpoint", "random", "--threads", "1", "--set", "model.random={dim: 32, depth: 1, heads: 2, mlp_dim: 64}",
                  "--set", "training.weight_decay=0", "--out", str(tmp_path)]

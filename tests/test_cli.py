@@ -43,7 +43,7 @@ def test_plugin_commands_are_mounted_and_builtins_win(monkeypatch):
     app = build_app()
     runner = CliRunner()
     assert runner.invoke(app, ["hello", "--name", "there"]).stdout == "hello there\n"
-    assert "AST classifier" in runner.invoke(app, ["predict", "--help"]).stdout  # still the built-in
+    assert "classifier checkpoint" in runner.invoke(app, ["predict", "--help"]).stdout  # still the built-in
 
 
 def test_engine_never_imports_the_cli_or_transformers():

@@ -120,7 +120,7 @@ def test_analyze_takes_the_latest_run_and_prints_json(toy_run, monkeypatch):
     from softmoa_cli.engine.data import cache_open
 
     monkeypatch.chdir(toy_run.parent.parent)
-    monkeypatch.setattr(cache_open, "open_dataset", lambda data, message: toy_table())
+    monkeypatch.setattr(cache_open, "open_dataset", lambda data, message, front_end=None: toy_table())
     result = invoke("analyze", "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)

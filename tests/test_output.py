@@ -45,7 +45,7 @@ def toy_runs(tmp_path_factory):
         patch.setattr(planning, "resolve", lambda name, seed=0: None)  # "toy" is no registered data set
         for name, folds, method in (("soft", 0, ["--method", "soft", "--experts", "8"]),
                                     ("kfold", 3, ["--method", "linear"])):
-            patch.setattr(cache_open, "open_dataset", lambda data, message, folds=folds: toy_table(n=96, folds=folds))
+            patch.setattr(cache_open, "open_dataset", lambda data, message, front_end=None, folds=folds: toy_table(n=96, folds=folds))
             results[name] = run("finetune", "--dataset", "toy", "--preset", preset, *method,
                                 "--out", deep / f"toy-{name}-20261128-120000")
             assert results[name].exit_code == 0, results[name].output
@@ -112,7 +112,7 @@ def test_evaluate_prints_its_picture_path_whole(toy_runs, monkeypatch):
     from softmoa_cli.engine.data import cache_open
 
     deep, _ = toy_runs
-    monkeypatch.setattr(cache_open, "open_dataset", lambda data, message: toy_table(n=96, folds=3))
+    monkeypatch.setattr(cache_open, "open_dataset", lambda data, message, front_end=None: toy_table(n=96, folds=3))
     folder = deep / "toy-kfold-20261128-120000"
     result = run_ok("evaluate", folder)
     assert f"confusion matrix: {folder / 'confusion-test.png'}" in result.stdout.splitlines(), result.stdout
@@ -124,7 +124,7 @@ def test_analyze_keeps_its_columns_whole_at_8_experts(toy_runs, monkeypatch):
     from softmoa_cli.engine.data import cache_open
 
     deep, _ = toy_runs
-    monkeypatch.setattr(cache_open, "open_dataset", lambda data, message: toy_table(n=80))
+    monkeypatch.setattr(cache_open, "open_dataset", lambda data, message, front_end=None: toy_table(n=80))
     result = run_ok("analyze", deep / "toy-soft-20261128-120000", "--out", deep / "analysis")
     assert "…" not in result.output
     header = next(line for line in result.stdout.splitlines() if "┃" in line)
@@ -137,7 +137,7 @@ def test_analyze_keeps_its_columns_whole_at_8_experts(toy_runs, monkeypatch):
 def test_ablate_keeps_mean_and_std_on_one_line(tmp_path, monkeypatch):
     from softmoa_cli.engine.data import cache_open
 
-    monkeypatch.setattr(cache_open, "open_dataset", lambda data, message: toy_table(n=80))
+    monkeypatch.setattr(cache_open, "open_dataset", lambda data, message, front_end=None: toy_table(n=80))
     result = run_ok("ablate", "slots", "--dataset", "toy", "--values", "1,2", "--seeds", 2, "--epochs", 1,
                     "--batch-size", 16, "--checkpoint", "random", "--threads", 1,
                     "--set", "model.random={dim: 32, depth: 1, heads: 2, mlp_dim: 64}", "--out", tmp_path / "study")

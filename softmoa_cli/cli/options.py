@@ -60,10 +60,11 @@ MaxLength = Annotated[int | None, typer.Option(callback=_frames, metavar="FRAMES
                                                help="Input frames of 10 ms each, 16 or more (default: the data set's, "
                                                     "unless a preset sets it).")]
 Checkpoint = Annotated[str | None, typer.Option(
-    "--checkpoint", "-c", metavar="MODEL", help="Backbone: an AST checkpoint folder or .pth, a hub id such as "
-                               "MIT/ast-finetuned-audioset-10-10-0.4593, a run folder of a full fine-tune, "
-                               "'embedded' (the tool's own pretrained AST) or 'random' (the preset's random AST). "
-                               "Default: the preset's, else the AudioSet AST if cached, else embedded.")]
+    "--checkpoint", "-c", metavar="MODEL", help="Backbone: a checkpoint folder or hub id (AST, Whisper, wav2vec2, "
+                               "HuBERT, WavLM; e.g. MIT/ast-finetuned-audioset-10-10-0.4593, openai/whisper-base, "
+                               "facebook/wav2vec2-base), an AST .pth, a run folder of a full fine-tune, 'embedded' (the "
+                               "tool's own pretrained AST) or 'random' (the preset's random AST); its features follow "
+                               "it. Default: the preset's, else the AudioSet AST if cached, else embedded.")]
 # Arguments are described in their command's help (Typer would show a Python type beside them).
 RunDir = Annotated[Path | None, typer.Argument(metavar="RUN", hidden=True, show_default=False)]
 def _home(value: Path | None) -> Path | None:
@@ -240,8 +241,11 @@ RunDataset = Annotated[str | None, typer.Option(
          "instead of the one it recorded; needed for a pushed run trained on a local data set.")]
 AudioFiles = Annotated[list[Path], typer.Argument(metavar="AUDIO", hidden=True, show_default=False)]
 Classifier = Annotated[str | None, typer.Option(
-    "--checkpoint", "-c", metavar="MODEL", help="AST classifier: a directory, an original .pth, or a hub id "
-                                                "such as MIT/ast-finetuned-audioset-10-10-0.4593.")]
+    "--checkpoint", "-c", metavar="MODEL", help="A classifier checkpoint: a folder or hub id of an AST, "
+                                                "WhisperForAudioClassification or wav2vec2/HuBERT/WavLM "
+                                                "ForSequenceClassification (scored with its own head and "
+                                                "preprocessor_config.json), an AST .pth, or a standalone export; "
+                                                "e.g. MIT/ast-finetuned-audioset-10-10-0.4593.")]
 def _runs(value: Path | None) -> Path | None:
     """``--runs``: the engine reads SOFTMOA_RUNS wherever it writes or looks for runs, so the flag sets it."""
     import os

@@ -18,6 +18,7 @@ from torch import nn
 from .data.features import FeatureConfig
 from .errors import SoftmoaError
 from .models.checkpoint import Pretrained
+from .models.hf_features import default_features
 from .task import Task
 
 
@@ -59,6 +60,8 @@ class Classifier:
 
 
 def model_features(model: nn.Module) -> FeatureConfig:
-    """The features a model without a record of its own takes: its config's mel bins and window."""
-    config = model.config
-    return FeatureConfig(num_mel_bins=getattr(config, "num_mel_bins", 128), max_length=config.max_length)
+    """The features a model without a record of its own takes: its family's front end with the
+    extractor's defaults (``models.hf_features.default_features``), its config's mel bins and
+    window."""
+    config = model.config.to_dict()
+    return FeatureConfig(**default_features(model.front_end, config) | {"max_length": config["max_length"]})

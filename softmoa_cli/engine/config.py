@@ -51,8 +51,8 @@ class Section(BaseModel):
 class SpecAugment(Section):
     """Frequency and time masking of training features (0 turns a mask off)."""
 
-    freq_mask: int = Field(0, ge=0, description="widest frequency mask, mel bins")
-    time_mask: int = Field(0, ge=0, description="widest time mask, frames")
+    freq_mask: int = Field(0, ge=0, description="widest frequency mask, mel bins (none on waveform windows)")
+    time_mask: int = Field(0, ge=0, description="widest time mask, frames of 10 ms (on a waveform: its samples)")
 
 
 class DataConfig(Section):
@@ -104,10 +104,10 @@ AST_BASE = RandomBackbone(dim=768, depth=12, heads=12, mlp_dim=3072)  # the Audi
 
 
 class ModelConfig(Section):
-    checkpoint: str | None = Field(None, description="backbone: AST checkpoint path, hub id, run folder of a full "
-                                                     "fine-tune, 'embedded' (the tool's own pretrained AST) or "
-                                                     "'random' (the AST of the random section); unset: the AudioSet AST "
-                                                     "if cached, else embedded")
+    checkpoint: str | None = Field(None, description="backbone: a checkpoint path or hub id (AST, Whisper, wav2vec2, "
+                                                     "HuBERT, WavLM), a run folder of a full fine-tune, 'embedded' (the "
+                                                     "tool's own pretrained AST) or 'random' (the AST of the random "
+                                                     "section); unset: the AudioSet AST if cached, else embedded")
     random: RandomBackbone | None = Field(None, description="dims of the randomly initialised AST used when "
                                                             "checkpoint is 'random'")
 

@@ -54,7 +54,7 @@ def _expert_mass(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def expert_contributions(model: nn.Module, batches: Iterable[torch.Tensor], device: str = "cpu") -> Contributions:
-    """Run ``model`` over ``batches`` of features ``[b, frames, bins]`` and measure the shares."""
+    """Run ``model`` over ``batches`` of features ``[b, *window]`` and measure the shares."""
     mixtures = [(name, m) for name, m in model.named_modules() if isinstance(m, (SoftMoA, DenseMoA))]
     if not mixtures:
         raise SoftmoaError("this model has no Soft-MoA or Dense-MoA layers: expert contributions need one")
@@ -136,7 +136,7 @@ def analyze_run(run_dir: str | Path, split: str = "test", fold: int | None = Non
         raise SoftmoaError(f"`split` {split}: choose test, valid or train")
     run = Run.open(run_dir)
     data = run.data(dataset)
-    table = table or open_dataset(data, message or (lambda text: None))
+    table = table or open_dataset(data, message or (lambda text: None), front_end=run.adapter().features)
     plans = plan_splits(table, data)
     plan = plans[0] if fold is None else next((p for p in plans if p.fold == fold), None)
     if plan is None:

@@ -84,7 +84,7 @@ class Embedder:
 
     @torch.inference_mode()
     def window_embeddings(self, inputs: torch.Tensor) -> torch.Tensor:
-        """Windows ``[w, frames, bins]`` -> pooled vectors ``[w, d]`` (float32, CPU)."""
+        """Windows ``[w, *window]`` -> pooled vectors ``[w, d]`` (float32, CPU)."""
         parts = []
         for start in range(0, len(inputs), self.batch_size):
             x = inputs[start:start + self.batch_size].to(self.device, torch.float32)

@@ -41,7 +41,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", table: FeatureTable |
     if table is None:
         from .data.cache_open import open_dataset
 
-        table = open_dataset(data, message or (lambda text: None))
+        table = open_dataset(data, message or (lambda text: None), front_end=run.adapter().features)
     task = run.metrics.task
     if data.task_of(table.labels) is not task:
         raise SoftmoaError(f"{run_dir}: a {task.title} run cannot be evaluated on the {table.task.title} data set "

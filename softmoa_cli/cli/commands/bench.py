@@ -21,11 +21,19 @@ def bench(
     methods: Annotated[str, typer.Option(metavar="SPECS", help="Comma-separated method specs, name or "
                                          "name:key=value,...; a+b gives a list (lora:targets=q+v). Default: "
                                          f"{SHOWN_METHODS}.", show_default=False)] = DEFAULT_METHODS,
-    dim: Annotated[int, typer.Option(min=1, metavar="N", help="Token width d.")] = 768,
-    depth: Annotated[int, typer.Option(min=1, metavar="N", help="Transformer blocks.")] = 12,
-    heads: Annotated[int, typer.Option(min=1, metavar="N", help="Attention heads.")] = 12,
-    mlp_dim: Annotated[int, typer.Option(min=1, metavar="N", help="MLP hidden width.")] = 3072,
-    frames: Annotated[int, typer.Option(min=16, metavar="N", help="Input frames (max_length).")] = 400,
+    backbone: Annotated[str, typer.Option(metavar="FAMILY", help="Backbone family: ast, whisper (its encoder), "
+                                          "wav2vec2, hubert or wavlm; random weights at its base size (AST-base, "
+                                          "Whisper base, wav2vec2-base) unless the dims below say otherwise.")] = "ast",
+    dim: Annotated[int | None, typer.Option(min=1, metavar="N", help="Token width d (default: the family's base "
+                                            "size: 768, Whisper 512).", show_default=False)] = None,
+    depth: Annotated[int | None, typer.Option(min=1, metavar="N", help="Transformer blocks (default: 12, Whisper "
+                                              "6).", show_default=False)] = None,
+    heads: Annotated[int | None, typer.Option(min=1, metavar="N", help="Attention heads (default: 12, Whisper 8).",
+                                              show_default=False)] = None,
+    mlp_dim: Annotated[int | None, typer.Option(min=1, metavar="N", help="MLP hidden width (default: 3072, "
+                                                "Whisper 2048).", show_default=False)] = None,
+    frames: Annotated[int, typer.Option(min=16, metavar="N", help="Input frames of 10 ms (max_length): log-mel "
+                                        "frames, or frames * 160 samples of a waveform.")] = 400,
     batch: Annotated[int, typer.Option(min=1, metavar="N", help="Examples per step.")] = 4,
     classes: Annotated[int, typer.Option(min=1, metavar="N", help="Classes of the head, counted in the trainable "
                                                            "parameters and FLOPs.")] = 10,
@@ -37,7 +45,7 @@ def bench(
                                                                 "by.")] = "adapter",
     compare_transformers: Annotated[bool, typer.Option(
         "--compare-transformers", metavar="", help="Also time transformers' ASTModel forward at the same dims "
-                                       "(adds linear, the bare engine AST, when missing).")] = False,
+                                       "(adds linear, the bare engine AST, when missing; AST only).")] = False,
     activation_checkpointing: Annotated[bool, typer.Option(
         "--activation-checkpointing", metavar="", help="Also measure every method with activation checkpointing (rows "
                                                        "NAME +checkpointing, in the same rounds) and give its step-time "
@@ -54,6 +62,7 @@ def bench(
       softmoa bench --threads 2 --repeats 5 --out bench.json
       softmoa bench --methods adapter,lora:rank=8 --compare-transformers
       softmoa bench --methods soft --reference soft --activation-checkpointing
+      softmoa bench --backbone whisper --frames 300 --threads 2
     """
     from rich.progress import Progress
 
@@ -61,9 +70,9 @@ def bench(
     from ...engine.fsutil import atomic_write_json
     from ..console import err, note
 
-    settings = BenchSettings(dim=dim, depth=depth, heads=heads, mlp_dim=mlp_dim, frames=frames, batch=batch,
-                             num_classes=classes, warmup=warmup, repeats=repeats, threads=threads, device=device,
-                             activation_checkpointing=activation_checkpointing)
+    settings = BenchSettings.sized(backbone, dim=dim, depth=depth, heads=heads, mlp_dim=mlp_dim, frames=frames,
+                                   batch=batch, num_classes=classes, warmup=warmup, repeats=repeats, threads=threads,
+                                   device=device, activation_checkpointing=activation_checkpointing)
     specs = split_specs(methods)
     with Progress(console=err, transient=True, disable=not err.is_terminal) as bar:  # no bar in a pipe or log
         task = bar.add_task("bench", total=repeats)
@@ -91,7 +100,7 @@ def _table(result):
     from ..console import Column, show_table
 
     s = result.settings
-    title = (f"training-step cost: d={s.dim}, depth {s.depth}, {s.frames} frames, batch {s.batch}, "
+    title = (f"training-step cost: {s.title}, {s.frames} frames, batch {s.batch}, "
              f"{result.environment['threads']} threads, {result.environment['device']}; "
              f"medians of {s.repeats}, ratios to {result.reference}")
     secondary = ("fwd ms", "step/fwd", "GFLOPs/ex")

@@ -1,4 +1,4 @@
-"""``softmoa download``: install a data set or the AudioSet AST checkpoint."""
+"""``softmoa download``: install a data set or a backbone checkpoint."""
 
 from __future__ import annotations
 
@@ -30,14 +30,16 @@ def download(
 ) -> None:
     """Download and install a data set under $SOFTMOA_HOME/data/NAME (default ~/.softmoa).
 
-    NAME: esc50, us8k, speechcommands, fsc, fsdd, a registered data set, or ast-audioset (the
-    checkpoint); without it, the list of data sets and checkpoints and which are here.
+    NAME: esc50, us8k, speechcommands, fsc, fsdd, a registered data set, or a checkpoint
+    (ast-audioset, whisper-base, wav2vec2-base, hubert-base, wavlm-base-plus, ...); without it,
+    the list of data sets and checkpoints and which are here.
 
     Examples:
       softmoa download fsdd
       softmoa download esc50 --from ~/Downloads/ESC-50-master.zip
       softmoa download fsc --from /data/fluent_speech_commands_dataset
       softmoa download ast-audioset
+      softmoa download whisper-base
     """
     from ...engine.data.install import CHECKPOINTS, install, install_checkpoint
     from ...engine.data.registry import datasets
@@ -52,7 +54,7 @@ def download(
         return
     if name in CHECKPOINTS:
         path = install_checkpoint(name, source, force=force, home=home)
-        line(f"{name}: ready at {path}; use --checkpoint {path if source else CHECKPOINTS[name]}")
+        line(f"{name}: ready at {path}; use --checkpoint {path if source else CHECKPOINTS[name].repo}")
         return
     spec = datasets().get(name)
     with ByteProgress() as progress:

@@ -47,7 +47,8 @@ def finetune(
     set_: Settings = None, home: Home = None, runs: Runs = None, out: Out = None, resume: Resume = None,
     print_config: PrintConfig = False, method_options: dict | None = None,
 ) -> None:
-    """Fine-tune an AST with a PETL method; validate every epoch, test the best epoch.
+    """Fine-tune a backbone (AST, Whisper's encoder, wav2vec2, HuBERT, WavLM) with a PETL method;
+    validate every epoch, test the best epoch. The features follow --checkpoint.
 
     Every registered method's options (its config's fields) are flags, under Method options.
     Without --dataset or --preset: the offline default (embedded synth data and backbone),
@@ -59,6 +60,7 @@ def finetune(
       softmoa finetune --dataset fsdd --preset fsdd-cpu --method adapter
       softmoa finetune -d esc50 --batch-size 8 --accumulate 4 --patience 5
       softmoa finetune -d fsdd --set training.weight_decay=0
+      softmoa finetune -d fsdd --checkpoint openai/whisper-base --method soft
       softmoa finetune --resume runs/fsdd-soft-20250101-120000
     """
     from ...engine.train.planning import PlannedRun, resume_config

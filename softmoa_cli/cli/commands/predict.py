@@ -64,7 +64,7 @@ def predict(
     quantize: Quantize = None,
     threads: Threads = None,
 ) -> None:
-    """Score audio files with a finetune run or an AST classifier (long files: windows averaged).
+    """Score audio files with a finetune run or a classifier checkpoint (long files: windows averaged).
     Without --checkpoint or --run, the most recent finished run is used. Multi-label models
     (a multi-label run, an AudioSet checkpoint) give independent sigmoid scores and mark the
     labels at or above their thresholds (✓), listed in full below each table.
@@ -79,6 +79,7 @@ def predict(
     Examples:
       softmoa predict clip.wav other.flac --json
       softmoa predict clip.wav -k 3 -c MIT/ast-finetuned-audioset-10-10-0.4593
+      softmoa predict clip.wav -c superb/wav2vec2-base-superb-ks
       softmoa predict clip.wav --threshold 0.3
       softmoa predict recordings/ --csv > scores.csv
       cat clip.flac | softmoa predict -

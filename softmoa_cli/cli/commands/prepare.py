@@ -24,9 +24,14 @@ def prepare(
     data: Annotated[Path | None, typer.Option(metavar="DIR", help="A copy of the data set elsewhere than "
                                               "$SOFTMOA_HOME/data/NAME.", show_default=False)] = None,
     seed: Annotated[int, typer.Option(min=0, metavar="N", help="Seed of the split of users' data that has none.")] = 0,
+    checkpoint: Annotated[str | None, typer.Option(
+        "--checkpoint", "-c", metavar="MODEL", help="The backbone whose features to compute (a Whisper, wav2vec2, "
+        "HuBERT, WavLM or AST folder or hub id, or a run; its preprocessor_config.json decides them). Default: "
+        "the AST's fbank.", show_default=False)] = None,
     home: Home = None,
 ) -> None:
-    """Compute log-mel features of every clip into a memory-mapped cache for training.
+    """Compute every clip's features into a memory-mapped cache for training: the AST's log-mels,
+    or with --checkpoint that backbone's own (Whisper log-mels, 16 kHz waveform windows).
 
     NAME: a data set (esc50, us8k, speechcommands, fsc, fsdd, ...), a folder with one
     sub-folder per class, or a CSV/TSV manifest (path,label[,split][,fold]).
@@ -39,6 +44,7 @@ def prepare(
       softmoa prepare esc50 --max-length 500
       softmoa prepare ~/my_sounds                (one sub-folder per class)
       softmoa prepare ~/my_sounds/labels.csv --max-length 300
+      softmoa prepare speechcommands --checkpoint facebook/wav2vec2-base
     """
     import time
 
@@ -48,15 +54,20 @@ def prepare(
     share = parse_share(max_bad)  # wrong values fail before the work (and before torch loads)
     resolve(name, seed)
 
+    from ...engine.config import ModelConfig
     from ...engine.data.cache import accept_bad
     from ...engine.data.cache_build import prepare_cache
+    from ...engine.train.backbone import front_end
     from ..console import line, note
     from ..progress import ClipProgress
 
+    features, said = front_end(ModelConfig(checkpoint=checkpoint))
+    if said:
+        note(said)
     started = time.perf_counter()
     with ClipProgress(name) as progress:
         cache, built = prepare_cache(name, max_length=max_length, workers=workers or min(8, os.cpu_count() or 1), home=home,
-                                     data=data, seed=seed, progress=progress, message=note,
+                                     data=data, seed=seed, progress=progress, message=note, front_end=features,
                                      **({} if max_seconds is None else {"max_seconds": max_seconds}))
     seconds = time.perf_counter() - started
     for path, reason in cache.bad[:SHOWN_BAD]:

@@ -23,7 +23,7 @@ def plot_facts(run_dir: Path) -> dict:
 
     def test_labels() -> list | None:  # each fold's test labels, read from the run's data (its cache)
         try:
-            table = open_dataset(run.config.data).as_task(task)
+            table = open_dataset(run.config.data, front_end=run.adapter().features).as_task(task)
             return [table.labels[plan.test] for plan in plan_splits(table, run.config.data)]
         except (SoftmoaError, OSError, ValueError):
             return None

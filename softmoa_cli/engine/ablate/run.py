@@ -90,7 +90,7 @@ def measure_point(config: RunConfig, run_dir: Path) -> dict:
     model, features = run.model(), run.adapter().features
     spent = cost(model)
     seconds = [row.seconds for record in run.metrics.folds.values() for row in record.epochs]
-    peak = step_peak_memory(model, config.training.batch_size, features.max_length, features.num_mel_bins,
+    peak = step_peak_memory(model, config.training.batch_size, features.window_shape,
                             resolve_device(config.training.device))
     return {"trainable_params": spent.trainable_params, "flops": spent.flops,
             "epoch_seconds": sum(seconds) / len(seconds), "peak_memory_mib": peak / 2 ** 20}

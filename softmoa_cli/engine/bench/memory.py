@@ -21,15 +21,15 @@ CUDA_MEMORY = ("torch.cuda.max_memory_allocated during one training step, minus 
                "plus the method's parameters and AdamW state")
 
 
-def step_peak_memory(model: torch.nn.Module, batch_size: int, frames: int, mel_bins: int,
+def step_peak_memory(model: torch.nn.Module, batch_size: int, window: tuple[int, ...],
                      device: str | torch.device = "cpu") -> int:
-    """Peak bytes of one training step of ``model`` on a random ``[batch_size, frames, mel_bins]``
-    batch, measured as the benchmark rows are (``CPU_MEMORY`` / ``CUDA_MEMORY``). The step
-    updates the model's trainable weights."""
+    """Peak bytes of one training step of ``model`` on a random ``[batch_size, *window]`` batch
+    (``window``: ``FeatureConfig.window_shape``), measured as the benchmark rows are
+    (``CPU_MEMORY`` / ``CUDA_MEMORY``). The step updates the model's trainable weights."""
     import torch
 
     device = torch.device(device)
-    x = torch.randn(batch_size, frames, mel_bins, device=device)
+    x = torch.randn(batch_size, *window, device=device)
     y = torch.randint(model.head.fc.out_features, (batch_size,), device=device)
     subject = training_subject("step", model.to(device), x, y)
     return step_bytes(subject, device) + persistent_bytes(subject)

@@ -34,10 +34,13 @@ def run_bench(specs: list[str], settings: BenchSettings = BenchSettings(), refer
 
     ``reference``: a spec, or a method name (its first spec), whose times and memory the
     ratios divide by. ``compare`` also times an outside AST's forward (the row labelled
-    ``transformers``); ``linear`` (the bare engine AST and a head) is then added when missing,
-    as the engine side of that comparison.
+    ``transformers``; on the AST only); ``linear`` (the bare engine AST and a head) is then added
+    when missing, as the engine side of that comparison.
     """
     settings.check()
+    if compare is not None and settings.backbone != "ast":
+        raise SoftmoaError(f"`compare_transformers` times transformers' ASTModel: give `backbone` ast, not "
+                           f"{settings.backbone}")
     labels = [spec.strip() for spec in specs]
     if len(set(labels)) != len(labels):
         raise SoftmoaError(f"a method is listed twice: {', '.join(labels)}")
@@ -74,7 +77,7 @@ def _measure(labels: list[str], configs: list[MethodConfig], settings: BenchSett
     report = progress or (lambda done, total, text: None)
     device = torch.device(settings.device)
     torch.manual_seed(settings.seed)
-    x = torch.randn(settings.batch, settings.frames, 128, device=device)  # [b, frames, mel bins]
+    x = torch.randn(settings.batch, *settings.input_shape(), device=device)  # [b, frames, mel bins] or [b, samples]
     y = torch.randint(settings.num_classes, (settings.batch,), device=device)
     subjects = []
     for label, config in zip(labels, configs):

@@ -1,6 +1,6 @@
 """What a row times: an engine model with a PETL method (a training step and an eval forward),
-or an outside model (forward only), both on the shared batch ``x [b, frames, mel_bins]``,
-``y [b]`` class indices."""
+or an outside model (forward only), both on the shared batch ``x [b, *window]`` (the backbone's
+input), ``y [b]`` class indices."""
 
 from __future__ import annotations
 
@@ -34,12 +34,12 @@ class Subject:
 
 def engine_subject(label: str, config: MethodConfig, settings: BenchSettings, x: torch.Tensor,
                    y: torch.Tensor, checkpointed: bool = False) -> Subject:
-    """The engine AST at ``settings`` with method ``config``, with activation checkpointing when
-    ``checkpointed`` (its label then ends in ``CHECKPOINTED``)."""
+    """The engine backbone at ``settings`` with method ``config``, with activation checkpointing
+    when ``checkpointed`` (its label then ends in ``CHECKPOINTED``)."""
     from ..models.backbone import set_activation_checkpointing
     from ..petl.build import build_model
 
-    model = build_model(settings.ast_config(), config, settings.num_classes).to(settings.device)
+    model = build_model(settings.backbone_config(), config, settings.num_classes).to(settings.device)
     set_activation_checkpointing(model, checkpointed)
     subject = training_subject(label + CHECKPOINTED if checkpointed else label, model, x, y, config)
     subject.checkpointed = checkpointed

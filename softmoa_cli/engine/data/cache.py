@@ -2,9 +2,11 @@
 
 A published cache is the folder ``$SOFTMOA_HOME/cache/<name>/<key>/``:
 
-- ``features.f16``: float16 ``[n, max_length, mel_bins]``, C order, raw (``np.memmap``): each
-  clip's first window (see ``features.window_starts``), what training reads;
-- ``extra.f16``: float16 ``[k, max_length, mel_bins]``: the further windows of the clips longer
+- ``features.f16``: float16 ``[n, *window]``, C order, raw (``np.memmap``): each clip's first
+  window (see ``features.window_starts``), what training reads; a window is the front end's
+  (``FeatureConfig.window_shape``): fbank or Whisper log-mels ``[max_length, mel_bins]``, or
+  ``[max_length * 160]`` samples of a 16 kHz waveform;
+- ``extra.f16``: float16 ``[k, *window]``: the further windows of the clips longer
   than ``max_length``, clip after clip, so evaluation scores whole clips as ``predict`` does
   (absent when no clip is longer; each clip is kept up to its first ``max_seconds``, default
   ``MAX_SECONDS``, the window rule applied to those frames);
@@ -14,9 +16,11 @@ A published cache is the folder ``$SOFTMOA_HOME/cache/<name>/<key>/``:
 - ``accepted.json``: the share of bad clips a user accepted (``prepare --max-bad``), remembered
   so that every later command opening the cache accepts it too (``accept_bad``).
 
-``key`` is ``L<max_length>-<settings hash>-<sources hash>``: the feature settings (with
-``max_seconds`` and this module's ``FORMAT``), and every clip's path, label, split, fold, size
-and mtime. Changed settings or sources give a new key, never a silently reused cache.
+``key`` is ``L<max_length>-<settings hash>-<sources hash>``: the feature settings (the whole
+``FeatureConfig``: the front end's ``kind``, mel bins, normalisation, rate, ``max_length`` and
+``max_seconds``; and this module's ``FORMAT``), and every clip's path, label, split, fold, size
+and mtime. Changed settings or sources give a new key, never a silently reused cache: the same
+data set for another backbone's front end is another cache.
 ``cache_build.py`` builds and publishes one, ``cache_open.py`` opens one for training.
 """
 
@@ -57,7 +61,7 @@ def load_cache(folder: str | Path) -> FeatureTable:
     config = FeatureConfig(**index["settings"]["features"])
     counts = np.array(index["windows"], dtype=np.int64)
     frames = np.array(index["frames"], dtype=np.int64) if "frames" in index else None
-    window = (config.max_length, config.num_mel_bins)
+    window = config.window_shape
     features, extra = (np.memmap(folder / name, dtype=np.float16, mode="r", shape=(rows, *window)) if rows
                        else np.zeros((0, *window), np.float16)
                        for name, rows in ((FEATURES, len(counts)), (EXTRA, int((counts - 1).sum()))))

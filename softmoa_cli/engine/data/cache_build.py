@@ -39,7 +39,7 @@ Progress = Callable[[int, int], None]
 
 def clip_windows_and_frames(path: Path, config: FeatureConfig) -> tuple[np.ndarray, int]:
     """Windows of one audio file by the window rule (``features.windows``: its first
-    ``config.max_seconds``), float16 ``[windows, max_length, mel_bins]``, and the number of frames
+    ``config.max_seconds``), float16 ``[windows, *config.window_shape]``, and the number of frames
     they cover; AudioError if unusable."""
     from .audio import load_mono_16k
 
@@ -48,7 +48,7 @@ def clip_windows_and_frames(path: Path, config: FeatureConfig) -> tuple[np.ndarr
 
 
 def clip_features(path: Path, config: FeatureConfig) -> np.ndarray:
-    """Windows of one audio file by the window rule: float16 ``[windows, max_length, mel_bins]``;
+    """Windows of one audio file by the window rule: float16 ``[windows, *config.window_shape]``;
     AudioError if unusable."""
     return clip_windows_and_frames(path, config)[0]
 
@@ -122,7 +122,7 @@ def _build(root: Path, clips: Clips, config: FeatureConfig, partial: Path, worke
     """Compute every clip's row in ``partial/features.f16``, resuming finished chunks; returns
     the bad clips ``{row: reason}``, the windows of the long clips ``{row: count}`` and their
     kept frames ``{row: frames}``."""
-    shape = (len(clips.paths), config.max_length, config.num_mel_bins)
+    shape = (len(clips.paths), *config.window_shape)
     state_path = partial / "state.json"
     state = json.loads(state_path.read_text()) if state_path.is_file() else None
     if state is None:
@@ -184,7 +184,7 @@ def _publish(name: str, root: Path, clips: Clips, config: FeatureConfig, key: st
     state_path, compact_path = partial / "state.json", partial / "compact.f16"
     state = json.loads(state_path.read_text())
     if bad and not state.get("compacted"):
-        shape = (len(clips.paths), config.max_length, config.num_mel_bins)
+        shape = (len(clips.paths), *config.window_shape)
         rows = np.memmap(partial / FEATURES, dtype=np.float16, mode="r", shape=shape)
         compact = np.memmap(compact_path, dtype=np.float16, mode="w+", shape=(len(keep), *shape[1:]))
         for start in range(0, len(keep), 1024):
@@ -239,8 +239,8 @@ def _root_of(spec: DatasetSpec, data: Path | None, home: Path | None) -> Path:
 
 def prepare_cache(name_or_path: str | Path, *, max_length: int | None = None, workers: int = 1, home: Path | None = None,
                   data: Path | None = None, seed: int = 0, chunk: int = 64, progress: Progress | None = None,
-                  message: Callable[[str], None] = lambda text: None,
-                  max_seconds: float = MAX_SECONDS) -> tuple[FeatureTable, bool]:
+                  message: Callable[[str], None] = lambda text: None, max_seconds: float = MAX_SECONDS,
+                  front_end: FeatureConfig = FeatureConfig()) -> tuple[FeatureTable, bool]:
     """Prepare (or find) the feature cache of a data set; returns ``(cache, built)``.
 
     ``name_or_path``: a registered data set or a user's folder / manifest. ``max_length``:
@@ -248,7 +248,8 @@ def prepare_cache(name_or_path: str | Path, *, max_length: int | None = None, wo
     set elsewhere than ``$SOFTMOA_HOME/data/<name>``. ``seed``: the split of users' data without
     one. ``chunk``: clips per unit of work (and of resumption). ``progress(done, total)`` after
     each chunk. ``max_seconds``: each clip is kept up to its first ``max_seconds`` (another
-    bound is another cache). Bad clips are skipped and listed (``cache.bad``); judge them with
+    bound is another cache). ``front_end``: the backbone's features (``kind``, mel bins,
+    normalisation; another front end is another cache). Bad clips are skipped and listed (``cache.bad``); judge them with
     ``check_bad``.
     """
     spec = resolve(name_or_path, seed)
@@ -261,7 +262,7 @@ def prepare_cache(name_or_path: str | Path, *, max_length: int | None = None, wo
                            "nothing (single-label needs two or more); to detect a sound, add a second class of clips "
                            "without it (e.g. a background/ folder), or tag clips with a manifest's labels column "
                            "(multi-label)")
-    config = feature_config(spec, root, clips, max_length, max_seconds)
+    config = feature_config(spec, root, clips, max_length, max_seconds, front_end)
     key = cache_key(root, clips, config)
     folder = cache_dir(spec.name, home)
     final, built = folder / key, False

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,20 +26,22 @@ if TYPE_CHECKING:
 
 def open_cache(name_or_path: str | Path, max_length: int | None = None, prepare: bool = True,
                message: Callable[[str], None] = print, *, home: Path | None = None, workers: int | None = None,
-               seed: int = 0, max_bad: float | None = None, max_seconds: float = MAX_SECONDS) -> FeatureTable:
+               seed: int = 0, max_bad: float | None = None, max_seconds: float = MAX_SECONDS,
+               front_end: FeatureConfig = FeatureConfig()) -> FeatureTable:
     """The feature cache of a data set for training; with ``prepare`` it is built first when
     missing (``workers`` processes, default up to 4), without it a missing cache is an error.
 
     When the data set's audio is not installed, the newest cache with the same settings is
     used: training does not need the audio. ``max_bad``: the share of bad clips to accept
     (remembered with the cache); without it, the share accepted before, at least ``MAX_BAD``.
-    ``max_seconds``: the bound on each clip kept (part of the cache's settings).
+    ``max_seconds``: the bound on each clip kept, ``front_end``: the backbone's features (its
+    window and bound set here); both are part of the cache's settings.
     """
     spec = resolve(name_or_path, seed)
     try:
         root = installed_root(spec, home)
     except SoftmoaError:
-        config = FeatureConfig(max_length=max_length or spec.max_length, max_seconds=max_seconds)
+        config = replace(front_end, max_length=max_length or spec.max_length, max_seconds=max_seconds)
         fallback = None if spec.location is not None else find_cache(spec.name, config, home)
         if fallback is None:
             raise
@@ -49,13 +52,13 @@ def open_cache(name_or_path: str | Path, max_length: int | None = None, prepare:
             started = time.perf_counter()
             cache, built = prepare_cache(name_or_path, max_length=max_length, home=home, seed=seed,
                                          workers=workers or min(4, os.cpu_count() or 1), message=message,
-                                         max_seconds=max_seconds)
+                                         max_seconds=max_seconds, front_end=front_end)
             if built:
                 message(f"prepared {spec.name}: {len(cache)} clips in {time.perf_counter() - started:.0f} s "
                         f"-> {cache.path}")
         else:
             clips = spec.scan(root)
-            config = feature_config(spec, root, clips, max_length, max_seconds)
+            config = feature_config(spec, root, clips, max_length, max_seconds, front_end)
             found = cache_dir(spec.name, home) / cache_key(root, clips, config)
             if not (found / INDEX).is_file():  # a command line of prepare: its flag as typed, whoever says it
                 raise SoftmoaError(f"{spec.name}: no feature cache for max_length {config.max_length}; "
@@ -68,9 +71,11 @@ def open_cache(name_or_path: str | Path, max_length: int | None = None, prepare:
     return cache
 
 
-def open_dataset(data: DataConfig, message: Callable[[str], None] = lambda text: None) -> FeatureTable:
-    """The feature table of a run's ``data`` section, prepared first when missing, its labels held
+def open_dataset(data: DataConfig, message: Callable[[str], None] = lambda text: None,
+                 front_end: FeatureConfig = FeatureConfig()) -> FeatureTable:
+    """The feature table of a run's ``data`` section for a backbone's ``front_end`` (a run's
+    ``features``, or what its checkpoint takes), prepared first when missing, its labels held
     for the section's task (``DataConfig.task_of``)."""
     table = open_cache(data.dataset, max_length=data.max_length, message=message, max_bad=data.max_bad,
-                       max_seconds=data.max_seconds)
+                       max_seconds=data.max_seconds, front_end=front_end)
     return table.as_task(data.task_of(table.labels))

@@ -5,8 +5,10 @@
 folder (``source``, the offline route). An archive extracts (``archives.py``) into a staging
 folder beside the target; the data set root found inside is verified, then renamed into place.
 
-``install_checkpoint`` gets an AST checkpoint through huggingface_hub (its cache, ``HF_HOME``
-and ``HF_HUB_OFFLINE`` apply) or copies a local one to ``$SOFTMOA_HOME/checkpoints/<name>``.
+``install_checkpoint`` gets a backbone checkpoint (``CHECKPOINTS``: the AudioSet AST, Whisper's,
+wav2vec2's, HuBERT's and WavLM's released models) through huggingface_hub (its cache,
+``HF_HOME`` and ``HF_HUB_OFFLINE`` apply) or copies a local one to
+``$SOFTMOA_HOME/checkpoints/<name>``.
 """
 
 from __future__ import annotations
@@ -24,8 +26,30 @@ from .paths import checkpoints_dir, data_dir, downloads_dir
 from .spec import DatasetSpec
 
 INSTALLED = ".softmoa-installed.json"
-CHECKPOINTS = {"ast-audioset": "MIT/ast-finetuned-audioset-10-10-0.4593"}
-CHECKPOINT_FILES = ["config.json", "*.safetensors", "pytorch_model.bin"]
+
+
+@dataclass(frozen=True)
+class KnownCheckpoint:
+    """A checkpoint ``download`` gets by name: its hub id and what it is."""
+
+    repo: str
+    title: str
+
+
+CHECKPOINTS = {
+    "ast-audioset": KnownCheckpoint("MIT/ast-finetuned-audioset-10-10-0.4593", "AudioSet AST (AST-base, 527 labels)"),
+    **{f"whisper-{size}": KnownCheckpoint(f"openai/whisper-{size}", f"Whisper {size}'s encoder ({shape})")
+       for size, shape in (("tiny", "4 blocks, d 384"), ("base", "6 blocks, d 512"), ("small", "12 blocks, d 768"),
+                           ("medium", "24 blocks, d 1024"), ("large-v3", "32 blocks, d 1280, 128 mels"))},
+    "wav2vec2-base": KnownCheckpoint("facebook/wav2vec2-base", "wav2vec 2.0 Base (12 blocks, d 768)"),
+    "wav2vec2-large": KnownCheckpoint("facebook/wav2vec2-large-lv60", "wav2vec 2.0 Large, LV-60k (24 blocks, d 1024)"),
+    "hubert-base": KnownCheckpoint("facebook/hubert-base-ls960", "HuBERT Base (12 blocks, d 768)"),
+    "hubert-large": KnownCheckpoint("facebook/hubert-large-ll60k", "HuBERT Large (24 blocks, d 1024)"),
+    "wavlm-base": KnownCheckpoint("microsoft/wavlm-base", "WavLM Base (12 blocks, d 768)"),
+    "wavlm-base-plus": KnownCheckpoint("microsoft/wavlm-base-plus", "WavLM Base+ (12 blocks, d 768)"),
+    "wavlm-large": KnownCheckpoint("microsoft/wavlm-large", "WavLM Large (24 blocks, d 1024)"),
+}
+CHECKPOINT_FILES = ["config.json", "preprocessor_config.json", "*.safetensors", "pytorch_model.bin"]
 
 
 @dataclass(frozen=True)
@@ -143,7 +167,7 @@ def install_checkpoint(name: str, source: Path | None = None, *, force: bool = F
     """Get checkpoint ``name`` (``CHECKPOINTS``): from the Hugging Face hub through its cache,
     or, with ``source`` (a model folder or ``.pth`` file), copied to ``checkpoints/<name>``.
     Returns the folder (or file) to pass as ``--checkpoint``."""
-    repo = CHECKPOINTS[name]
+    repo = CHECKPOINTS[name].repo
     if source is not None:
         return _copy_checkpoint(name, source, force, home)
     try:
@@ -175,11 +199,11 @@ def checkpoint_states(home: Path | None = None) -> list[CheckpointState]:
     from huggingface_hub import try_to_load_from_cache
 
     states = []
-    for name, repo in CHECKPOINTS.items():
+    for name, known in CHECKPOINTS.items():
         copy = checkpoints_dir(home) / name
-        cached = try_to_load_from_cache(repo, "config.json")
+        cached = try_to_load_from_cache(known.repo, "config.json")
         found = str(copy) if copy.exists() else "Hugging Face cache" if isinstance(cached, str) else None
-        states.append(CheckpointState(name, "AudioSet AST (AST-base, 527 labels)", repo, found))
+        states.append(CheckpointState(name, known.title, known.repo, found))
     from ..embedded.record import EMBEDDED, FOLDER, read_record
 
     try:

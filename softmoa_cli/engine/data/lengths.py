@@ -3,6 +3,7 @@ else derived from its clips' durations, and what to say about a derived one."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,11 +13,12 @@ from .spec import Clips, DatasetSpec
 
 
 def feature_config(spec: DatasetSpec, root: Path, clips: Clips, max_length: int | None,
-                   max_seconds: float = MAX_SECONDS) -> FeatureConfig:
-    """The features of a data set: ``max_length`` if given, else the data set's; users' data
-    without one gets it derived from the clip durations (``length_advice`` says so)."""
+                   max_seconds: float = MAX_SECONDS, front_end: FeatureConfig = FeatureConfig()) -> FeatureConfig:
+    """The features of a data set for a backbone's ``front_end`` (its window and bound are set
+    here): ``max_length`` if given, else the data set's; users' data without one gets it derived
+    from the clip durations (``length_advice`` says so)."""
     chosen = max_length or spec.max_length or choose_max_length(clip_frame_counts(root, clips))
-    return FeatureConfig(max_length=chosen, max_seconds=max_seconds)
+    return replace(front_end, max_length=chosen, max_seconds=max_seconds)
 
 
 def clip_frame_counts(root: Path, clips: Clips) -> np.ndarray:

@@ -35,7 +35,7 @@ class Read:
 
 
 class Reads(Dataset):
-    """``reads[i]`` as features ``[b, frames, bins]`` float32 and targets (``[b]`` int64 class
+    """``reads[i]`` as features ``[b, *window]`` float32 and targets (``[b]`` int64 class
     ids or ``[b, classes]`` float32 multi-hot), on the CPU."""
 
     def __init__(self, table: FeatureTable, reads: list[Read]):

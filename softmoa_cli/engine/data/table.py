@@ -30,13 +30,15 @@ BAD = "bad.tsv"  # a cache's report of the clips it skipped
 class FeatureTable:
     """Every clip of a data set, in a fixed order.
 
-    ``features [n, max_length, mel_bins]`` float16 (usually memory-mapped): each clip's first
-    window (``features.window_starts``); ``labels`` ids into ``label_names``: ``[n]`` int64
-    (single-label) or ``[n, classes]`` uint8 multi-hot label sets (multi-label); ``split
+    ``features [n, *window]`` float16 (usually memory-mapped): each clip's first window
+    (``features.window_starts``), a window being ``feature_config.window_shape`` (log-mels
+    ``[max_length, mel_bins]``, or ``[max_length * 160]`` samples of a waveform); ``labels`` ids
+    into ``label_names``: ``[n]`` int64 (single-label) or ``[n, classes]`` uint8 multi-hot label
+    sets (multi-label); ``split
     [n]`` 'train' / 'valid' / 'test' (k-fold sets: all 'train'); ``fold [n]`` int64, 1..k or 0
     when the set has no folds. Clips longer than one window: ``windows [n]`` windows per clip
-    and ``extra [sum(windows - 1), max_length, mel_bins]`` their further windows, clip after
-    clip (None: every clip is one window); ``frames [n]`` int64 the frames the windows of each
+    and ``extra [sum(windows - 1), *window]`` their further windows, clip after clip (None:
+    every clip is one window); ``frames [n]`` int64 the frames the windows of each
     long clip cover (``max_length`` for a one-window clip; None: unknown, a long clip's crops are
     then whole windows).
 
@@ -85,7 +87,7 @@ class FeatureTable:
         return values if len(values) >= 3 and not (self.split == "test").any() else []
 
     def batch(self, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """Features ``[b, frames, bins]`` float32 and the task's targets of these clips (class ids
+        """Features ``[b, *window]`` float32 and the task's targets of these clips (class ids
         ``[b]`` int64, or multi-hot rows ``[b, classes]`` float32)."""
         order = np.argsort(indices, kind="stable")  # sorted reads are faster on a memory map
         rows = np.empty((len(indices), *self.features.shape[1:]), dtype=np.float32)
@@ -94,7 +96,7 @@ class FeatureTable:
 
     def window_batches(self, indices: np.ndarray, limit: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Every window of these clips by the window rule, at most ``limit`` at a time (a long
-        clip's windows may span several batches): features ``[<= limit, frames, bins]`` float32
+        clip's windows may span several batches): features ``[<= limit, *window]`` float32
         and ``owner [<= limit]``, the position in ``indices`` of each window's clip. Only the
         windows of one batch are read from the memory map at once, so memory stays flat on hours
         of audio."""
@@ -169,16 +171,17 @@ class FeatureTable:
 
     def _crop(self, index: int, start: int) -> np.ndarray:
         """Frames ``start .. start + max_length`` of long clip ``index`` from its stored windows,
-        float32 ``[max_length, bins]``: frame ``t`` from the consecutive window ``t // max_length``,
-        or, past the last consecutive one, from the end-aligned last window."""
+        float32, one window's shape: frame ``t`` from the consecutive window ``t // max_length``,
+        or, past the last consecutive one, from the end-aligned last window. A window is seen as
+        ``[max_length, frame]`` (a frame: a log-mel's bins, or 160 samples of a waveform)."""
         length, count = self.feature_config.max_length, int(self.windows[index])
         frames = int(self.frames[index]) if self.frames is not None else count * length
         t = np.arange(start, start + length)
         window = np.minimum(t // length, count - 1)
         last = frames - length
         offset = np.where(window == count - 1, t - last, t - window * length)
-        out = np.empty((length, self.features.shape[2]), dtype=np.float32)
+        out = np.empty((length, self.features[0].size // length), dtype=np.float32)
         for w in np.unique(window).tolist():
             rows = window == w
-            out[rows] = self._window(index, w)[offset[rows]]
-        return out
+            out[rows] = self._window(index, w).reshape(length, -1)[offset[rows]]
+        return out.reshape(self.features.shape[1:])

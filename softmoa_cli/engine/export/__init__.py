@@ -1,7 +1,7 @@
 """Exporting a run's model for use outside training, in one of ``FORMATS``:
 
-- ``onnx``: the whole classifier as one ONNX graph, features ``[batch, frames, mel_bins]`` ->
-  logits ``[batch, classes]`` with a dynamic batch, and ``model.json`` beside it (features,
+- ``onnx``: the whole classifier as one ONNX graph, windows ``[batch, *window]`` (log-mels, or
+  samples of a waveform) -> logits ``[batch, classes]`` with a dynamic batch, and ``model.json`` beside it (features,
   labels, task, the window rule) for scoring audio with onnxruntime alone;
 - ``standalone``: a softmoa model folder (``softmoa.json`` + ``model.safetensors``) holding the
   backbone and the trained modules, read by ``load_pretrained`` and ``predict --checkpoint``.

@@ -15,11 +15,11 @@ CHECK_BATCHES = (1, 4)  # windows per checked batch: one, and several (the batch
 
 
 def check_inputs(features: FeatureConfig, seed: int = 0) -> list[torch.Tensor]:
-    """Feature batches ``[b, max_length, mel_bins]`` for b in CHECK_BATCHES: seeded normal values
-    of std 0.5, the spread of AST-normalised log-mels."""
+    """Feature batches ``[b, *window]`` (``features.window_shape``) for b in CHECK_BATCHES: seeded
+    normal values of std 0.5, the spread of AST-normalised and Whisper log-mels and of a quiet
+    waveform."""
     generator = torch.Generator().manual_seed(seed)
-    return [0.5 * torch.randn(b, features.max_length, features.num_mel_bins, generator=generator)
-            for b in CHECK_BATCHES]
+    return [0.5 * torch.randn(b, *features.window_shape, generator=generator) for b in CHECK_BATCHES]
 
 
 def largest_difference(reference: torch.nn.Module, exported: Callable[[torch.Tensor], torch.Tensor],

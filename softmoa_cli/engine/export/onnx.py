@@ -1,6 +1,7 @@
-"""The ONNX export: the classifier as one graph (``model.onnx``, weights inside) from features
-``[batch, max_length, mel_bins]`` to logits ``[batch, classes]``, batch dynamic, checked with
-onnxruntime; ``model.json`` beside it (``sidecar.py``)."""
+"""The ONNX export: the classifier as one graph (``model.onnx``, weights inside) from a batch of
+windows ``[batch, *window]`` (log-mels ``[max_length, mel_bins]``, or ``[max_length * 160]``
+samples of a waveform) to logits ``[batch, classes]``, batch dynamic, checked with onnxruntime;
+``model.json`` beside it (``sidecar.py``)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import torch
 
 from ..errors import SoftmoaError
 from ..fsutil import atomic_write_json
-from ..models.ast import AST
+from ..models.backbone import Backbone
 from .check import CHECK_BATCHES, TOLERANCE, check_inputs, largest_difference, require_close
 from .sidecar import SIDECAR, describe
 from .source import RunModel
@@ -20,7 +21,7 @@ MODEL_FILE = "model.onnx"
 INPUT, OUTPUT = "features", "logits"
 
 
-def write_onnx(source: RunModel, model: AST, folder: Path) -> float:
+def write_onnx(source: RunModel, model: Backbone, folder: Path) -> float:
     """Export ``model`` (``source``'s, LoRA merged) to ``folder``, run it under onnxruntime on the
     check's batches and refuse it when its logits leave the run's by more than TOLERANCE; then
     write the sidecar. Returns the largest |logit difference|."""
@@ -39,10 +40,10 @@ def write_onnx(source: RunModel, model: AST, folder: Path) -> float:
     return difference
 
 
-def export_graph(model: AST, path: Path) -> None:
-    """Write ``model`` as one ONNX file (weights inside): input ``features [batch, max_length,
-    mel_bins]`` with the batch dynamic, output ``logits [batch, classes]``. Traced on a batch of
-    two: torch.export fixes an axis it sees at size 1."""
+def export_graph(model: Backbone, path: Path) -> None:
+    """Write ``model`` as one ONNX file (weights inside): input ``features [batch, *window]``
+    (``model.input_shape``) with the batch dynamic, output ``logits [batch, classes]``. Traced on
+    a batch of two: torch.export fixes an axis it sees at size 1."""
     example = torch.zeros(2, *model.input_shape(model.config.max_length))
     batch = torch.export.Dim("batch", min=1)
     torch.onnx.export(model.eval(), (example,), str(path), input_names=[INPUT], output_names=[OUTPUT],

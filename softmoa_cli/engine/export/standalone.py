@@ -3,7 +3,7 @@
 the run's features and thresholds; ``load_pretrained`` and ``predict --checkpoint`` read it
 without the run or its backbone.
 
-Merged LoRA, full and linear runs are plain ASTs. Adapters and mixtures cannot be folded into
+Merged LoRA, full and linear runs are plain backbones. Adapters and mixtures cannot be folded into
 the backbone: the folder records the method config and ``rebuild_modules`` (registered for the
 loader through the ``softmoa.model_parts`` entry-point group) injects them again on loading."""
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
-from ..models.ast import AST
+from ..models.backbone import Backbone
 from ..models.pretrained import Pretrained, load_pretrained, save_model
 from ..petl.methods import apply_method, method_config, petl_modules
 from ..registry import Registry
@@ -21,7 +21,7 @@ from .check import check_inputs, largest_difference, require_close
 from .source import RunModel
 
 
-def write_standalone(source: RunModel, model: AST, folder: Path) -> float:
+def write_standalone(source: RunModel, model: Backbone, folder: Path) -> float:
     """Save ``model`` (``source``'s, LoRA merged) to ``folder`` and load it back; refuse it when its
     logits leave the run's by more than TOLERANCE. Returns the largest |logit difference|."""
     method = source.method.model_dump(mode="json") if petl_modules(model) else None
@@ -37,8 +37,8 @@ def write_standalone(source: RunModel, model: AST, folder: Path) -> float:
     return difference
 
 
-def rebuild_modules(model: AST, method: dict) -> AST:
-    """A plain AST with the PETL modules of ``method`` (a method config as JSON) injected."""
+def rebuild_modules(model: Backbone, method: dict) -> Backbone:
+    """A plain backbone with the PETL modules of ``method`` (a method config as JSON) injected."""
     return apply_method(model, method_config(**method))
 
 

@@ -53,6 +53,7 @@ class AST(Backbone):
     """The Audio Spectrogram Transformer: ``[b, frames, mel_bins]`` -> ``[b, classes]``."""
 
     family = "ast"
+    front_end = "fbank"
 
     def __init__(self, config: ASTConfig = ASTConfig()):
         super().__init__(config)

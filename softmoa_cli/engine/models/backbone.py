@@ -65,12 +65,14 @@ class BackboneConfig:
 
 
 class Backbone(nn.Module):
-    """Base of every backbone. A family sets ``family``, builds ``blocks``, ``norm`` and ``head``
-    (``classifier_head``) and provides ``embed``, ``input_shape``, ``num_tokens``,
-    ``embed_macs`` and ``set_max_length``; ``attn_args`` where its attention takes more than
-    the tokens."""
+    """Base of every backbone. A family sets ``family`` and ``front_end``, builds ``blocks``,
+    ``norm`` and ``head`` (``classifier_head``) and provides ``embed``, ``input_shape``,
+    ``num_tokens``, ``embed_macs`` and ``set_max_length``; ``attn_args`` where its attention
+    takes more than the tokens."""
 
     family: ClassVar[str]
+    front_end: ClassVar[str]
+    """The features it takes (``data.features.FeatureConfig.kind``): ``fbank``, ``whisper`` or ``waveform``."""
     normed_last_state: ClassVar[bool] = True
     """Whether the weighted layer sum takes the last block's output after ``norm`` (the last of
     transformers' ``hidden_states`` for this family) or as the block gave it."""

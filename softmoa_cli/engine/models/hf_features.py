@@ -8,6 +8,9 @@ frames of 10 ms, ``normalize``, and AST's ``mean`` and ``std``), so that
 - ``WhisperFeatureExtractor`` -> ``whisper`` (``max_length``: its 30 s chunk in frames);
 - ``Wav2Vec2FeatureExtractor`` -> ``waveform`` (``normalize``: its ``do_normalize``; no
   ``max_length``, the extractor sets none).
+
+A folder without one takes its family's extractor with that extractor's defaults
+(``default_features``).
 """
 
 from __future__ import annotations
@@ -40,6 +43,17 @@ def _waveform(config: dict) -> dict:
 
 
 EXTRACTORS = {"ASTFeatureExtractor": _fbank, "WhisperFeatureExtractor": _whisper, "Wav2Vec2FeatureExtractor": _waveform}
+KIND_EXTRACTORS = {"fbank": "ASTFeatureExtractor", "whisper": "WhisperFeatureExtractor",
+                   "waveform": "Wav2Vec2FeatureExtractor"}
+
+
+def default_features(kind: str, config: dict) -> dict:
+    """The front-end settings of a backbone of front end ``kind`` (``Backbone.front_end``) whose
+    folder has no preprocessor config: its extractor's defaults, with the mel bins its model
+    config (``config``, a ``config.json`` or our config as a dict) names."""
+    bins = config.get("num_mel_bins")
+    fields = {} if bins is None else {"num_mel_bins": bins, "feature_size": bins}
+    return {"sample_rate": SAMPLE_RATE} | EXTRACTORS[KIND_EXTRACTORS[kind]](fields)
 
 
 def features_of(directory: Path) -> dict | None:

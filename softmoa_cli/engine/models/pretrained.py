@@ -23,9 +23,9 @@ from ..task import MULTI, SINGLE, task_named
 from .ast import AST, ASTConfig
 from .checkpoint import Pretrained, apply_key_map, hf_labels, read_state
 from .families import FAMILIES, family_for_model_type
-from .hf_features import PREPROCESSOR, features_of
+from .hf_features import PREPROCESSOR, default_features, features_of
 
-__all__ = ["Pretrained", "load_pretrained", "save_model"]
+__all__ = ["Pretrained", "front_end_of", "load_pretrained", "save_model"]
 
 AUDIOSET_HUB_ID = "MIT/ast-finetuned-audioset-10-10-0.4593"
 OWN_CONFIG = "softmoa.json"
@@ -38,11 +38,15 @@ MODEL_PARTS: Registry = Registry("model part", "softmoa.model_parts")
 
 # ---------------------------------------------------------------- formats
 
-def _load_hf_dir(directory: Path, source: str) -> Pretrained:
+def _hf_config(directory: Path) -> dict:
     try:
-        config = json.loads((directory / "config.json").read_text())
+        return json.loads((directory / "config.json").read_text())
     except (OSError, json.JSONDecodeError) as error:
         raise CheckpointError(f"{directory / 'config.json'}: unreadable config ({error})") from None
+
+
+def _load_hf_dir(directory: Path, source: str) -> Pretrained:
+    config = _hf_config(directory)
     family = family_for_model_type(config.get("model_type"), str(directory / "config.json"))
     weights = next((directory / name for name in ("model.safetensors", "pytorch_model.bin")
                     if (directory / name).is_file()), None)
@@ -139,17 +143,41 @@ def save_model(pretrained: Pretrained, directory: str | Path) -> Path:
     return directory
 
 
-def _download_hub(repo_id: str) -> Path:
+def hub_folder(repo_id: str, weights: bool = True) -> Path:
+    """The snapshot folder of a hub id, fetched through the Hugging Face cache (offline: from it):
+    its config files, and with ``weights`` its weights."""
+    patterns = ["config.json", PREPROCESSOR] + (["*.safetensors", "pytorch_model.bin"] if weights else [])
     try:
         from huggingface_hub import snapshot_download
 
-        return Path(snapshot_download(repo_id, allow_patterns=["config.json", PREPROCESSOR, "*.safetensors", "pytorch_model.bin"]))
+        return Path(snapshot_download(repo_id, allow_patterns=patterns))
     except Exception as error:
         reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
         raise CheckpointError(
             f"{repo_id}: cannot get this checkpoint from the Hugging Face hub or its cache ({reason}); "
-            "pass a local directory or file with `checkpoint`, or run `softmoa download ast-audioset` "
-            "on a machine online") from None
+            "pass a local directory or file with `checkpoint`, or run `softmoa download NAME` (the list: "
+            "`softmoa download`) on a machine online") from None
+
+
+def front_end_of(path: Path) -> dict:
+    """The front end a local checkpoint takes (``data.features.FeatureConfig``'s fields), read
+    from its config files without its weights: a softmoa model's recorded features, else its
+    family's; a Hugging Face folder's ``preprocessor_config.json``, else its family's extractor
+    defaults; an AST ``.pth``: the AST's (``{}``, the defaults)."""
+    if path.is_dir() and (path / OWN_CONFIG).is_file():
+        meta = json.loads((path / OWN_CONFIG).read_text())
+        if "features" in meta.get("extra", {}):
+            return meta["extra"]["features"]
+        name, config = own_backbone(meta)
+        return default_features(FAMILIES.get(name).model.front_end, config)
+    if path.is_dir() and (path / "config.json").is_file():
+        found = features_of(path)
+        if found is not None:
+            return found
+        config = _hf_config(path)
+        family = family_for_model_type(config.get("model_type"), str(path / "config.json"))
+        return default_features(family.model.front_end, config)
+    return {}
 
 
 def load_pretrained(source: str | Path, max_length: int | None = None, **overrides) -> Pretrained:
@@ -169,7 +197,7 @@ def load_pretrained(source: str | Path, max_length: int | None = None, **overrid
         raise CheckpointError(f"{path}: not a checkpoint this tool knows (expected a directory with config.json "
                               f"or {OWN_CONFIG}, or an AST .pth file)")
     elif is_hub_id(source):
-        pretrained = _load_hf_dir(_download_hub(str(source)), str(source))
+        pretrained = _load_hf_dir(hub_folder(str(source)), str(source))
     else:
         raise CheckpointError(f"{source}: checkpoint not found; give an existing path or a hub id "
                               f"such as {AUDIOSET_HUB_ID}")

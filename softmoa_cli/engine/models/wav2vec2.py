@@ -118,6 +118,7 @@ class Wav2Vec2(Backbone):
     """A waveform encoder: ``[b, samples]`` -> ``[b, classes]``."""
 
     family = "wav2vec2"
+    front_end = "waveform"
     normed_last_state = False  # transformers' hidden_states end with the last block's own output
 
     def __init__(self, config: Wav2Vec2Config = Wav2Vec2Config()):

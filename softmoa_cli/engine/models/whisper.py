@@ -49,6 +49,7 @@ class Whisper(Backbone):
     """Whisper's encoder: ``[b, frames, n_mels]`` -> ``[b, classes]``."""
 
     family = "whisper"
+    front_end = "whisper"
 
     def __init__(self, config: WhisperConfig = WhisperConfig()):
         super().__init__(config)

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from ..data.audio import load_mono_16k, read_audio_bytes, to_mono_16k
-from ..data.features import FeatureConfig, clip_frames, windows
+from ..data.features import FeatureConfig, clip_frames, frame_count, windows
 from ..errors import AudioError
 from .timeline import timeline_windows
 
@@ -57,8 +57,8 @@ def read_source(source: str, sample_rate: int = 16_000) -> torch.Tensor:
 
 @dataclass
 class Decoded:
-    """One input after decoding: its windows ``[w, max_length, bins]`` float16 (by the window
-    rule, the first ``clip_windows``, then any timeline windows at ``starts`` of its ``frames``),
+    """One input after decoding: its windows ``[w, *window]`` float16 (by the window rule, the
+    first ``clip_windows``, then any timeline windows at ``starts`` of its ``frames``),
     or its ``error``; ``parts`` and ``done`` fill in as the predictor's batches come back."""
 
     name: str
@@ -93,6 +93,6 @@ def decode_wave(name: str, wave: torch.Tensor, features: FeatureConfig, span: tu
     clip = windows(wave, features)
     if span is None:
         return Decoded(name, clip, len(clip))
-    frames = clip_frames(wave, features)
-    extra, starts = timeline_windows(frames, features, span)
-    return Decoded(name, torch.cat([clip, extra]), len(clip), starts, frames.shape[0])
+    frames = frame_count(wave.numel(), features)
+    extra, starts = timeline_windows(clip_frames(wave, features), frames, features, span)
+    return Decoded(name, torch.cat([clip, extra]), len(clip), starts, frames)

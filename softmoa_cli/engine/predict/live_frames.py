@@ -16,7 +16,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..data.features import MIN_SAMPLES, FeatureConfig, log_mel
+from ..data.features import MIN_SAMPLES, FeatureConfig, describe, log_mel
+from ..errors import SoftmoaError
 
 MIN_FRAMES = 64  # rows of each mel product: well above the few rows where the BLAS rounds otherwise
 PCM_SCALE = 32768.0  # s16le -> [-1, 1), as soundfile reads a 16-bit WAV
@@ -28,6 +29,9 @@ class LiveFrames:
     so far; ``taken``: frames taken so far."""
 
     def __init__(self, features: FeatureConfig):
+        if features.kind != "fbank":  # Whisper's log-mels are scaled by the whole clip's maximum: not live
+            raise SoftmoaError(f"live audio is scored by models on AST's fbank features; this model takes "
+                               f"{describe(features)}: score a recording with `softmoa predict FILE --timeline`")
         self.features = features
         self.shift = features.sample_rate // 100  # samples per 10 ms frame
         self.context = MIN_FRAMES - 1  # frames kept before the next new one

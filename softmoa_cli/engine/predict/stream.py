@@ -14,10 +14,10 @@ from collections.abc import Callable
 
 import torch
 
-from ..data.features import FeatureConfig
+from ..data.features import FeatureConfig, cut_windows
 from .live_frames import LiveFrames
 from .results import Marking
-from .timeline import WindowPrediction, cut_windows, timeline_starts, window_predictions
+from .timeline import WindowPrediction, timeline_starts, window_predictions
 
 Scorer = Callable[[torch.Tensor], torch.Tensor]  # windows [w, max_length, bins] f16 -> log-probabilities [w, classes]
 
@@ -63,7 +63,7 @@ class LiveTimeline:
         found = []
         for at in range(0, len(starts), self.batch_size):
             batch = starts[at:at + self.batch_size]
-            windows = cut_windows(self.frames, [s - self.first for s in batch], self.width, self.features)
+            windows = cut_windows(self.frames, [s - self.first for s in batch], self.width, self.features).half()
             probs = self.score(windows).exp()  # [w, classes]
             bounds = [(s, min(s + self.width, self.live.taken)) for s in batch]
             for window, row in zip(window_predictions(probs, bounds, self.marking.labels, self.top_k), probs):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..data.features import FeatureConfig, normalize, pad_or_cut
+from ..data.features import FeatureConfig, cut_windows
 from ..errors import SoftmoaError
 from ..task import Task
 
@@ -18,7 +18,7 @@ FRAMES_PER_SECOND = 100  # the fbank's 10 ms shift
 @dataclass(frozen=True)
 class Timeline:
     """Per-window scores along a file: windows of ``window`` seconds (at most the model's
-    ``max_length``; a shorter one is zero-padded to it, as prepare pads short clips) every
+    ``max_length``; a shorter one is padded to it, as prepare pads short clips) every
     ``hop`` seconds. None: ``max_length`` and half the window."""
 
     window: float | None = None
@@ -47,22 +47,15 @@ def timeline_starts(frames: int, width: int, hop: int) -> list[int]:
     return starts
 
 
-def timeline_windows(frames: torch.Tensor, features: FeatureConfig,
+def timeline_windows(source: torch.Tensor, frames: int, features: FeatureConfig,
                      span: tuple[int, int]) -> tuple[torch.Tensor, list[int]]:
-    """A clip's log-mel ``frames [frames, bins]`` -> its timeline windows ``[w, max_length, bins]``
-    (normalised, float16; each ``span[0]`` frames zero-padded to ``max_length``) and their starts
-    (frames), ``span``: ``(window, hop)`` in frames."""
+    """A clip's ``clip_frames`` (``source``: log-mels or samples) of ``frames`` frames -> its
+    timeline windows ``[w, *window]`` (float16; each of ``span[0]`` frames, padded to
+    ``max_length`` and normalised as its front end does, ``features.cut_windows``) and their
+    starts (frames), ``span``: ``(window, hop)`` in frames."""
     width, hop = span
-    starts = timeline_starts(frames.shape[0], width, hop)
-    return cut_windows(frames, starts, width, features), starts
-
-
-def cut_windows(frames: torch.Tensor, starts: list[int], width: int, features: FeatureConfig) -> torch.Tensor:
-    """Log-mel ``frames [f, bins]`` -> the windows of ``width`` frames at ``starts`` (indices into
-    ``frames``), ``[len(starts), max_length, bins]``: each zero-padded to ``max_length`` (a window
-    past the frames' end holds padding there too), normalised, float16."""
-    chunks = torch.stack([pad_or_cut(frames[s:s + width], features.max_length) for s in starts])
-    return normalize(chunks, features).half()
+    starts = timeline_starts(frames, width, hop)
+    return cut_windows(source, starts, width, features).half(), starts
 
 
 @dataclass

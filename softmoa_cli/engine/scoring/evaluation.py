@@ -81,7 +81,7 @@ def score_indices(model: nn.Module, table: FeatureTable, indices: np.ndarray, ba
     task = table.task
     positions = world.shard(np.arange(len(indices)))  # this rank's rows
     totals = torch.zeros(len(positions), len(table.label_names), dtype=torch.float64)  # window probabilities summed
-    for windows, owner in table.window_batches(indices[positions], batch_size):  # [<= batch, frames, bins], owner
+    for windows, owner in table.window_batches(indices[positions], batch_size):  # [<= batch, *window], owner
         log_probs = window_log_probabilities(model, windows, batch_size, world.device, task, precision)
         totals.index_add_(0, owner, log_probs.exp())
     counts = torch.from_numpy(np.ones(len(positions)) if table.windows is None else table.windows[indices[positions]])

@@ -130,11 +130,11 @@ class Service:
                                     "thresholds apply to multi-label tasks")
         try:
             span = Timeline(query.window, query.hop).frames(classifier.features.max_length)
+            return LiveTimeline(classifier.features, span, lambda windows: self._scored(task, group, windows),
+                                Marking.of(classifier.with_thresholds(query.threshold)), query.top_k,
+                                self.batcher.max_batch)
         except SoftmoaError as error:
             raise RequestError(400, str(error).replace("`", "")) from None
-        return LiveTimeline(classifier.features, span, lambda windows: self._scored(task, group, windows),
-                            Marking.of(classifier.with_thresholds(query.threshold)), query.top_k,
-                            self.batcher.max_batch)
 
     def _task(self, name: str) -> tuple[ServedTask, Group]:
         try:

@@ -1,8 +1,11 @@
-"""Which backbone a run uses, and the reference its checkpoints store to rebuild it.
+"""Which backbone a run uses, the features it takes, and the reference its checkpoints store to
+rebuild it.
 
 Order: the given checkpoint (``random``: the preset's random AST; ``embedded``: the tool's
 own pretrained AST); otherwise the AudioSet AST if it is in the local Hugging Face cache;
-otherwise the embedded AST, with one line that says how to get the AudioSet one.
+otherwise the embedded AST, with one line that says how to get the AudioSet one. The features
+(``front_end``) are read from the checkpoint's config files before its weights load, so the
+data set's cache is made for them first.
 """
 
 from __future__ import annotations
@@ -15,13 +18,16 @@ import torch
 
 from ..task import SINGLE
 from ..config import AST_BASE, ModelConfig
-from ..data.features import FeatureConfig
-from ..hub import cached_hub_id
+from ..data.features import FeatureConfig, describe
+from ..errors import SoftmoaError
+from ..hub import cached_hub_id, is_hub_id
 from ..models.ast import AST, ASTConfig
 from ..embedded.record import EMBEDDED, embedded_backbone
-from ..models.pretrained import AUDIOSET_HUB_ID, OWN_CONFIG, Pretrained, load_pretrained, own_backbone, save_model
+from ..models.hf_features import PREPROCESSOR
+from ..models.pretrained import (AUDIOSET_HUB_ID, OWN_CONFIG, Pretrained, front_end_of, hub_folder, load_pretrained,
+                                 own_backbone, save_model)
 from ..runs.files import RANDOM_DIR, RUN_FILE
-from ..runs.run import backbone_path, load_backbone
+from ..runs.run import Run, backbone_path, load_backbone
 
 AUDIOSET_DIM = 768  # width of the AudioSet AST
 
@@ -61,7 +67,8 @@ def resolve_backbone(model: ModelConfig, features: FeatureConfig, seed: int, cal
         path = Path(checkpoint).expanduser()
         reference = (cached_hub_id(path) or str(path.resolve())) if path.exists() else checkpoint
         pretrained = load_backbone(reference)
-        return Backbone(pretrained, reference, f"backbone: {reference} ({_dims(pretrained.model)})")
+        return Backbone(pretrained, reference, f"backbone: {reference} ({pretrained.model.family}, "
+                                               f"{_dims(pretrained.model)})")
     cached = cached_audioset() if checkpoint is None else None
     if cached is not None:
         pretrained = load_pretrained(cached)
@@ -76,6 +83,37 @@ def resolve_backbone(model: ModelConfig, features: FeatureConfig, seed: int, cal
         "serves: get the AudioSet one with `softmoa download ast-audioset` (online), or choose one with "
         "model.checkpoint")
     return Backbone(load_pretrained(path), EMBEDDED, f"backbone: {describe(path)}", advice)
+
+
+def front_end(model: ModelConfig) -> tuple[FeatureConfig, str | None]:
+    """The features the backbone of ``model.checkpoint`` takes (their window and bound are the
+    data's), read without loading its weights, and a line saying what they are and where they
+    come from (None for the tool's own ASTs: ``embedded``, ``random`` or unset, which take the
+    AST's fbank). A hub id's config files come through the hub cache; a run's are its
+    ``adapter.json``'s features."""
+    checkpoint = model.checkpoint
+    if checkpoint in (None, "random", "embedded"):
+        return FeatureConfig(), None
+    path = backbone_path(checkpoint)
+    if (path / RUN_FILE).is_file():
+        features, origin = Run(path, str(path)).adapter().features, f"the run {checkpoint}"
+    else:
+        if not path.exists() and is_hub_id(checkpoint):
+            path = hub_folder(checkpoint, weights=False)
+        features = FeatureConfig(**front_end_of(path))
+        origin = (f"{checkpoint}'s {PREPROCESSOR}" if (path / PREPROCESSOR).is_file()
+                  else f"{checkpoint}: its family's defaults, as it has no {PREPROCESSOR}")
+    return features, f"features: {describe(features)} (from {origin})"
+
+
+def check_front_end(backbone: Backbone, features: FeatureConfig) -> None:
+    """A SoftmoaError when the backbone's input is not the features' window (another front end
+    or other mel bins)."""
+    model = backbone.pretrained.model
+    takes = tuple(model.input_shape(features.max_length))
+    if takes != features.window_shape or model.front_end != features.kind:
+        raise SoftmoaError(f"{backbone.reference}: this {model.family} backbone takes {model.front_end} windows "
+                           f"{takes}, but the data's features are {features.kind} windows {features.window_shape}")
 
 
 def _random_backbone(model: ModelConfig, run_dir: Path | None, features: FeatureConfig, seed: int) -> Backbone:
@@ -102,7 +140,7 @@ def save_random_backbone(backbone: Backbone, run_dir: Path) -> None:
         save_model(backbone.pretrained, run_dir / RANDOM_DIR)
 
 
-def _dims(model: AST) -> str:
+def _dims(model: torch.nn.Module) -> str:
     c = model.config
     return f"dim {c.dim}, depth {c.depth}, heads {c.heads}"
 

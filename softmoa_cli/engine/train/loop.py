@@ -226,7 +226,7 @@ class FoldTrainer:
         return tensor[rows][self.world.rank::self.world.size]
 
     def _read(self, batch: np.ndarray, epoch: int, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Features ``[b, frames, bins]`` float32 (a random crop of each long clip) and targets
+        """Features ``[b, *window]`` float32 (a random crop of each long clip) and targets
         (``[b]`` int64 or ``[b, classes]`` multi-hot) of ``batch``, on the CPU: the loader's
         next batch during ``run`` (its wait added to the epoch's ``data_wait``), else read now."""
         if self.stream is None:
@@ -260,7 +260,7 @@ class FoldTrainer:
         return contextlib.nullcontext() if last or self.world.size == 1 else self.net.no_sync()
 
     def _forward_backward(self, x: torch.Tensor, target: torch.Tensor, y: torch.Tensor, clips: int) -> torch.Tensor:
-        """Forward and backward of this rank's share of a micro-batch, ``x [m, frames, bins]``;
+        """Forward and backward of this rank's share of a micro-batch, ``x [m, *window]``;
         the loss is its sum / the effective batch's ``clips`` x world, so that the micro-batches'
         gradients, summed and averaged by DDP, are those of the effective batch's mean. Returns
         ``[loss sum, correct, clips]`` of the share (float64, on the device)."""

@@ -17,7 +17,7 @@ from ..runs.folder import RunFolder, default_run_dir
 from ..runs.model_card import write_model_card
 from ..runs.results import RunMetrics
 from ..runs.files import RANDOM_DIR
-from .backbone import resolve_backbone, save_random_backbone
+from .backbone import check_front_end, front_end, resolve_backbone, save_random_backbone
 from .loop import FoldJob, train_fold
 from .progress import Callback
 
@@ -42,10 +42,11 @@ def finetune(config: RunConfig, run_dir: str | Path | None = None, callback: Cal
         torch.set_num_threads(training.threads)
     world = World(device=resolve_device(training.device)) if alone else setup(training.device)
     given = None if run_dir is None else Path(run_dir)
+    features, features_said = front_end(config.model)
     if table is None:
         from ..data.cache_open import open_dataset
 
-        table = _main_first(world, lambda: open_dataset(config.data, callback.message))
+        table = _main_first(world, lambda: open_dataset(config.data, callback.message, front_end=features))
     table = table.as_task(config.data.task_of(table.labels))
     say = callback.message if world.main else lambda text: None
     splits = plan_splits(table, config.data)
@@ -54,8 +55,9 @@ def finetune(config: RunConfig, run_dir: str | Path | None = None, callback: Cal
     # the barrier (within the group's timeout: 30 min by default with gloo, 10 with NCCL).
     backbone = _main_first(world, lambda: resolve_backbone(config.model, table.feature_config, training.seed,
                                                           callback, given))
+    check_front_end(backbone, table.feature_config)
     config, said = derived_config(config, table, backbone.pretrained.model.config.dim)
-    for line in [backbone.description, *said]:
+    for line in [backbone.description, *([features_said] if features_said else []), *said]:
         say(line)
     if backbone.advice and world.main:
         callback.advise(backbone.advice)
@@ -86,10 +88,15 @@ def derived_config(config: RunConfig, table: FeatureTable, dim: int) -> tuple[Ru
     """``config`` with the defaults that depend on the data and the backbone filled in, so the
     run records what it trained with: ``data.max_length`` of the feature table (derived from
     the clip durations for users' data, said when the table was opened) and a reduction rate
-    for the backbone's width ``dim`` (said here: the lines returned)."""
+    for the backbone's width ``dim`` (said here: the lines returned, with what SpecAugment does
+    on waveform windows)."""
     method, said = with_backbone_defaults(config.method, dim)
     data = config.data.model_copy(update={"max_length": table.feature_config.max_length})
-    return config.model_copy(update={"data": data, "method": method}), [said] if said else []
+    lines = [said] if said else []
+    if table.feature_config.kind == "waveform" and config.data.spec_augment.freq_mask:
+        lines.append("spec_augment: waveform windows have no frequency axis, so only the time mask applies "
+                     "(stretches of samples set to 0)")
+    return config.model_copy(update={"data": data, "method": method}), lines
 
 
 def _main_first(world: World, make):
