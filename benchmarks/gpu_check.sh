@@ -2,8 +2,9 @@
 # The GPU check: one short prepared script for a machine with a CUDA GPU.
 #   bash benchmarks/gpu_check.sh [OUT_DIR]        (default OUT_DIR: benchmarks/gpu-check)
 # 1. tests/test_cuda.py: finetune 1 epoch with bf16, with --compile and with fp16 plus
-#    --activation-checkpointing, evaluate, predict, analyze and bench on cuda (and DDP over
-#    NCCL when there are two GPUs);
+#    --activation-checkpointing, evaluate, predict, analyze and bench on cuda, serving mixed
+#    batches and a live stream on cuda, tiny Whisper and wav2vec2 backbones trained (bf16) and
+#    scored on cuda (and DDP over NCCL when there are two GPUs);
 # 2. softmoa bench --device cuda at AST-base (768 wide, 12 blocks, 400 frames, batch 8), and
 #    Soft-MoA with and without --activation-checkpointing at 1024 frames, batch 4;
 # 3. benchmarks/predict_bench.py --device cuda: predict's clips/s (decoding threads, pinned

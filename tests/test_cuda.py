@@ -1,6 +1,7 @@
 """The GPU paths end to end: finetune (bf16 autocast, torch.compile, fp16 with activation
-checkpointing), evaluate, predict, analyze and bench on ``cuda``, through the CLI as a user runs them. Skipped without a GPU;
-``benchmarks/gpu_check.sh`` runs this file on one."""
+checkpointing), evaluate, predict, analyze and bench on ``cuda``, through the CLI as a user runs
+them; serving mixed batches and a live stream on ``cuda``; the speech backbones trained and
+scored there. Skipped without a GPU; ``benchmarks/gpu_check.sh`` runs this file on one."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from helpers import run_ok
 
 from softmoa_cli.engine.data import synth_sets as embedded
 
+GPU = "cuda"
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
                                 reason="needs a CUDA GPU (none here); benchmarks/gpu_check.sh runs these on one")
 
@@ -112,3 +114,66 @@ def test_ddp_over_nccl_matches_one_process(tiny):
     run_ok(*common, "--out", tiny / "single")
     ddp, single = (json.loads((tiny / name / "metrics.json").read_text())["folds"]["all"] for name in ("ddp", "single"))
     assert ddp["epochs"][0]["train_loss"] == pytest.approx(single["epochs"][0]["train_loss"], rel=1e-3)
+
+
+def wav(path, seconds: float, seed: int):
+    """A WAV of ``seconds`` of seeded noise at 16 kHz; its path."""
+    sf.write(path, np.random.default_rng(seed).normal(0, 0.1, int(16000 * seconds)).astype(np.float32), 16000)
+    return path
+
+
+def cpu_scores(clip, run_dir) -> dict[str, float]:
+    predicted = json.loads(run_ok("predict", clip, "--run", run_dir, "--device", "cpu", "--json", "-k", "10").stdout)
+    return {p["label"]: p["score"] for p in predicted[0]["predictions"]}
+
+
+def test_serve_on_cuda_mixes_tasks_and_streams_as_predict_scores_on_the_cpu(tmp_path):
+    from helpers import random_run
+
+    from softmoa_cli.engine.serve.batcher import Batcher
+    from softmoa_cli.engine.serve.service import Query, Service
+    from softmoa_cli.engine.serve.tasks import TaskSet
+
+    methods = {"soft": {"name": "soft", "experts": 4}, "lora": {"name": "lora"}, "linear": {"name": "linear"}}
+    runs = {name: random_run(tmp_path / name, method, seed) for seed, (name, method) in enumerate(methods.items())}
+    tasks = TaskSet(GPU)
+    for name, folder in runs.items():
+        tasks.add(name, folder)
+    assert len(tasks.groups) == 1  # one backbone on the GPU for the three tasks
+    service = Service(tasks, Batcher(max_batch=8, max_wait_ms=50))
+    clip = wav(tmp_path / "clip.wav", 2.5, 0)  # 3 windows of 1 s
+    try:
+        pending = [(name, service.submit(name, clip.read_bytes(), clip.name, Query(top_k=10))) for name in runs]
+        for name, request in pending:  # submitted together: one mixed batch on the GPU
+            served = {p["label"]: p["score"] for p in request.answer()["predictions"]}
+            expected = cpu_scores(clip, runs[name])
+            # cuDNN may run the patch convolution in TF32: agreement to 1e-3, not 1e-5
+            assert max(abs(served[label] - expected[label]) for label in expected) <= 1e-3
+        live = service.stream("soft", Query(top_k=10))
+        pcm = (np.clip(sf.read(clip, dtype="float32")[0], -1, 1) * 32767).astype("<i2").tobytes()
+        records = [w.to_dict() for part in range(0, len(pcm), 3200) for w in live.feed(pcm[part:part + 3200])]
+        records += [w.to_dict() for w in live.end()]
+    finally:
+        service.batcher.close()
+    timeline = json.loads(run_ok("predict", clip, "--run", runs["soft"], "--device", "cpu", "--timeline",
+                                 "--json", "-k", "10").stdout)[0]["timeline"]
+    assert [(r["start"], r["end"]) for r in records] == [(w["start"], w["end"]) for w in timeline]
+    for got, want in zip(records, timeline):
+        want = {p["label"]: p["score"] for p in want["predictions"]}
+        assert max(abs(p["score"] - want[p["label"]]) for p in got["predictions"]) <= 1e-3
+
+
+@pytest.mark.parametrize("family", ["whisper", "wav2vec2"])
+def test_a_speech_backbone_trains_and_scores_on_cuda(family, tiny):
+    pytest.importorskip("transformers")
+    from test_speech_runs import backbone_folder
+
+    folder = backbone_folder(family, tiny / family)
+    out = tiny / "run"
+    run_ok("finetune", "--preset", tiny / "tiny.yaml", "--checkpoint", folder, "--device", GPU, "--precision", "bf16",
+           "--out", out)
+    assert json.loads((out / "metrics.json").read_text())["folds"]["all"]["test"]["clips"] > 0
+    clip = wav(tiny / "clip.wav", 1.7, 1)
+    predicted = json.loads(run_ok("predict", clip, "--run", out, "--device", GPU, "--json", "-k", "10").stdout)
+    expected = cpu_scores(clip, out)
+    assert max(abs(p["score"] - expected[p["label"]]) for p in predicted[0]["predictions"]) <= 1e-3
