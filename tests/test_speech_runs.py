@@ -12,6 +12,7 @@ import shutil
 
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
 from helpers import load_run, run, run_ok, scaled_hf_model
@@ -150,7 +151,7 @@ def test_the_onnx_export_gives_the_runs_logits_on_real_speech(speech, family, tm
     assert (got - expected).abs().max() <= 1e-4
 
 
-def test_serve_scores_both_backbones_as_predict_does_and_refuses_a_live_stream(speech):
+def test_serve_scores_both_backbones_as_predict_does_and_streams_the_waveform_one(speech):
     from softmoa_cli.engine.serve.batcher import Batcher
     from softmoa_cli.engine.serve.service import Query, RequestError, Service
     from softmoa_cli.engine.serve.tasks import TaskSet
@@ -160,8 +161,8 @@ def test_serve_scores_both_backbones_as_predict_does_and_refuses_a_live_stream(s
         tasks.add(family, speech[family][1])
     assert len(tasks.groups) == 2  # two backbones, each its own group
     service = Service(tasks, Batcher(max_batch=8, max_wait_ms=5))
+    clip = speech["clips"][1]
     try:
-        clip = speech["clips"][1]
         for family in FAMILIES:
             served = service.predict(family, clip.read_bytes(), clip.name, Query(top_k=10))
             predicted = json.loads(run_ok("predict", clip, "--run", speech[family][1], "--json", "-k", 10).stdout)[0]
@@ -170,9 +171,22 @@ def test_serve_scores_both_backbones_as_predict_does_and_refuses_a_live_stream(s
         with pytest.raises(RequestError, match="takes Whisper log-mels, 16 bins") as refused:
             service.stream("whisper", Query())
         assert refused.value.status == 400
+        live = service.stream("wav2vec2", Query(top_k=10, window=0.3, hop=0.2))
+        audio = torch.cat([load_mono_16k(c) for c in speech["clips"]]).numpy()  # about 1.2 s of speech
+        pcm = (audio * 32768).round().clip(-32768, 32767).astype("<i2").tobytes()
+        records = [w.to_dict() for at in range(0, len(pcm), 999) for w in live.feed(pcm[at:at + 999])]
+        records += [w.to_dict() for w in live.end()]
     finally:
         service.batcher.close()
-    streamed = run("predict", "-", "--stream", "--run", speech["wav2vec2"][1])
+    wav = clip.parent.parent / "as-streamed.wav"  # the same samples as a file
+    sf.write(wav, np.frombuffer(pcm, dtype="<i2"), 16_000, subtype="PCM_16")
+    timeline = json.loads(run_ok("predict", wav, "--run", speech["wav2vec2"][1], "--timeline", "--window", 0.3,
+                                 "--hop", 0.2, "--json", "-k", 10).stdout)[0]["timeline"]
+    assert len(records) >= 3 and [(r["start"], r["end"]) for r in records] == [(w["start"], w["end"]) for w in timeline]
+    for got, want in zip(records, timeline):
+        want = {p["label"]: p["score"] for p in want["predictions"]}
+        assert max(abs(p["score"] - want[p["label"]]) for p in got["predictions"]) <= 1e-5
+    streamed = run("predict", "-", "--stream", "--run", speech["whisper"][1])
     said = streamed.stderr.strip().splitlines()  # the thread and model lines, then the error's one line
     assert streamed.exit_code == 2 and streamed.stdout == "" and "Traceback" not in streamed.stderr
-    assert said[-1].startswith("error: live audio") and "this model takes 16 kHz waveform" in said[-1]
+    assert said[-1].startswith("error: live audio") and "this model takes Whisper log-mels" in said[-1]

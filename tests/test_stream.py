@@ -25,7 +25,7 @@ from softmoa_cli.engine.data.features import FeatureConfig, clip_frames
 from softmoa_cli.engine.models.ast import AST
 from softmoa_cli.engine.models.pretrained import Pretrained, save_model
 from softmoa_cli.engine.predict import Timeline, predictor_for
-from softmoa_cli.engine.predict.live_frames import LiveFrames
+from softmoa_cli.engine.predict.live_frames import LiveFrames, LiveSamples
 from softmoa_cli.engine.task import MULTI
 
 REPO = Path(__file__).resolve().parents[1]
@@ -105,6 +105,24 @@ def test_live_frames_equal_the_files_bit_for_bit_whatever_the_chunks(long_record
         live.end()
         got.append(live.take())
         assert torch.equal(torch.cat(got), expected)
+
+
+@pytest.mark.parametrize("extra", [0, 1, 159])  # whole frames, and a last partial frame of 1 or 159 samples
+def test_live_samples_are_the_files_frame_by_frame_whatever_the_chunks(long_recording, extra):
+    path, pcm = long_recording
+    pcm = pcm[:len(pcm) - len(pcm) % 320] + pcm[:2 * extra]
+    features = FeatureConfig(kind="waveform", normalize=True)
+    expected = clip_frames(torch.from_numpy(np.frombuffer(pcm, dtype="<i2") / 32768.0).float(), features)
+    live, got, ready = LiveSamples(features), [], []
+    for k, piece in enumerate(chunked(pcm, odd_sizes())):
+        live.feed(piece)
+        ready.append(live.ready)
+        if k % 3 == 0:
+            got.append(live.take())
+    assert ready[-1] == len(pcm) // 320  # while audio flows, whole frames only
+    live.end()
+    got.append(live.take())
+    assert live.taken == -(-len(expected) // 160) and torch.equal(torch.cat(got), expected)
 
 
 @pytest.mark.parametrize("window, hop", [(None, None), (0.5, 0.25), (0.3, 0.45)])

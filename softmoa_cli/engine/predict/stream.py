@@ -3,9 +3,9 @@ as its audio has arrived. ``predict --stream`` scores with its model, the server
 with its batcher; both through ``LiveTimeline``.
 
 The windows are the file timeline's (``timeline.timeline_starts``: ``width`` frames every
-``hop``), of the same frames (``live_frames.LiveFrames``), so a stream's records equal the
-timeline of ``predict --timeline`` on the same audio as a file: a window goes out once its last
-frame is in; at the end of input, the file timeline's last window, padded past the end as there
+``hop``), cut from the same source (``live_frames.live_source``: AST's log-mels or a waveform's
+samples), so a stream's records equal the timeline of ``predict --timeline`` on the same audio
+as a file: a window goes out once its last frame is in; at the end of input, the file timeline's last window, padded past the end as there
 (none when a window ended exactly at the end)."""
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from collections.abc import Callable
 import torch
 
 from ..data.features import FeatureConfig, cut_windows
-from .live_frames import LiveFrames
+from .live_frames import live_source
 from .results import Marking
 from .timeline import WindowPrediction, timeline_starts, window_predictions
 
-Scorer = Callable[[torch.Tensor], torch.Tensor]  # windows [w, max_length, bins] f16 -> log-probabilities [w, classes]
+Scorer = Callable[[torch.Tensor], torch.Tensor]  # windows [w, *window_shape] f16 -> log-probabilities [w, classes]
 
 
 class LiveTimeline:
@@ -33,8 +33,8 @@ class LiveTimeline:
                  top_k: int = 5, batch_size: int = 32):
         self.features, (self.width, self.hop) = features, span
         self.score, self.marking, self.top_k, self.batch_size = score, marking, top_k, batch_size
-        self.live = LiveFrames(features)
-        self.frames = torch.empty(0, features.num_mel_bins)  # frames taken, from frame ``first`` on
+        self.live = live_source(features)
+        self.source = self.live.empty()  # the source of the frames taken, from frame ``first`` on
         self.first = 0
         self.next = 0  # the next window's start (frames)
 
@@ -59,16 +59,16 @@ class LiveTimeline:
         """The windows at ``starts`` (frames), scored; then only the frames from ``next`` on are kept."""
         if not starts:
             return []
-        self.frames = torch.cat([self.frames, self.live.take()])
+        self.source = torch.cat([self.source, self.live.take()])
         found = []
         for at in range(0, len(starts), self.batch_size):
             batch = starts[at:at + self.batch_size]
-            windows = cut_windows(self.frames, [s - self.first for s in batch], self.width, self.features).half()
+            windows = cut_windows(self.source, [s - self.first for s in batch], self.width, self.features).half()
             probs = self.score(windows).exp()  # [w, classes]
             bounds = [(s, min(s + self.width, self.live.taken)) for s in batch]
             for window, row in zip(window_predictions(probs, bounds, self.marking.labels, self.top_k), probs):
                 window.positive = self.marking.positive(row)
                 found.append(window)
-        drop = min(max(0, self.next - self.first), len(self.frames))
-        self.frames, self.first = self.frames[drop:], self.first + drop
+        drop = min(max(0, self.next - self.first), len(self.source) // self.live.rows)
+        self.source, self.first = self.source[drop * self.live.rows:], self.first + drop
         return found
