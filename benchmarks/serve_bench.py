@@ -66,9 +66,11 @@ from urllib.parse import urlsplit
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from helpers import random_run  # noqa: E402  (the tests' runs with random trained tensors, one writer for both)
 FSDD = Path(os.environ.get("SOFTMOA_FSDD") or ROOT.parent / "shared" / "data" / "fsdd" / "recordings")
-LABELS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 MiB = 2**20
+RANDOM_RUN = "(random tensors: benchmarks/serve_bench.py, seed {})"  # the runs' recorded command
 
 # name -> method config: the eight tasks, every built-in way of placing a task's parts
 METHODS = {
@@ -84,42 +86,6 @@ METHODS = {
 
 
 # ------------------------------------------------------------------ runs, written programmatically
-
-def write_random_run(folder: Path, backbone: str, method: dict, seed: int, max_length: int = 100) -> Path:
-    """A finished run folder of ``method`` on ``backbone`` (a model folder, or ``embedded``) whose
-    trained tensors are random: the files ``softmoa finetune`` writes, without training."""
-    from softmoa_cli.engine.config import build_config
-    from softmoa_cli.engine.data.features import FeatureConfig
-    from softmoa_cli.engine.petl.adapter_files import AdapterInfo, save_adapter, trainable_tensors
-    from softmoa_cli.engine.petl.build import build_model
-    from softmoa_cli.engine.petl.methods import with_backbone_defaults
-    from softmoa_cli.engine.runs.folder import RunFolder
-    from softmoa_cli.engine.runs.run import load_backbone
-    from softmoa_cli.engine.task import SINGLE
-
-    pretrained = load_backbone(backbone)
-    config = build_config({"data": {"dataset": "fsdd", "max_length": max_length},
-                           "model": {"checkpoint": backbone}, "method": method})
-    method_config, _ = with_backbone_defaults(config.method, pretrained.model.config.dim)
-    config = config.model_copy(update={"method": method_config})
-    model = build_model(pretrained, method_config, len(LABELS), max_length)
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if param.requires_grad:
-                noise = torch.randn(param.shape, generator=generator)
-                if "norm" in name and name.endswith("weight"):
-                    param.copy_(1 + 0.1 * noise)
-                else:
-                    param.copy_((0.5 if name.startswith("head") else 0.05) * noise)
-    run = RunFolder(folder)
-    run.start(config, [None], backbone, SINGLE, command=f"(random tensors: benchmarks/serve_bench.py, seed {seed})")
-    info = AdapterInfo(backbone, method_config.model_dump(mode="json"), LABELS, FeatureConfig(max_length=max_length),
-                       SINGLE)
-    save_adapter(run.fold_dir(None), trainable_tensors(model), info)
-    run.finish()
-    return folder
-
 
 def ast_base_backbone(folder: Path, max_length: int) -> Path:
     """A random AST-base (no head) saved as a softmoa model folder."""
@@ -280,7 +246,7 @@ def throughput(args: argparse.Namespace, work: Path) -> dict:
     backbone = "embedded" if args.backbone == "embedded" else str(ast_base_backbone(work / "ast-base", 100))
     runs = {}
     for seed, (name, method) in enumerate(METHODS.items()):
-        runs[name] = write_random_run(work / "runs" / name, backbone, method, seed)
+        runs[name] = random_run(work / "runs" / name, method, seed, backbone, command=RANDOM_RUN.format(seed))
     clips = fsdd_clips(args.fsdd, args.clips, work / "clips")
     common = ["--max-wait-ms", str(args.max_wait_ms)]
     scenarios = {
@@ -360,7 +326,8 @@ def print_throughput(args, results: dict, summary: dict) -> None:
 def memory_bench(args: argparse.Namespace, work: Path) -> dict:
     print("writing a random AST-base backbone and 8 runs on it (random tensors) ...", flush=True)
     backbone = ast_base_backbone(work / "ast-base", args.max_length)
-    runs = {name: write_random_run(work / "runs" / name, str(backbone), method, seed, args.max_length)
+    runs = {name: random_run(work / "runs" / name, method, seed, str(backbone), args.max_length,
+                             RANDOM_RUN.format(seed))
             for seed, (name, method) in enumerate(METHODS.items())}
     clips = fsdd_clips(args.fsdd, args.warm_requests, work / "clips")
     found = {}

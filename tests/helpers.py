@@ -141,12 +141,14 @@ def toy_config(method: str = "soft", data: dict | None = None, **training):
 DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 
 
-def random_run(folder: Path, method: dict, seed: int, backbone: str = "embedded", max_length: int = 100) -> Path:
+def random_run(folder: Path, method: dict, seed: int, backbone: str = "embedded", max_length: int = 100,
+               command: str | None = None) -> Path:
     """A finished run of ``method`` (its config as a dict) on ``backbone`` (``embedded`` or a
     model folder) over the ten FSDD digits, written as ``softmoa finetune`` writes one but with
     random trained tensors: adapters and LoRA pairs N(0, 0.05), the norms they train N(1, 0.1),
     the head N(0, 0.5) (every task routes its own norms and answers differently). No training:
-    serving costs the same whatever the values."""
+    serving costs the same whatever the values. ``command``: what the run records as its
+    command (``benchmarks/serve_bench.py`` writes its runs here too)."""
     import torch
 
     from softmoa_cli.engine.petl.adapter_files import AdapterInfo, save_adapter, trainable_tensors
@@ -169,7 +171,7 @@ def random_run(folder: Path, method: dict, seed: int, backbone: str = "embedded"
                 param.copy_(1 + 0.1 * noise if "norm" in name and name.endswith("weight")
                             else (0.5 if name.startswith("head") else 0.05) * noise)
     run = RunFolder(folder)
-    run.start(config.model_copy(update={"method": method_config}), [None], backbone, SINGLE)
+    run.start(config.model_copy(update={"method": method_config}), [None], backbone, SINGLE, command)
     save_adapter(folder, trainable_tensors(model), AdapterInfo(
         backbone, method_config.model_dump(mode="json"), DIGITS, FeatureConfig(max_length=max_length), SINGLE))
     run.finish()
