@@ -67,17 +67,20 @@ Checkpoint = Annotated[str | None, typer.Option(
                                "it. Default: the preset's, else the AudioSet AST if cached, else embedded.")]
 # Arguments are described in their command's help (Typer would show a Python type beside them).
 RunDir = Annotated[Path | None, typer.Argument(metavar="RUN", hidden=True, show_default=False)]
-def _home(value: Path | None) -> Path | None:
-    """``--home``: the engine reads SOFTMOA_HOME wherever it needs the home, so the flag sets it."""
-    import os
+def _sets(variable: str):
+    """A callback for a folder flag whose environment variable the engine reads wherever it needs
+    that folder (``--home``: SOFTMOA_HOME, ``--runs``: SOFTMOA_RUNS): the flag sets it."""
+    def callback(value: Path | None) -> Path | None:
+        import os
 
-    if value is not None:
-        os.environ["SOFTMOA_HOME"] = str(value)
-    return value
+        if value is not None:
+            os.environ[variable] = str(value)
+        return value
+    return callback
 
 
 Home = Annotated[Path | None, typer.Option(
-    "--home", envvar="SOFTMOA_HOME", metavar="DIR", callback=_home, show_default=False,
+    "--home", envvar="SOFTMOA_HOME", metavar="DIR", callback=_sets("SOFTMOA_HOME"), show_default=False,
     help="Data sets, feature caches and checkpoints live here (default ~/.softmoa; also SOFTMOA_HOME).")]
 
 # Options of the commands that train (finetune, ablate); each sets the run-config key of CONFIG_FLAGS.
@@ -246,16 +249,7 @@ Classifier = Annotated[str | None, typer.Option(
                                                 "ForSequenceClassification (scored with its own head and "
                                                 "preprocessor_config.json), an AST .pth, or a standalone export; "
                                                 "e.g. MIT/ast-finetuned-audioset-10-10-0.4593.")]
-def _runs(value: Path | None) -> Path | None:
-    """``--runs``: the engine reads SOFTMOA_RUNS wherever it writes or looks for runs, so the flag sets it."""
-    import os
-
-    if value is not None:
-        os.environ["SOFTMOA_RUNS"] = str(value)
-    return value
-
-
 Runs = Annotated[Path | None, typer.Option(
-    "--runs", envvar="SOFTMOA_RUNS", metavar="DIR", callback=_runs, show_default=False,
+    "--runs", envvar="SOFTMOA_RUNS", metavar="DIR", callback=_sets("SOFTMOA_RUNS"), show_default=False,
     help="Where runs are written and the most recent one is looked for (default: runs/ of the current folder; "
          "also SOFTMOA_RUNS).")]
